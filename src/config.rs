@@ -1,0 +1,213 @@
+//! The engine configuration as written by an administrator (serde, JSON): the identity
+//! schema, systems with their account schemas, correlation rules, flow rules and
+//! thresholds. A [`Config`] is only data; [`Config::validate`] turns it into a
+//! [`ValidatedConfig`], the only form the engine accepts.
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use crate::thresholds::Thresholds;
+use crate::value::ValueType;
+
+/// A whole engine configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The central identity schema.
+    pub identity: IdentitySchema,
+    /// The connected systems, in a stable order (the order written).
+    #[serde(default)]
+    pub systems: IndexMap<String, SystemConfig>,
+    /// Roles (identity processing, SPEC 7.3). Not supported by this version: a config
+    /// that sets them is refused with `unsupported_feature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<serde_json::Value>,
+    /// Lifecycle settings (SPEC 7.3). Not supported by this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<serde_json::Value>,
+}
+
+/// The attributes of the central identity ("person object").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySchema {
+    /// Attribute name to its declaration.
+    pub attributes: IndexMap<String, IdentityAttribute>,
+}
+
+/// One identity attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityAttribute {
+    /// Declared type.
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    /// Whether the attribute holds a set of values.
+    #[serde(default)]
+    pub multi: bool,
+    /// `false` makes every comparison of this attribute ignore case.
+    #[serde(default = "yes")]
+    pub case_exact: bool,
+    /// For a `reference`: the identity attribute its raw value is matched against.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_attribute: Option<String>,
+    /// A computed attribute (SPEC 7.1). Not supported by this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed: Option<serde_json::Value>,
+}
+
+/// One connected system ("account store").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// The account schema.
+    pub schema: AccountSchema,
+    /// `false` stops every attribute flow of this system, in and out.
+    #[serde(default = "yes")]
+    pub allow_flow: bool,
+    /// Whether an unmatched account creates a new identity (projection).
+    #[serde(default)]
+    pub authoritative: bool,
+    /// Ordered correlation rules; each is a conjunction of attribute pairs.
+    #[serde(default)]
+    pub correlation: Vec<Vec<CorrelationPair>>,
+    /// Attribute flow rules.
+    #[serde(default)]
+    pub flows: Vec<FlowRule>,
+    /// Change limits for imports and outbound plans.
+    #[serde(default)]
+    pub thresholds: Thresholds,
+}
+
+/// The shape of a system's accounts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSchema {
+    /// The attribute holding the primary key.
+    pub account_id: String,
+    /// The attribute holding the account's display name (may equal `account_id`).
+    pub account_name: String,
+    /// Attribute name to its declaration.
+    pub attributes: IndexMap<String, AccountAttribute>,
+}
+
+/// One account attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountAttribute {
+    /// Declared type.
+    #[serde(rename = "type")]
+    pub value_type: ValueType,
+    /// Whether the attribute holds a set of values.
+    #[serde(default)]
+    pub multi: bool,
+    /// Whether the values grant access (group memberships, roles).
+    #[serde(default)]
+    pub entitlement: bool,
+    /// `false` makes every comparison of this attribute ignore case.
+    #[serde(default = "yes")]
+    pub case_exact: bool,
+    /// For a `reference`: the identity attribute its raw value must match (checked by
+    /// prepare as `dangling_reference`).
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub match_attribute: Option<String>,
+}
+
+/// `account attribute == identity attribute`, one term of a correlation rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationPair {
+    /// Account attribute.
+    pub account: String,
+    /// Identity attribute.
+    pub identity: String,
+}
+
+/// Which way a flow rule moves values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Account to identity.
+    Inbound,
+    /// Identity to account.
+    Outbound,
+    /// Both ways.
+    Bidirectional,
+    /// No flow, except that the rule still seeds a newly provisioned account.
+    Disabled,
+}
+
+impl Direction {
+    /// Whether the rule carries values from accounts into identities.
+    pub fn is_inbound(self) -> bool {
+        matches!(self, Direction::Inbound | Direction::Bidirectional)
+    }
+    /// Whether the rule carries values from identities out to accounts.
+    pub fn is_outbound(self) -> bool {
+        matches!(self, Direction::Outbound | Direction::Bidirectional)
+    }
+}
+
+/// A rule joining one account attribute to one identity attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowRule {
+    /// Account attribute.
+    pub account: String,
+    /// Identity attribute.
+    pub identity: String,
+    /// Flow direction.
+    pub direction: Direction,
+    /// Strength when the identity attribute is empty (0..=100; 0 never creates).
+    #[serde(default)]
+    pub create: i64,
+    /// Strength when replacing a value (0..=100; 0 never replaces).
+    #[serde(default)]
+    pub update: i64,
+    /// Strength when blanking a value (0..=100; 0 never blanks).
+    #[serde(default)]
+    pub delete: i64,
+    /// `false` switches the rule off entirely (it does not even seed new accounts).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Outbound, multi-valued: the account holds exactly the desired set, manual values
+    /// included in what is removed.
+    #[serde(default)]
+    pub authoritative: bool,
+    /// Inbound transform. Not supported by this version.
+    #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
+    pub transform_in: Option<serde_json::Value>,
+    /// Outbound transform. Not supported by this version.
+    #[serde(default, rename = "out", skip_serializing_if = "Option::is_none")]
+    pub transform_out: Option<serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SystemConfig {
+    /// Declaration of an account attribute.
+    pub fn attribute(&self, name: &str) -> Option<&AccountAttribute> {
+        self.schema.attributes.get(name)
+    }
+
+    /// Enabled inbound rules, with their position in `flows` (the rule number), when the
+    /// system lets values flow at all.
+    pub fn inbound_rules(&self) -> impl Iterator<Item = (usize, &FlowRule)> {
+        let allow = self.allow_flow;
+        self.flows
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| allow && r.enabled && r.direction.is_inbound())
+    }
+
+    /// Enabled outbound rules, when the system lets values flow at all.
+    pub fn outbound_rules(&self) -> impl Iterator<Item = (usize, &FlowRule)> {
+        let allow = self.allow_flow;
+        self.flows
+            .iter()
+            .enumerate()
+            .filter(move |(_, r)| allow && r.enabled && r.direction.is_outbound())
+    }
+}

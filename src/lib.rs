@@ -1,0 +1,32 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod correlation;
+pub mod schema_change;
+pub mod diff;
+pub mod engine;
+pub mod error;
+pub mod model;
+pub mod outbound;
+pub mod prepare;
+pub mod resolution;
+pub mod scenario;
+pub mod store;
+pub mod thresholds;
+pub mod validate;
+pub mod value;
+
+pub use config::{Config, Direction, FlowRule, SystemConfig};
+pub use diff::{AccountChange, AttributeChange, ChangeKind, ImportPlan};
+pub use schema_change::ConfigChange;
+pub use engine::{Approval, ConfirmReport, Engine, ImportReport, LinkEvent};
+pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportError, OutboundError};
+pub use model::{Account, Identity, IdentityId, LinkState, Phase, Provenance};
+pub use outbound::{CreateOp, Op, OutboundPlan, UpdateOp};
+pub use prepare::{RejectionReason, Row, RowRejection, Snapshot};
+pub use resolution::{Decision, Outcome, RejectReason, WriteKind};
+pub use store::{MemoryStore, PendingPlan, PlanId, Store, StoreError};
+pub use thresholds::{Counts, Exceeded, Thresholds};
+pub use validate::{ValidatedConfig, ValidationError, ValidationErrorKind, ValidationErrors};
+pub use value::{Scalar, Value, ValueType};

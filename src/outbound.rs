@@ -1,0 +1,250 @@
+//! Outbound attribute sync and initial provisioning (SPEC 5.1, 5.2): the ops that make
+//! linked accounts hold what their identities say, never more than needed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Direction, SystemConfig};
+use crate::model::{Identity, IdentityId};
+use crate::prepare::key_text;
+use crate::store::{PlanId, Store, StoreError};
+use crate::thresholds::{Base, Counts, Exceeded};
+use crate::value::{Scalar, Value};
+
+/// Create an account for an identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CreateOp {
+    /// The target system.
+    pub system: String,
+    /// The identity the account is for.
+    pub identity: IdentityId,
+    /// The new account's key (its `account_id` value).
+    pub account: String,
+    /// Every non-empty value to write.
+    pub attributes: BTreeMap<String, Value>,
+}
+
+/// Change attributes of an existing account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UpdateOp {
+    /// The target system.
+    pub system: String,
+    /// The account key.
+    pub account: String,
+    /// The identity it is linked to.
+    pub identity: IdentityId,
+    /// Single-valued attributes to set (an empty value clears).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, Value>,
+    /// Values to add to multi-valued attributes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, Vec<Scalar>>,
+    /// Values to remove from multi-valued attributes (never a full replace).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remove: BTreeMap<String, Vec<Scalar>>,
+}
+
+/// One outbound operation for the host to carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Op {
+    /// Provision an account.
+    Create(CreateOp),
+    /// Update an account.
+    Update(UpdateOp),
+}
+
+impl Op {
+    /// The target system.
+    pub fn system(&self) -> &str {
+        match self {
+            Op::Create(c) => &c.system,
+            Op::Update(u) => &u.system,
+        }
+    }
+    /// The account key.
+    pub fn account(&self) -> &str {
+        match self {
+            Op::Create(c) => &c.account,
+            Op::Update(u) => &u.account,
+        }
+    }
+}
+
+/// An outbound value that could not be computed (it does not fit the account attribute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct OutboundSkip {
+    /// The account key.
+    pub account: String,
+    /// The account attribute.
+    pub attribute: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// The ops for one system, their counters and thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use = "an outbound plan lists ops the host must carry out and confirm"]
+#[non_exhaustive]
+pub struct OutboundPlan {
+    /// The plan's id.
+    pub id: PlanId,
+    /// The target system.
+    pub system: String,
+    /// When it was computed.
+    pub at: DateTime<Utc>,
+    /// The ops, creates first, then updates by account key.
+    pub ops: Vec<Op>,
+    /// Values that could not be computed.
+    pub skipped: Vec<OutboundSkip>,
+    /// Counters: `inserted` (creates), `updated` (accounts with `set`), `link_*`.
+    pub counts: Counts,
+    /// What was stored before.
+    pub base: Base,
+    /// Exceeded thresholds; non-empty means blocked (the ops must not be carried out
+    /// until approved).
+    pub exceeded: Vec<Exceeded>,
+}
+
+impl OutboundPlan {
+    /// Whether a threshold blocked the plan.
+    pub fn is_blocked(&self) -> bool {
+        !self.exceeded.is_empty()
+    }
+}
+
+/// The counters of a list of ops.
+pub(crate) fn count_ops(ops: &[Op]) -> Counts {
+    let mut counts = Counts::default();
+    for op in ops {
+        match op {
+            Op::Create(_) => counts.inserted += 1,
+            Op::Update(u) => {
+                counts.updated += u64::from(!u.set.is_empty());
+                let added: usize = u.add.values().map(Vec::len).sum();
+                let removed: usize = u.remove.values().map(Vec::len).sum();
+                counts.link_inserted += added as u64;
+                counts.link_deleted += removed as u64;
+                counts.link_updated += u64::from(added + removed > 0);
+            }
+        }
+    }
+    counts
+}
+
+/// The value a rule wants in the account: the identity value converted to the account
+/// attribute's type.
+fn desired(system: &SystemConfig, attribute: &str, identity_value: &Value) -> Result<Value, String> {
+    let Some(decl) = system.attribute(attribute) else {
+        return Err(format!("attribute `{attribute}` is not in the schema"));
+    };
+    identity_value
+        .convert(decl.value_type, decl.multi, decl.case_exact)
+        .map_err(|_| format!("{identity_value} does not fit account attribute `{attribute}` ({})", decl.value_type))
+}
+
+/// The update ops that bring every linked account of a system in line with its identity.
+pub(crate) fn attribute_sync(
+    system_name: &str,
+    system: &SystemConfig,
+    store: &dyn Store,
+) -> Result<(Vec<Op>, Vec<OutboundSkip>), StoreError> {
+    let mut linked = Vec::new();
+    store.visit_accounts(system_name, &mut |a| {
+        if a.identity().is_some() {
+            linked.push(a.clone());
+        }
+    })?;
+    linked.sort_by(|a, b| a.key.cmp(&b.key));
+    let rules: Vec<_> = system.outbound_rules().map(|(_, r)| r).collect();
+    let mut identities: HashMap<IdentityId, Option<Identity>> = HashMap::new();
+    let mut ops = Vec::new();
+    let mut skipped = Vec::new();
+    for account in linked {
+        let Some(id) = account.identity() else { continue };
+        if !identities.contains_key(&id) {
+            identities.insert(id, store.identity(id)?);
+        }
+        let Some(Some(identity)) = identities.get(&id) else { continue };
+        let mut op = UpdateOp {
+            system: system_name.to_owned(),
+            account: account.key.clone(),
+            identity: id,
+            set: BTreeMap::new(),
+            add: BTreeMap::new(),
+            remove: BTreeMap::new(),
+        };
+        for rule in &rules {
+            let Some(decl) = system.attribute(&rule.account) else { continue };
+            let want = match desired(system, &rule.account, identity.value(&rule.identity)) {
+                Ok(v) => v,
+                Err(reason) => {
+                    skipped.push(OutboundSkip { account: account.key.clone(), attribute: rule.account.clone(), reason });
+                    continue;
+                }
+            };
+            let held = account.value(&rule.account);
+            if !decl.multi {
+                if !want.same_as(held, decl.case_exact) {
+                    op.set.insert(rule.account.clone(), want);
+                }
+                continue;
+            }
+            let add: Vec<Scalar> =
+                want.scalars().iter().filter(|s| !held.contains(s, decl.case_exact)).cloned().collect();
+            // Without `authoritative`, only values the engine itself wrote are removed:
+            // manual assignments stay.
+            let pushed = account.pushed.get(&rule.account);
+            let remove: Vec<Scalar> = held
+                .scalars()
+                .iter()
+                .filter(|s| !want.contains(s, decl.case_exact))
+                .filter(|s| rule.authoritative || pushed.is_some_and(|p| p.iter().any(|x| x.same_as(s, decl.case_exact))))
+                .cloned()
+                .collect();
+            if !add.is_empty() {
+                op.add.insert(rule.account.clone(), add);
+            }
+            if !remove.is_empty() {
+                op.remove.insert(rule.account.clone(), remove);
+            }
+        }
+        if !(op.set.is_empty() && op.add.is_empty() && op.remove.is_empty()) {
+            ops.push(Op::Update(op));
+        }
+    }
+    Ok((ops, skipped))
+}
+
+/// The create op for provisioning an identity: every non-empty value of the enabled
+/// `outbound`, `bidirectional` or `disabled` rules. `Err` names the key attribute when
+/// no value would be written to it.
+pub(crate) fn create_op(
+    system_name: &str,
+    system: &SystemConfig,
+    identity: &Identity,
+) -> Result<(CreateOp, Vec<OutboundSkip>), String> {
+    let mut attributes = BTreeMap::new();
+    let mut skipped = Vec::new();
+    for rule in system.flows.iter().filter(|r| r.enabled && r.direction != Direction::Inbound) {
+        match desired(system, &rule.account, identity.value(&rule.identity)) {
+            Ok(v) if !v.is_empty() => {
+                attributes.insert(rule.account.clone(), v);
+            }
+            Ok(_) => {}
+            Err(reason) => skipped.push(OutboundSkip { account: String::new(), attribute: rule.account.clone(), reason }),
+        }
+    }
+    let key_attr = &system.schema.account_id;
+    let exact = system.attribute(key_attr).is_none_or(|a| a.case_exact);
+    let key = attributes.get(key_attr).and_then(|v| key_text(&v.to_json(), exact)).ok_or_else(|| key_attr.clone())?;
+    for s in &mut skipped {
+        s.account.clone_from(&key);
+    }
+    Ok((CreateOp { system: system_name.to_owned(), identity: identity.id, account: key, attributes }, skipped))
+}

@@ -1,0 +1,357 @@
+//! Checking a step's expectations against the engine's state and the step's outcome.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value as Json};
+
+use crate::engine::Engine;
+use crate::model::{IdentityId, LinkState};
+use crate::outbound::Op;
+use crate::prepare::key_text;
+use crate::scenario::format::{AccountRef, BlockedExpect, Expect};
+use crate::scenario::StepOutcome;
+use crate::value::Value;
+
+type Miss = (String, String, String);
+
+/// Resolves an identity selector `ATTR=VALUE` to the one identity holding that value.
+pub(crate) fn select(engine: &Engine, selector: &str) -> Result<IdentityId, String> {
+    let Some((attribute, value)) = selector.split_once('=') else {
+        return Err(format!("`{selector}` is not of the form ATTR=VALUE"));
+    };
+    if !engine.config().identity.attributes.contains_key(attribute) {
+        return Err(format!("identity attribute `{attribute}` is not declared"));
+    }
+    let found = engine.find_identities(attribute, &Json::String(value.to_owned())).map_err(|e| e.to_string())?;
+    match found.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(format!("no identity has {attribute} = `{value}`")),
+        many => Err(format!("{} identities have {attribute} = `{value}`", many.len())),
+    }
+}
+
+fn show(v: &Json) -> String {
+    v.to_string()
+}
+
+/// Every unmet expectation as (path, expected, actual).
+pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> Vec<Miss> {
+    let mut misses: Vec<Miss> = Vec::new();
+    let mut miss = |path: String, expected: String, actual: String| misses.push((path, expected, actual));
+
+    if let Some(identities) = &expect.identities {
+        for (selector, attributes) in identities {
+            let id = match select(engine, selector) {
+                Ok(id) => id,
+                Err(e) => {
+                    miss(format!("identities.{selector}"), "one identity".into(), e);
+                    continue;
+                }
+            };
+            let Ok(Some(identity)) = engine.identity(id) else { continue };
+            for (attribute, expected) in attributes {
+                let path = format!("identities.{selector}.{attribute}");
+                let Some(decl) = engine.config().identity.attributes.get(attribute) else {
+                    miss(path, show(expected), "no such identity attribute".into());
+                    continue;
+                };
+                let actual = identity.value(attribute);
+                match Value::from_json(expected, decl.value_type, decl.multi, decl.case_exact) {
+                    Ok(want) if &want == actual => {}
+                    Ok(_) => miss(path, show(expected), show(&actual.to_json())),
+                    Err(_) => miss(path, format!("{} (not a valid {})", show(expected), decl.value_type), show(&actual.to_json())),
+                }
+            }
+        }
+    }
+
+    if let Some(count) = expect.identity_count {
+        let actual = engine.identity_count().unwrap_or(0);
+        if actual != count {
+            miss("identity_count".into(), count.to_string(), actual.to_string());
+        }
+    }
+
+    if let Some(provenance) = &expect.provenance {
+        for (selector, attributes) in provenance {
+            let id = match select(engine, selector) {
+                Ok(id) => id,
+                Err(e) => {
+                    miss(format!("provenance.{selector}"), "one identity".into(), e);
+                    continue;
+                }
+            };
+            let Ok(Some(identity)) = engine.identity(id) else { continue };
+            for (attribute, expected) in attributes {
+                let actual = identity.provenance.get(attribute).map(|p| p.system.clone());
+                if &actual != expected {
+                    miss(format!("provenance.{selector}.{attribute}"), format!("{expected:?}"), format!("{actual:?}"));
+                }
+            }
+        }
+    }
+
+    if let Some(accounts) = &expect.accounts {
+        for (system, keys) in accounts {
+            let Some(schema) = engine.config().system(system) else {
+                miss(format!("accounts.{system}"), "a configured system".into(), "unknown system".into());
+                continue;
+            };
+            for (key, expected) in keys {
+                let path = format!("accounts.{system}.{key}");
+                let actual = engine.account(system, key).ok().flatten();
+                match (expected, actual) {
+                    (None, None) => {}
+                    (None, Some(_)) => miss(path, "absent".into(), "stored".into()),
+                    (Some(_), None) => miss(path, "stored".into(), "absent".into()),
+                    (Some(attributes), Some(account)) => {
+                        for (attribute, expected) in attributes {
+                            let path = format!("{path}.{attribute}");
+                            let Some(decl) = schema.attribute(attribute) else {
+                                miss(path, show(expected), "no such account attribute".into());
+                                continue;
+                            };
+                            let actual = account.value(attribute);
+                            match Value::from_json(expected, decl.value_type, decl.multi, decl.case_exact) {
+                                Ok(want) if &want == actual => {}
+                                _ => miss(path, show(expected), show(&actual.to_json())),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some(links) = &expect.links {
+        for (system, keys) in links {
+            for (key, expected) in keys {
+                let path = format!("links.{system}.{key}");
+                let actual = engine.account(system, key).ok().flatten().and_then(|a| a.identity());
+                let wanted = match expected {
+                    None => None,
+                    Some(selector) => match select(engine, selector) {
+                        Ok(id) => Some(id),
+                        Err(e) => {
+                            miss(path, selector.clone(), e);
+                            continue;
+                        }
+                    },
+                };
+                if wanted != actual {
+                    miss(path, format!("{expected:?}"), actual.map_or("not linked".into(), |id| id.to_string()));
+                }
+            }
+        }
+    }
+
+    if let Some(counts) = &expect.counts {
+        let actual = serde_json::to_value(outcome.counts).unwrap_or(Json::Null);
+        for (name, expected) in counts {
+            match actual.get(name).and_then(Json::as_u64) {
+                Some(v) if v == *expected => {}
+                Some(v) => miss(format!("counts.{name}"), expected.to_string(), v.to_string()),
+                None => miss(format!("counts.{name}"), expected.to_string(), "no such counter".into()),
+            }
+        }
+    }
+
+    if let Some(blocked) = &expect.blocked {
+        let actual: BTreeSet<&str> = outcome.exceeded.iter().map(String::as_str).collect();
+        let ok = match blocked {
+            BlockedExpect::Flag(flag) => *flag != actual.is_empty(),
+            BlockedExpect::Exceeded(e) => e.exceeded.iter().map(String::as_str).collect::<BTreeSet<_>>() == actual,
+        };
+        if !ok {
+            let shown = if actual.is_empty() { "false".to_owned() } else { format!("{{\"exceeded\": {actual:?}}}") };
+            miss("blocked".into(), serde_json::to_string(blocked).unwrap_or_default(), shown);
+        }
+    }
+
+    if let Some(errors) = &expect.errors {
+        let expected: BTreeSet<(String, Option<String>)> = errors.iter().map(|e| (e.kind.clone(), e.key.clone())).collect();
+        let actual: BTreeSet<(String, Option<String>)> = outcome.errors.iter().cloned().collect();
+        if expected != actual {
+            miss("errors".into(), format_pairs(&expected), format_pairs(&actual));
+        }
+    }
+
+    if let Some(rejected) = &expect.rejected {
+        let mut expected = BTreeSet::new();
+        for r in rejected {
+            match select(engine, &r.identity) {
+                Ok(id) => {
+                    expected.insert((id, r.attribute.clone(), r.system.clone(), r.reason.clone()));
+                }
+                Err(e) => miss("rejected".into(), r.identity.clone(), e),
+            }
+        }
+        let actual: BTreeSet<_> = outcome.rejected.iter().cloned().collect();
+        if expected != actual {
+            let render = |set: &BTreeSet<(IdentityId, String, String, String)>| {
+                let items: Vec<String> = set.iter().map(|(i, a, s, r)| format!("{i} {a} from {s}: {r}")).collect();
+                format!("[{}]", items.join(", "))
+            };
+            miss("rejected".into(), render(&expected), render(&actual));
+        }
+    }
+
+    for (name, wanted, state) in [("unmatched", &expect.unmatched, false), ("ambiguous", &expect.ambiguous, true)] {
+        let Some(wanted) = wanted else { continue };
+        let expected: BTreeSet<(String, String)> = wanted.iter().map(|AccountRef { system, key }| canonical_key(engine, system, key)).collect();
+        let actual: BTreeSet<(String, String)> = engine
+            .unlinked()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, _, s)| matches!(s, LinkState::Ambiguous(_)) == state)
+            .map(|(system, key, _)| (system, key))
+            .collect();
+        if expected != actual {
+            miss(name.into(), format!("{expected:?}"), format!("{actual:?}"));
+        }
+    }
+
+    if let Some(plan) = &expect.plan {
+        let mut expected = BTreeSet::new();
+        for op in plan {
+            match normalise_expected_op(engine, op) {
+                Ok(op) => {
+                    expected.insert(sorted(op).to_string());
+                }
+                Err(e) => miss("plan".into(), show(op), e),
+            }
+        }
+        let actual: BTreeSet<String> = outcome.plan.iter().map(|op| sorted(render_op(op)).to_string()).collect();
+        if expected != actual {
+            miss("plan".into(), format!("{expected:?}"), format!("{actual:?}"));
+        }
+    }
+
+    if expect.loops.is_some() {
+        miss("loops".into(), "sync-loop detection".into(), "not supported yet".into());
+    }
+    if expect.pending.is_some() {
+        miss("pending".into(), "an engine pause inbox/outbox".into(), "not supported yet".into());
+    }
+    misses
+}
+
+/// The same JSON with every object's keys in sorted order, so that equal ops render
+/// equally whatever order their file wrote them in.
+fn sorted(json: Json) -> Json {
+    match json {
+        Json::Object(map) => {
+            let mut entries: Vec<(String, Json)> = map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Json::Object(entries.into_iter().collect())
+        }
+        Json::Array(items) => Json::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+fn format_pairs(set: &BTreeSet<(String, Option<String>)>) -> String {
+    let items: Vec<String> = set
+        .iter()
+        .map(|(k, key)| match key {
+            Some(key) => format!("{{{k} {key}}}"),
+            None => format!("{{{k}}}"),
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn canonical_key(engine: &Engine, system: &str, key: &str) -> (String, String) {
+    let exact = engine.config().system(system).and_then(|s| s.attribute(&s.schema.account_id)).is_none_or(|a| a.case_exact);
+    (system.to_owned(), key_text(&Json::String(key.to_owned()), exact).unwrap_or_default())
+}
+
+/// The canonical JSON of an op: values normalised, empty maps left out.
+fn render_op(op: &Op) -> Json {
+    let values = |m: &std::collections::BTreeMap<String, Value>| -> serde_json::Map<String, Json> {
+        m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()
+    };
+    let lists = |m: &std::collections::BTreeMap<String, Vec<crate::value::Scalar>>| -> serde_json::Map<String, Json> {
+        m.iter()
+            .map(|(k, items)| {
+                let mut rendered: Vec<Json> = items.iter().map(|s| s.to_json()).collect();
+                rendered.sort_by_key(|j| j.to_string());
+                (k.clone(), Json::Array(rendered))
+            })
+            .collect()
+    };
+    match op {
+        Op::Create(c) => json!({"op": "create", "system": c.system, "identity": c.identity.get(), "attributes": values(&c.attributes)}),
+        Op::Update(u) => {
+            let mut o = serde_json::Map::new();
+            o.insert("op".into(), json!("update"));
+            o.insert("system".into(), json!(u.system));
+            o.insert("account".into(), json!(u.account));
+            for (name, map) in [("set", values(&u.set)), ("add", lists(&u.add)), ("remove", lists(&u.remove))] {
+                if !map.is_empty() {
+                    o.insert(name.into(), Json::Object(map));
+                }
+            }
+            Json::Object(o)
+        }
+    }
+}
+
+/// An expected op in the canonical form of `render_op`, its values typed by the system's
+/// schema and its identity selector resolved.
+fn normalise_expected_op(engine: &Engine, op: &Json) -> Result<Json, String> {
+    let obj = op.as_object().ok_or("an op must be an object")?;
+    let field = |name: &str| obj.get(name).and_then(Json::as_str).ok_or(format!("the op needs a string `{name}`"));
+    let kind = field("op")?;
+    let system_name = field("system")?;
+    let system = engine.config().system(system_name).ok_or(format!("system `{system_name}` is not configured"))?;
+    let allowed: &[&str] = match kind {
+        "create" => &["op", "system", "identity", "attributes"],
+        "update" => &["op", "system", "account", "set", "add", "remove"],
+        other => return Err(format!("unknown op `{other}`")),
+    };
+    if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(format!("unknown key `{unknown}` in a {kind} op"));
+    }
+    let typed = |name: &str, multi_list: bool| -> Result<serde_json::Map<String, Json>, String> {
+        let mut out = serde_json::Map::new();
+        let Some(map) = obj.get(name) else { return Ok(out) };
+        let map = map.as_object().ok_or(format!("`{name}` must be an object"))?;
+        for (attribute, raw) in map {
+            let decl = system.attribute(attribute).ok_or(format!("`{attribute}` is not an attribute of `{system_name}`"))?;
+            let multi = decl.multi || multi_list;
+            let value = Value::from_json(raw, decl.value_type, multi, decl.case_exact)
+                .map_err(|_| format!("`{raw}` is not a valid value for `{attribute}`"))?;
+            let mut rendered = value.to_json();
+            if multi_list {
+                if let Json::Array(items) = &mut rendered {
+                    items.sort_by_key(|j| j.to_string());
+                }
+            }
+            out.insert(attribute.clone(), rendered);
+        }
+        Ok(out)
+    };
+    match kind {
+        "create" => {
+            let selector = field("identity")?;
+            let id = select(engine, selector)?;
+            Ok(json!({"op": "create", "system": system_name, "identity": id.get(), "attributes": typed("attributes", false)?}))
+        }
+        _ => {
+            let account = field("account")?;
+            let (_, key) = canonical_key(engine, system_name, account);
+            let mut o = serde_json::Map::new();
+            o.insert("op".into(), json!("update"));
+            o.insert("system".into(), json!(system_name));
+            o.insert("account".into(), json!(key));
+            for (name, list) in [("set", false), ("add", true), ("remove", true)] {
+                let map = typed(name, list)?;
+                if !map.is_empty() {
+                    o.insert(name.into(), Json::Object(map));
+                }
+            }
+            Ok(Json::Object(o))
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! Scenario files (`attrflow-scenario/1`, see `SCENARIOS.md` of the project): a
+//! configuration, then steps with expectations. This module parses and runs them on an
+//! in-memory engine; it reads no files itself (the `scenario` example does).
+
+mod check;
+mod format;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+pub use format::{Expect, ImportStep, Scenario, Step};
+
+use crate::config::Config;
+use crate::engine::{Approval, Engine, ImportReport};
+use crate::error::{ConfigChangeError, ImportError};
+use crate::model::IdentityId;
+use crate::outbound::{Op, OutboundPlan};
+use crate::store::PlanId;
+use crate::thresholds::Counts;
+use crate::validate::ValidatedConfig;
+
+/// The format tag every scenario file carries.
+pub const FORMAT: &str = "attrflow-scenario/1";
+
+/// One unmet expectation or step problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Failure {
+    /// The step's index (0-based); `None` for problems with the file itself.
+    pub step: Option<usize>,
+    /// What was checked, e.g. `identities.employeeNumber=E1.phone`.
+    pub path: String,
+    /// What the file expected.
+    pub expected: String,
+    /// What happened.
+    pub actual: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.step {
+            Some(i) => write!(f, "steps[{i}]: ")?,
+            None => write!(f, "file: ")?,
+        }
+        write!(f, "{}: expected {}, actual {}", self.path, self.expected, self.actual)
+    }
+}
+
+/// The result of running one scenario: every failure (none means it passed).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Report {
+    /// The scenario's name, when the file got that far.
+    pub name: Option<String>,
+    /// Every failure.
+    pub failures: Vec<Failure>,
+}
+
+impl Report {
+    /// Whether every expectation was met.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    fn file_problem(name: Option<String>, path: &str, message: String) -> Report {
+        Report {
+            name,
+            failures: vec![Failure { step: None, path: path.to_owned(), expected: "a valid scenario".into(), actual: message }],
+        }
+    }
+}
+
+/// Parses and runs a scenario file's text. Never panics: a malformed file or an invalid
+/// configuration is reported as a failure.
+pub fn run_text(text: &str) -> Report {
+    match serde_json::from_str::<Scenario>(text) {
+        Ok(scenario) => run(&scenario),
+        Err(e) => Report::file_problem(None, "json", format!("line {}, column {}: {e}", e.line(), e.column())),
+    }
+}
+
+/// Runs a parsed scenario.
+pub fn run(scenario: &Scenario) -> Report {
+    let name = Some(scenario.name.clone());
+    if scenario.format != FORMAT {
+        return Report::file_problem(name, "format", format!("`{}` is not `{FORMAT}`", scenario.format));
+    }
+    let config = match parse_config(&scenario.config) {
+        Ok(c) => c,
+        Err(errors) => return Report::file_problem(name, "config", errors.join("; ")),
+    };
+    let mut runner = Runner { engine: Engine::new(config), confirm_on_approve: HashMap::new(), failures: Vec::new() };
+    let mut last_at: Option<DateTime<Utc>> = None;
+    for (index, step) in scenario.steps.iter().enumerate() {
+        if last_at.is_some_and(|t| step.at < t) {
+            runner.fail(index, "at", "times that never decrease".into(), step.at.to_rfc3339());
+        }
+        last_at = Some(step.at);
+        runner.step(index, step);
+    }
+    Report { name, failures: runner.failures }
+}
+
+/// Parses and validates a configuration given as JSON; `Err` holds every message.
+fn parse_config(json: &serde_json::Value) -> Result<ValidatedConfig, Vec<String>> {
+    let config: Config = serde_json::from_value(json.clone()).map_err(|e| vec![format!("the configuration does not parse: {e}")])?;
+    config.validate().map_err(|errors| errors.0.iter().map(ToString::to_string).collect())
+}
+
+/// What one step did, for the step-scoped expectations.
+#[derive(Debug, Default)]
+pub(crate) struct StepOutcome {
+    pub(crate) counts: Counts,
+    pub(crate) exceeded: Vec<String>,
+    pub(crate) errors: Vec<(String, Option<String>)>,
+    pub(crate) rejected: Vec<(IdentityId, String, String, String)>,
+    pub(crate) plan: Vec<Op>,
+}
+
+impl StepOutcome {
+    fn from_import(report: &ImportReport) -> StepOutcome {
+        StepOutcome {
+            counts: report.plan.counts,
+            exceeded: report.plan.exceeded.iter().map(|e| e.threshold.clone()).collect(),
+            errors: report.plan.rejections.iter().map(|r| (r.reason.as_str().to_owned(), r.key.clone())).collect(),
+            rejected: report
+                .rejected()
+                .map(|d| {
+                    let reason = d.reason().map_or("", |r| r.as_str()).to_owned();
+                    (d.identity, d.attribute.clone(), d.system.clone(), reason)
+                })
+                .collect(),
+            plan: Vec::new(),
+        }
+    }
+
+    fn error(kind: &str) -> StepOutcome {
+        StepOutcome { errors: vec![(kind.to_owned(), None)], ..StepOutcome::default() }
+    }
+}
+
+struct Runner {
+    engine: Engine,
+    /// Blocked outbound plans whose step asked for confirmation once approved.
+    confirm_on_approve: HashMap<PlanId, bool>,
+    failures: Vec<Failure>,
+}
+
+impl Runner {
+    fn fail(&mut self, step: usize, path: &str, expected: String, actual: String) {
+        self.failures.push(Failure { step: Some(step), path: path.to_owned(), expected, actual });
+    }
+
+    fn step(&mut self, index: usize, step: &Step) {
+        let actions = step.actions();
+        if actions.len() != 1 {
+            self.fail(index, "action", "exactly one action".into(), format!("{actions:?}"));
+            return;
+        }
+        let now = step.at;
+        let outcome = match self.act(index, step, now) {
+            Some(outcome) => outcome,
+            None => return,
+        };
+        if let Some(expect) = &step.expect {
+            let failures = check::check(&self.engine, expect, &outcome);
+            for (path, expected, actual) in failures {
+                self.fail(index, &path, expected, actual);
+            }
+        }
+    }
+
+    /// Performs the step's action; `None` when the step could not run at all (the
+    /// failure is recorded).
+    fn act(&mut self, index: usize, step: &Step, now: DateTime<Utc>) -> Option<StepOutcome> {
+        if let Some(import) = &step.import {
+            let snapshot = match import.snapshot() {
+                Ok(s) => s,
+                Err(message) => {
+                    self.fail(index, "import", "a well-formed import".into(), message);
+                    return None;
+                }
+            };
+            return Some(match self.engine.import(&import.system, &snapshot, now) {
+                Ok(report) => StepOutcome::from_import(&report),
+                Err(ImportError::Columns { problems, .. }) => StepOutcome {
+                    errors: problems.iter().map(|p| (p.kind().to_owned(), None)).collect(),
+                    ..StepOutcome::default()
+                },
+                Err(e) => StepOutcome::error(e.kind()),
+            });
+        }
+        if let Some(which) = &step.approve {
+            if which != "last" {
+                self.fail(index, "approve", "\"last\"".into(), format!("{which:?}"));
+                return None;
+            }
+            return Some(match self.engine.approve_last(now) {
+                Ok(Approval::Import(report)) => StepOutcome::from_import(&report),
+                Ok(Approval::Outbound(plan)) => {
+                    let confirm = self.confirm_on_approve.remove(&plan.id).unwrap_or(false);
+                    self.released(index, plan, confirm, now)
+                }
+                Err(e) => StepOutcome::error(e.kind()),
+            });
+        }
+        if let Some(out) = &step.outbound {
+            return Some(match self.engine.outbound(&out.system, now) {
+                Ok(plan) => self.released(index, plan, out.confirm, now),
+                Err(e) => StepOutcome::error(e.kind()),
+            });
+        }
+        if let Some(p) = &step.provision {
+            let id = self.select(index, "provision.identity", &p.identity)?;
+            return Some(match self.engine.provision(&p.system, id, now) {
+                Ok(plan) => self.released(index, plan, p.confirm, now),
+                Err(e) => StepOutcome::error(e.kind()),
+            });
+        }
+        if let Some(set) = &step.set {
+            let id = self.select(index, "set.identity", &set.identity)?;
+            let values: Vec<(String, serde_json::Value)> = set.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            return Some(match self.engine.set_attributes(id, &values, now) {
+                Ok(_) => StepOutcome::default(),
+                Err(e) => StepOutcome::error(e.kind()),
+            });
+        }
+        if let Some(config) = &step.config {
+            return Some(self.replace_config(config, step.force.unwrap_or(false), now));
+        }
+        let unsupported = [
+            ("process", step.process.is_some()),
+            ("pause", step.pause.is_some()),
+            ("resume", step.resume.is_some()),
+            ("clear_loop", step.clear_loop.is_some()),
+        ];
+        let name = unsupported.iter().find(|(_, set)| *set).map_or("?", |(n, _)| *n);
+        self.fail(index, name, "a supported action".into(), format!("`{name}` is not supported yet"));
+        None
+    }
+
+    fn replace_config(&mut self, json: &serde_json::Value, force: bool, now: DateTime<Utc>) -> StepOutcome {
+        let config: Config = match serde_json::from_value(json.clone()) {
+            Ok(c) => c,
+            Err(_) => return StepOutcome::error("invalid_config"),
+        };
+        let validated = match config.validate() {
+            Ok(v) => v,
+            Err(errors) => {
+                return StepOutcome {
+                    errors: errors.0.iter().map(|e| (e.kind().as_str().to_owned(), None)).collect(),
+                    ..StepOutcome::default()
+                }
+            }
+        };
+        match self.engine.replace_config(validated, force, now) {
+            Ok(_) => StepOutcome::default(),
+            Err(ConfigChangeError::Refused { problems }) => StepOutcome {
+                errors: problems.iter().map(|p| (p.kind().to_owned(), None)).collect(),
+                ..StepOutcome::default()
+            },
+            Err(ConfigChangeError::Invalid(errors)) => StepOutcome {
+                errors: errors.0.iter().map(|e| (e.kind().as_str().to_owned(), None)).collect(),
+                ..StepOutcome::default()
+            },
+            Err(ConfigChangeError::Store(_)) => StepOutcome::error("store"),
+        }
+    }
+
+    /// An outbound plan came back: confirm it if asked and not blocked.
+    fn released(&mut self, index: usize, plan: OutboundPlan, confirm: bool, now: DateTime<Utc>) -> StepOutcome {
+        let mut outcome = StepOutcome {
+            counts: plan.counts,
+            exceeded: plan.exceeded.iter().map(|e| e.threshold.clone()).collect(),
+            plan: plan.ops.clone(),
+            ..StepOutcome::default()
+        };
+        if plan.is_blocked() {
+            self.confirm_on_approve.insert(plan.id, confirm);
+        } else if confirm {
+            if let Err(e) = self.engine.confirm(&plan.ops, now) {
+                self.fail(index, "confirm", "the plan's ops to confirm".into(), e.to_string());
+                outcome.errors.push((e.kind().to_owned(), None));
+            }
+        }
+        outcome
+    }
+
+    fn select(&mut self, index: usize, path: &str, selector: &str) -> Option<IdentityId> {
+        match check::select(&self.engine, selector) {
+            Ok(id) => Some(id),
+            Err(message) => {
+                self.fail(index, path, format!("one identity `{selector}`"), message);
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Replacing the configuration while accounts are stored (SPEC 2.2): key changes,
+//! removed attributes, narrowed arity and changed types are checked against the stored
+//! accounts; every conflict is reported together and a refused change changes nothing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::config::SystemConfig;
+use crate::engine::Engine;
+use crate::error::{ConfigChangeError, SchemaChangeProblem};
+use crate::model::Account;
+use crate::prepare::key_text;
+use crate::store::{Store, StoreError};
+use crate::validate::ValidatedConfig;
+use crate::value::Value;
+
+/// What a configuration replacement did to stored data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConfigChange {
+    /// Conflicts that `force` overrode.
+    pub forced: Vec<String>,
+    /// Systems whose stored accounts were rewritten (their pending plans become stale).
+    pub touched_systems: Vec<String>,
+    /// Account values dropped, by system.
+    pub dropped_values: BTreeMap<String, usize>,
+}
+
+impl<S: Store> Engine<S> {
+    /// Replaces the configuration. Conflicts with stored accounts refuse the change
+    /// unless `force` is set: a changed `account_id` / `account_name` (forced: accounts
+    /// are re-keyed by the new key attribute where it gives a unique value), a removed
+    /// attribute holding values or a removed system holding accounts (forced: dropped;
+    /// identity values stay), a type change that stored values do not survive (forced:
+    /// dropped). An attribute made single-valued while an account holds several values
+    /// is refused even when forced.
+    pub fn replace_config(
+        &mut self,
+        new: ValidatedConfig,
+        force: bool,
+        now: DateTime<Utc>,
+    ) -> Result<ConfigChange, ConfigChangeError> {
+        let _ = now;
+        let old = self.config().clone();
+        let mut problems = Vec::new();
+        let mut rewrites: Vec<(String, Vec<Account>, Vec<String>, usize)> = Vec::new();
+        let mut removed_systems = Vec::new();
+        for (name, old_system) in &old.systems {
+            let mut accounts = Vec::new();
+            self.store().visit_accounts(name, &mut |a| accounts.push(a.clone()))?;
+            if accounts.is_empty() {
+                continue;
+            }
+            let Some(new_system) = new.system(name) else {
+                problems.push(SchemaChangeProblem::SystemHasAccounts { system: name.clone(), accounts: accounts.len() });
+                removed_systems.push(name.clone());
+                continue;
+            };
+            if old_system.schema == new_system.schema {
+                continue;
+            }
+            let (rewritten, removed_keys, dropped) = check_system(name, old_system, new_system, accounts, &mut problems);
+            rewrites.push((name.clone(), rewritten, removed_keys, dropped));
+        }
+        if problems.iter().any(|p| !p.forcible()) || (!problems.is_empty() && !force) {
+            return Err(ConfigChangeError::Refused { problems });
+        }
+        let mut change = ConfigChange { forced: problems.iter().map(ToString::to_string).collect(), ..ConfigChange::default() };
+        let store = self.store_mut();
+        store.begin()?;
+        let result = (|| {
+            for system in &removed_systems {
+                store.remove_system(system)?;
+                store.bump_system_version(system)?;
+                change.touched_systems.push(system.clone());
+            }
+            for (system, accounts, removed_keys, dropped) in rewrites {
+                store.remove_accounts(&system, &removed_keys)?;
+                store.put_accounts(&system, accounts)?;
+                store.bump_system_version(&system)?;
+                change.touched_systems.push(system.clone());
+                if dropped > 0 {
+                    change.dropped_values.insert(system, dropped);
+                }
+            }
+            // Identity values of attributes that no longer exist are dropped.
+            let mut orphaned = Vec::new();
+            store.visit_identities(&mut |i| {
+                if i.attributes.keys().any(|a| !new.identity.attributes.contains_key(a)) {
+                    let mut i = i.clone();
+                    i.attributes.retain(|a, _| new.identity.attributes.contains_key(a));
+                    i.provenance.retain(|a, _| new.identity.attributes.contains_key(a));
+                    orphaned.push(i);
+                }
+            })?;
+            store.put_identities(orphaned)?;
+            Ok::<(), StoreError>(())
+        })();
+        if let Err(e) = result {
+            self.store_mut().rollback();
+            return Err(e.into());
+        }
+        self.store_mut().commit()?;
+        self.set_config(new)?;
+        Ok(change)
+    }
+}
+
+/// Checks one system's stored accounts against its new schema and returns them
+/// rewritten as they would be stored under it (the forced outcome), the keys to remove
+/// (re-keyed accounts), and how many values would be dropped.
+fn check_system(
+    name: &str,
+    old: &SystemConfig,
+    new: &SystemConfig,
+    mut accounts: Vec<Account>,
+    problems: &mut Vec<SchemaChangeProblem>,
+) -> (Vec<Account>, Vec<String>, usize) {
+    for (field, from, to) in [
+        ("account_id", &old.schema.account_id, &new.schema.account_id),
+        ("account_name", &old.schema.account_name, &new.schema.account_name),
+    ] {
+        if from != to {
+            problems.push(SchemaChangeProblem::ImmutableKeyChange {
+                system: name.to_owned(),
+                field: field.to_owned(),
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+    }
+    let mut dropped = 0;
+    for (attribute, old_decl) in &old.schema.attributes {
+        let holders = accounts.iter().filter(|a| !a.value(attribute).is_empty()).count();
+        let Some(new_decl) = new.attribute(attribute) else {
+            if holders > 0 {
+                problems.push(SchemaChangeProblem::AttributeHasValues { system: name.to_owned(), attribute: attribute.clone(), accounts: holders });
+                dropped += holders;
+                for a in &mut accounts {
+                    a.set(attribute, Value::Empty);
+                    a.pushed.remove(attribute);
+                }
+            }
+            continue;
+        };
+        if old_decl.multi && !new_decl.multi {
+            let several = accounts.iter().filter(|a| a.value(attribute).len() > 1).count();
+            if several > 0 {
+                problems.push(SchemaChangeProblem::MultiValuesPresent { system: name.to_owned(), attribute: attribute.clone(), accounts: several });
+            }
+        }
+        let mut failed = 0;
+        for a in &mut accounts {
+            let value = a.value(attribute).clone();
+            match value.convert(new_decl.value_type, new_decl.multi, new_decl.case_exact) {
+                Ok(converted) => a.set(attribute, converted),
+                Err(_) if value.len() > 1 && !new_decl.multi => {}
+                Err(_) => {
+                    failed += 1;
+                    a.set(attribute, Value::Empty);
+                }
+            }
+            if !new_decl.multi {
+                a.pushed.remove(attribute);
+            }
+        }
+        if failed > 0 && old_decl.value_type != new_decl.value_type {
+            problems.push(SchemaChangeProblem::IncompatibleValues { system: name.to_owned(), attribute: attribute.clone(), accounts: failed });
+            dropped += failed;
+        }
+    }
+    // Re-key by the new key attribute where it gives a unique value.
+    let mut removed_keys = Vec::new();
+    if old.schema.account_id != new.schema.account_id {
+        let exact = new.attribute(&new.schema.account_id).is_none_or(|d| d.case_exact);
+        let new_keys: Vec<Option<String>> =
+            accounts.iter().map(|a| key_text(&a.value(&new.schema.account_id).to_json(), exact)).collect();
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for k in new_keys.iter().flatten() {
+            *counts.entry(k.as_str()).or_default() += 1;
+        }
+        let unique: Vec<Option<String>> =
+            new_keys.iter().map(|k| k.clone().filter(|k| counts.get(k.as_str()) == Some(&1))).collect();
+        for (account, key) in accounts.iter_mut().zip(unique) {
+            if let Some(key) = key {
+                if key != account.key {
+                    removed_keys.push(std::mem::replace(&mut account.key, key));
+                }
+            }
+        }
+    }
+    (accounts, removed_keys, dropped)
+}

@@ -1,0 +1,210 @@
+//! The in-memory store: the embedded default.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::model::{Account, Identity, IdentityId};
+use crate::store::{PendingPlan, PlanId, Store, StoreError};
+use crate::thresholds::Base;
+
+/// Accounts of one system, with running totals for threshold bases.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct SystemAccounts {
+    accounts: HashMap<String, Account>,
+    link_values: u64,
+    version: u64,
+}
+
+/// An in-memory [`Store`]: infallible, so a refused operation never leaves a trace.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct MemoryStore {
+    systems: BTreeMap<String, SystemAccounts>,
+    identities: BTreeMap<IdentityId, Identity>,
+    /// identity -> linked (system, key)
+    links: HashMap<IdentityId, BTreeSet<(String, String)>>,
+    /// (attribute, match key) -> identities, for the attributes of `set_index`
+    index: HashMap<(String, String), BTreeSet<IdentityId>>,
+    indexed: HashMap<String, bool>,
+    next_identity: u64,
+    next_plan: u64,
+    pending: BTreeMap<PlanId, PendingPlan>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    fn index_keys(&self, identity: &Identity) -> Vec<(String, String)> {
+        let mut keys = Vec::new();
+        for (attribute, case_exact) in &self.indexed {
+            for scalar in identity.value(attribute).scalars() {
+                keys.push((attribute.clone(), scalar.match_key(*case_exact)));
+            }
+        }
+        keys
+    }
+
+    fn unlink(&mut self, system: &str, account: &Account) {
+        if let Some(id) = account.identity() {
+            if let Some(set) = self.links.get_mut(&id) {
+                set.remove(&(system.to_owned(), account.key.clone()));
+                if set.is_empty() {
+                    self.links.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn set_index(&mut self, attributes: &[(String, bool)]) -> Result<(), StoreError> {
+        let wanted: HashMap<String, bool> = attributes.iter().cloned().collect();
+        if wanted == self.indexed {
+            return Ok(());
+        }
+        self.indexed = wanted;
+        self.index.clear();
+        let mut entries = Vec::new();
+        for identity in self.identities.values() {
+            for key in self.index_keys(identity) {
+                entries.push((key, identity.id));
+            }
+        }
+        for (key, id) in entries {
+            self.index.entry(key).or_default().insert(id);
+        }
+        Ok(())
+    }
+
+    fn account(&self, system: &str, key: &str) -> Result<Option<Account>, StoreError> {
+        Ok(self.systems.get(system).and_then(|s| s.accounts.get(key)).cloned())
+    }
+
+    fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
+        if let Some(s) = self.systems.get(system) {
+            s.accounts.values().for_each(visit);
+        }
+        Ok(())
+    }
+
+    fn account_base(&self, system: &str) -> Result<Base, StoreError> {
+        Ok(self
+            .systems
+            .get(system)
+            .map_or(Base::default(), |s| Base::new(s.accounts.len() as u64, s.link_values)))
+    }
+
+    fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
+        for account in accounts {
+            let previous = self.systems.get_mut(system).and_then(|s| s.accounts.remove(&account.key));
+            if let Some(previous) = &previous {
+                self.unlink(system, previous);
+            }
+            if let Some(id) = account.identity() {
+                self.links.entry(id).or_default().insert((system.to_owned(), account.key.clone()));
+            }
+            let entry = self.systems.entry(system.to_owned()).or_default();
+            entry.link_values = entry.link_values + account.link_values()
+                - previous.as_ref().map_or(0, Account::link_values);
+            entry.accounts.insert(account.key.clone(), account);
+        }
+        Ok(())
+    }
+
+    fn remove_accounts(&mut self, system: &str, keys: &[String]) -> Result<(), StoreError> {
+        for key in keys {
+            let removed = self.systems.get_mut(system).and_then(|s| s.accounts.remove(key));
+            if let Some(account) = removed {
+                self.unlink(system, &account);
+                if let Some(s) = self.systems.get_mut(system) {
+                    s.link_values -= account.link_values();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_system(&mut self, system: &str) -> Result<(), StoreError> {
+        let keys: Vec<String> = self.systems.get(system).map(|s| s.accounts.keys().cloned().collect()).unwrap_or_default();
+        self.remove_accounts(system, &keys)
+    }
+
+    fn accounts_of(&self, identity: IdentityId) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self.links.get(&identity).map(|s| s.iter().cloned().collect()).unwrap_or_default())
+    }
+
+    fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {
+        Ok(self.identities.get(&id).cloned())
+    }
+
+    fn visit_identities(&self, visit: &mut dyn FnMut(&Identity)) -> Result<(), StoreError> {
+        self.identities.values().for_each(visit);
+        Ok(())
+    }
+
+    fn identity_count(&self) -> Result<usize, StoreError> {
+        Ok(self.identities.len())
+    }
+
+    fn find_identities(&self, attribute: &str, match_key: &str) -> Result<Vec<IdentityId>, StoreError> {
+        Ok(self
+            .index
+            .get(&(attribute.to_owned(), match_key.to_owned()))
+            .map(|s| s.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError> {
+        for identity in identities {
+            if let Some(old) = self.identities.get(&identity.id) {
+                for key in self.index_keys(old) {
+                    if let Some(set) = self.index.get_mut(&key) {
+                        set.remove(&identity.id);
+                        if set.is_empty() {
+                            self.index.remove(&key);
+                        }
+                    }
+                }
+            }
+            for key in self.index_keys(&identity) {
+                self.index.entry(key).or_default().insert(identity.id);
+            }
+            self.next_identity = self.next_identity.max(identity.id.0);
+            self.identities.insert(identity.id, identity);
+        }
+        Ok(())
+    }
+
+    fn allocate_identity_id(&mut self) -> Result<IdentityId, StoreError> {
+        self.next_identity += 1;
+        Ok(IdentityId(self.next_identity))
+    }
+
+    fn system_version(&self, system: &str) -> Result<u64, StoreError> {
+        Ok(self.systems.get(system).map_or(0, |s| s.version))
+    }
+
+    fn bump_system_version(&mut self, system: &str) -> Result<(), StoreError> {
+        self.systems.entry(system.to_owned()).or_default().version += 1;
+        Ok(())
+    }
+
+    fn allocate_plan_id(&mut self) -> Result<PlanId, StoreError> {
+        self.next_plan += 1;
+        Ok(PlanId(self.next_plan))
+    }
+
+    fn put_pending_plan(&mut self, plan: PendingPlan) -> Result<(), StoreError> {
+        self.pending.insert(plan.id(), plan);
+        Ok(())
+    }
+
+    fn take_pending_plan(&mut self, id: PlanId) -> Result<Option<PendingPlan>, StoreError> {
+        Ok(self.pending.remove(&id))
+    }
+
+    fn pending_plans(&self) -> Result<Vec<PendingPlan>, StoreError> {
+        Ok(self.pending.values().cloned().collect())
+    }
+}

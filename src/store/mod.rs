@@ -1,0 +1,154 @@
+//! Persistence, supplied by the host: the [`Store`] trait and [`MemoryStore`], the
+//! in-memory default.
+//!
+//! # Contract
+//! The trait is synchronous, object-safe and batch-oriented (`put_*` take many records).
+//! The engine calls it only from its own methods, never concurrently. Reads must see
+//! every write made before them (read-your-writes). A store that fails returns a
+//! [`StoreError`]; the engine then stops the operation and returns the error. The
+//! engine runs every check that can refuse an operation *before* its first write, so
+//! with an infallible store (like [`MemoryStore`]) a refused operation changes nothing;
+//! a fallible store should wrap [`Store::begin`] .. [`Store::commit`] in a transaction
+//! and undo on [`Store::rollback`].
+//!
+//! `find_identities` needs an index over the attributes named by
+//! [`Store::set_index`]; the engine calls it whenever the configuration changes.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use serde::{Deserialize, Serialize};
+
+use crate::diff::ImportPlan;
+use crate::model::{Account, Identity, IdentityId};
+use crate::outbound::OutboundPlan;
+use crate::thresholds::Base;
+
+/// A failure of the host's persistence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the store failed: {message}")]
+pub struct StoreError {
+    message: String,
+}
+
+impl StoreError {
+    /// A store failure with a description.
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError { message: message.into() }
+    }
+    /// The description.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The id of a blocked plan awaiting approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PlanId(pub(crate) u64);
+
+impl PlanId {
+    /// The number behind the id.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+    /// An id from its number (for stores that persist ids).
+    pub fn from_raw(raw: u64) -> PlanId {
+        PlanId(raw)
+    }
+}
+
+impl std::fmt::Display for PlanId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "plan #{}", self.0)
+    }
+}
+
+/// A blocked plan kept for review, with the system version it was computed against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum PendingPlan {
+    /// A blocked import.
+    Import(ImportPlan),
+    /// A blocked outbound (or provisioning) plan.
+    Outbound(OutboundPlan),
+}
+
+impl PendingPlan {
+    /// The plan's id.
+    pub fn id(&self) -> PlanId {
+        match self {
+            PendingPlan::Import(p) => p.id,
+            PendingPlan::Outbound(p) => p.id,
+        }
+    }
+    /// The system the plan is for.
+    pub fn system(&self) -> &str {
+        match self {
+            PendingPlan::Import(p) => &p.system,
+            PendingPlan::Outbound(p) => &p.system,
+        }
+    }
+}
+
+/// Persistence for identities, accounts, links, provenance and pending plans.
+pub trait Store: std::fmt::Debug {
+    /// Starts a unit of work; everything until [`Store::commit`] belongs to it.
+    fn begin(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Makes the unit of work permanent.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Abandons the unit of work after a failure.
+    fn rollback(&mut self) {}
+
+    /// Declares which identity attributes `find_identities` must answer for, with
+    /// whether each compares exactly (`true`) or ignoring case.
+    fn set_index(&mut self, attributes: &[(String, bool)]) -> Result<(), StoreError>;
+
+    /// One account of a system.
+    fn account(&self, system: &str, key: &str) -> Result<Option<Account>, StoreError>;
+    /// Calls `visit` for every account of a system, in any order.
+    fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError>;
+    /// How many accounts and multi-valued values a system holds.
+    fn account_base(&self, system: &str) -> Result<Base, StoreError>;
+    /// Inserts or replaces accounts of a system.
+    fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError>;
+    /// Removes accounts of a system (absent keys are ignored).
+    fn remove_accounts(&mut self, system: &str, keys: &[String]) -> Result<(), StoreError>;
+    /// Removes every account of a system.
+    fn remove_system(&mut self, system: &str) -> Result<(), StoreError>;
+    /// `(system, key)` of every account linked to an identity, sorted.
+    fn accounts_of(&self, identity: IdentityId) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// One identity.
+    fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError>;
+    /// Calls `visit` for every identity, in id order.
+    fn visit_identities(&self, visit: &mut dyn FnMut(&Identity)) -> Result<(), StoreError>;
+    /// Number of identities.
+    fn identity_count(&self) -> Result<usize, StoreError>;
+    /// Identities whose indexed `attribute` holds a value whose match key (see
+    /// [`crate::Scalar::match_key`]) is `match_key`, sorted by id.
+    fn find_identities(&self, attribute: &str, match_key: &str) -> Result<Vec<IdentityId>, StoreError>;
+    /// Inserts or replaces identities.
+    fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError>;
+    /// Allocates the next identity id.
+    fn allocate_identity_id(&mut self) -> Result<IdentityId, StoreError>;
+
+    /// The version of a system's stored accounts (bumped by every applied change).
+    fn system_version(&self, system: &str) -> Result<u64, StoreError>;
+    /// Bumps a system's version.
+    fn bump_system_version(&mut self, system: &str) -> Result<(), StoreError>;
+
+    /// Allocates the next plan id.
+    fn allocate_plan_id(&mut self) -> Result<PlanId, StoreError>;
+    /// Keeps a blocked plan.
+    fn put_pending_plan(&mut self, plan: PendingPlan) -> Result<(), StoreError>;
+    /// Removes and returns a pending plan.
+    fn take_pending_plan(&mut self, id: PlanId) -> Result<Option<PendingPlan>, StoreError>;
+    /// Every pending plan, oldest first.
+    fn pending_plans(&self) -> Result<Vec<PendingPlan>, StoreError>;
+}

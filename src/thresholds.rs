@@ -1,0 +1,235 @@
+//! Change counters and thresholds (SPEC 2.5, 2.6): an import or outbound plan whose
+//! counters exceed a limit is blocked and applies nothing until approved.
+
+use serde::{Deserialize, Serialize};
+
+/// The counters of a plan.
+///
+/// `inserted`, `updated`, `deleted` count accounts whose single-valued attributes
+/// change (an insert or delete counts once); `link_inserted` / `link_deleted` count
+/// values added to / removed from multi-valued attributes; `link_updated` counts
+/// accounts, stored before and after, whose multi-valued attributes change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Counts {
+    /// Accounts inserted (or create ops).
+    pub inserted: u64,
+    /// Accounts whose single-valued attributes change (or accounts with `set` ops).
+    pub updated: u64,
+    /// Accounts deleted.
+    pub deleted: u64,
+    /// Values added to multi-valued attributes.
+    pub link_inserted: u64,
+    /// Accounts whose multi-valued attributes change.
+    pub link_updated: u64,
+    /// Values removed from multi-valued attributes.
+    pub link_deleted: u64,
+}
+
+impl Counts {
+    /// Whether every counter is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == Counts::default()
+    }
+}
+
+/// What was stored before a plan: the base of percentage limits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Base {
+    /// Accounts stored (base of the scalar counters and `link_updated`).
+    pub accounts: u64,
+    /// Values stored in multi-valued attributes (base of `link_inserted`, `link_deleted`).
+    pub link_values: u64,
+}
+
+impl Base {
+    /// A base of `accounts` accounts holding `link_values` multi-valued values.
+    pub fn new(accounts: u64, link_values: u64) -> Base {
+        Base { accounts, link_values }
+    }
+}
+
+/// Per-system limits. Every field is optional; a count *above* its limit exceeds it.
+/// A percentage is the count over what was stored before; with nothing stored, any
+/// non-zero count exceeds a percentage limit (a first load is reviewed).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "each field is named by the counter it limits")]
+pub struct Thresholds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inserted: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_updated: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deleted: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pct_inserted: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pct_updated: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pct_deleted: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_link_inserted: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_link_updated: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_link_deleted: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pct_link_inserted: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pct_link_updated: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pct_link_deleted: Option<f64>,
+}
+
+/// One exceeded limit, with the figures that exceeded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Exceeded {
+    /// The threshold's name as configured, e.g. `max_pct_deleted`.
+    pub threshold: String,
+    /// The counter's value.
+    pub count: u64,
+    /// The configured limit (a count or a percentage).
+    pub limit: f64,
+    /// For percentage limits: the count as a percentage of `base`; `None` for counts.
+    pub percent: Option<f64>,
+    /// For percentage limits: what was stored before.
+    pub base: Option<u64>,
+}
+
+impl Thresholds {
+    /// Each configured percentage limit with its name (for validation).
+    pub(crate) fn percentages(&self) -> [(&'static str, Option<f64>); 6] {
+        [
+            ("max_pct_inserted", self.max_pct_inserted),
+            ("max_pct_updated", self.max_pct_updated),
+            ("max_pct_deleted", self.max_pct_deleted),
+            ("max_pct_link_inserted", self.max_pct_link_inserted),
+            ("max_pct_link_updated", self.max_pct_link_updated),
+            ("max_pct_link_deleted", self.max_pct_link_deleted),
+        ]
+    }
+
+    /// Every limit that `counts` exceeds against `base`, in a fixed order.
+    pub fn check(&self, counts: &Counts, base: Base) -> Vec<Exceeded> {
+        let scalar_base = base.accounts;
+        let rows: [(&str, Option<u64>, &str, Option<f64>, u64, u64); 6] = [
+            ("max_inserted", self.max_inserted, "max_pct_inserted", self.max_pct_inserted, counts.inserted, scalar_base),
+            ("max_updated", self.max_updated, "max_pct_updated", self.max_pct_updated, counts.updated, scalar_base),
+            ("max_deleted", self.max_deleted, "max_pct_deleted", self.max_pct_deleted, counts.deleted, scalar_base),
+            ("max_link_inserted", self.max_link_inserted, "max_pct_link_inserted", self.max_pct_link_inserted, counts.link_inserted, base.link_values),
+            ("max_link_updated", self.max_link_updated, "max_pct_link_updated", self.max_pct_link_updated, counts.link_updated, scalar_base),
+            ("max_link_deleted", self.max_link_deleted, "max_pct_link_deleted", self.max_pct_link_deleted, counts.link_deleted, base.link_values),
+        ];
+        let mut exceeded = Vec::new();
+        for (name, limit, pct_name, pct_limit, count, base) in rows {
+            if let Some(limit) = limit {
+                if count > limit {
+                    exceeded.push(Exceeded {
+                        threshold: name.to_owned(),
+                        count,
+                        limit: limit as f64,
+                        percent: None,
+                        base: None,
+                    });
+                }
+            }
+            if let Some(limit) = pct_limit {
+                let (over, percent) = if base == 0 {
+                    (count > 0, if count > 0 { f64::INFINITY } else { 0.0 })
+                } else {
+                    let percent = count as f64 * 100.0 / base as f64;
+                    (percent > limit, percent)
+                };
+                if over {
+                    exceeded.push(Exceeded {
+                        threshold: pct_name.to_owned(),
+                        count,
+                        limit,
+                        percent: Some(percent),
+                        base: Some(base),
+                    });
+                }
+            }
+        }
+        exceeded
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(e: &[Exceeded]) -> Vec<&str> {
+        e.iter().map(|x| x.threshold.as_str()).collect()
+    }
+
+    fn counts(values: [u64; 6]) -> Counts {
+        let [inserted, updated, deleted, link_inserted, link_updated, link_deleted] = values;
+        Counts { inserted, updated, deleted, link_inserted, link_updated, link_deleted }
+    }
+
+    #[test]
+    fn each_absolute_counter_exceeds_only_above_its_limit() {
+        let t = Thresholds {
+            max_inserted: Some(1),
+            max_updated: Some(1),
+            max_deleted: Some(1),
+            max_link_inserted: Some(1),
+            max_link_updated: Some(1),
+            max_link_deleted: Some(1),
+            ..Thresholds::default()
+        };
+        let base = Base::new(100, 100);
+        assert!(t.check(&counts([1, 1, 1, 1, 1, 1]), base).is_empty(), "equal to the limit is allowed");
+        let all = [
+            "max_inserted",
+            "max_updated",
+            "max_deleted",
+            "max_link_inserted",
+            "max_link_updated",
+            "max_link_deleted",
+        ];
+        for (i, name) in all.iter().enumerate() {
+            let mut v = [0; 6];
+            v[i] = 2;
+            assert_eq!(names(&t.check(&counts(v), base)), vec![*name]);
+        }
+    }
+
+    #[test]
+    fn each_percentage_uses_its_own_base() {
+        let t = Thresholds {
+            max_pct_inserted: Some(10.0),
+            max_pct_updated: Some(10.0),
+            max_pct_deleted: Some(10.0),
+            max_pct_link_inserted: Some(10.0),
+            max_pct_link_updated: Some(10.0),
+            max_pct_link_deleted: Some(10.0),
+            ..Thresholds::default()
+        };
+        // 10 accounts, 100 link values: 2 accounts is 20%, 2 link values is 2%.
+        let base = Base::new(10, 100);
+        assert_eq!(
+            names(&t.check(&counts([2, 2, 2, 2, 2, 2]), base)),
+            vec!["max_pct_inserted", "max_pct_updated", "max_pct_deleted", "max_pct_link_updated"]
+        );
+        assert_eq!(names(&t.check(&counts([1, 1, 1, 11, 1, 11]), base)), vec!["max_pct_link_inserted", "max_pct_link_deleted"]);
+    }
+
+    #[test]
+    fn with_nothing_stored_any_nonzero_count_exceeds_a_percentage() {
+        let t = Thresholds { max_pct_inserted: Some(99.0), max_pct_link_inserted: Some(99.0), ..Thresholds::default() };
+        let zero = Base::new(0, 0);
+        assert!(t.check(&Counts::default(), zero).is_empty());
+        assert_eq!(names(&t.check(&counts([1, 0, 0, 0, 0, 0]), zero)), vec!["max_pct_inserted"]);
+        assert_eq!(names(&t.check(&counts([0, 0, 0, 1, 0, 0]), zero)), vec!["max_pct_link_inserted"]);
+    }
+
+    #[test]
+    fn unset_limits_never_exceed() {
+        assert!(Thresholds::default().check(&counts([9, 9, 9, 9, 9, 9]), Base::new(1, 1)).is_empty());
+    }
+}

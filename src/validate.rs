@@ -1,0 +1,471 @@
+//! Configuration validation (SPEC 2.1): every problem at once, each with its place and
+//! kind, and a "did you mean" hint where a name is close to a declared one.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::{Config, Direction, SystemConfig};
+use crate::error::ConfigError;
+use crate::value::ValueType;
+
+/// What kind of problem a validation error is. The `snake_case` name (see
+/// [`ValidationErrorKind::as_str`]) is what scenario files and reports use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ValidationErrorKind {
+    /// An `account_id` / `account_name` attribute missing from the schema or multi-valued.
+    InvalidKeyAttribute,
+    /// A boolean attribute marked `entitlement`.
+    BooleanEntitlement,
+    /// A rule or declaration naming an attribute that is not declared.
+    UnknownAttribute,
+    /// A score outside `0..=100`.
+    ScoreOutOfRange,
+    /// A `reference` identity attribute without `match`.
+    MissingMatch,
+    /// A correlation rule with no attribute pair.
+    EmptyRule,
+    /// Two enabled rules that write the same account attribute outbound.
+    ConflictingOutbound,
+    /// A percentage threshold that is negative or not a number.
+    InvalidThreshold,
+    /// A feature this version does not implement (transforms, computed attributes,
+    /// roles, lifecycle).
+    UnsupportedFeature,
+}
+
+impl ValidationErrorKind {
+    /// The stable `snake_case` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValidationErrorKind::InvalidKeyAttribute => "invalid_key_attribute",
+            ValidationErrorKind::BooleanEntitlement => "boolean_entitlement",
+            ValidationErrorKind::UnknownAttribute => "unknown_attribute",
+            ValidationErrorKind::ScoreOutOfRange => "score_out_of_range",
+            ValidationErrorKind::MissingMatch => "missing_match",
+            ValidationErrorKind::EmptyRule => "empty_rule",
+            ValidationErrorKind::ConflictingOutbound => "conflicting_outbound",
+            ValidationErrorKind::InvalidThreshold => "invalid_threshold",
+            ValidationErrorKind::UnsupportedFeature => "unsupported_feature",
+        }
+    }
+}
+
+/// Where in the configuration a problem is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Place {
+    /// The system, if the problem is inside one.
+    pub system: Option<String>,
+    /// The rule, e.g. `flows[2]` or `correlation[0]`.
+    pub rule: Option<String>,
+    /// The attribute concerned.
+    pub attribute: Option<String>,
+    /// The JSON path of the offending field, e.g. `systems.hr.flows[2].account`.
+    pub path: String,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.path)
+    }
+}
+
+/// One configuration problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidationError {
+    kind: ValidationErrorKind,
+    place: Place,
+    message: String,
+    hint: Option<String>,
+}
+
+impl ValidationError {
+    /// The kind of problem.
+    pub fn kind(&self) -> ValidationErrorKind {
+        self.kind
+    }
+    /// Where it is.
+    pub fn place(&self) -> &Place {
+        &self.place
+    }
+    /// What is wrong, in words.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+    /// A suggestion, e.g. the declared name closest to a misspelt one.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+}
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} ({})", self.place, self.message, self.kind.as_str())?;
+        if let Some(hint) = &self.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in one configuration, in document order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the configuration has {} problem(s):", self.0.len())?;
+        for e in &self.0 {
+            write!(f, "\n  - {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ValidationErrors {}
+
+/// A configuration that passed validation: the only form the engine accepts. Cheap to
+/// clone (shared).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedConfig {
+    inner: Arc<Config>,
+}
+
+impl ValidatedConfig {
+    /// Parses JSON text and validates it.
+    pub fn from_json(text: &str) -> Result<ValidatedConfig, ConfigError> {
+        let config: Config = serde_json::from_str(text).map_err(ConfigError::from_json)?;
+        config.validate().map_err(ConfigError::Invalid)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner
+    }
+
+    /// A system's configuration.
+    pub fn system(&self, name: &str) -> Option<&SystemConfig> {
+        self.inner.systems.get(name)
+    }
+}
+
+impl std::ops::Deref for ValidatedConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.inner
+    }
+}
+
+impl Config {
+    /// Checks the configuration and returns it validated, or every problem found.
+    pub fn validate(self) -> Result<ValidatedConfig, ValidationErrors> {
+        let errors = Checker::default().run(&self);
+        if errors.is_empty() {
+            Ok(ValidatedConfig { inner: Arc::new(self) })
+        } else {
+            Err(ValidationErrors(errors))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Checker {
+    errors: Vec<ValidationError>,
+}
+
+impl Checker {
+    fn push(&mut self, kind: ValidationErrorKind, place: Place, message: String, hint: Option<String>) {
+        self.errors.push(ValidationError { kind, place, message, hint });
+    }
+
+    fn run(mut self, config: &Config) -> Vec<ValidationError> {
+        let identity_names: Vec<&str> = config.identity.attributes.keys().map(String::as_str).collect();
+        for (name, attr) in &config.identity.attributes {
+            let path = format!("identity.attributes.{name}");
+            let place = Place { attribute: Some(name.clone()), path: path.clone(), ..Place::default() };
+            if attr.value_type == ValueType::Reference {
+                match &attr.match_attribute {
+                    None => self.push(
+                        ValidationErrorKind::MissingMatch,
+                        place.clone(),
+                        format!("reference attribute `{name}` needs `match`: the identity attribute its value is looked up in"),
+                        None,
+                    ),
+                    Some(target) => self.identity_attr(&identity_names, target, Place { path: format!("{path}.match"), ..place.clone() }),
+                }
+            }
+            if attr.computed.is_some() {
+                self.unsupported(Place { path: format!("{path}.computed"), ..place }, "computed attributes");
+            }
+        }
+        if config.roles.is_some() {
+            self.unsupported(Place { path: "roles".into(), ..Place::default() }, "roles");
+        }
+        if config.lifecycle.is_some() {
+            self.unsupported(Place { path: "lifecycle".into(), ..Place::default() }, "lifecycle settings");
+        }
+        for (system_name, system) in &config.systems {
+            self.system(system_name, system, &identity_names);
+        }
+        self.errors
+    }
+
+    fn unsupported(&mut self, place: Place, what: &str) {
+        self.push(
+            ValidationErrorKind::UnsupportedFeature,
+            place,
+            format!("{what} are not supported by this version of attrflow"),
+            None,
+        );
+    }
+
+    fn identity_attr(&mut self, names: &[&str], name: &str, place: Place) {
+        if !names.contains(&name) {
+            let hint = suggest(name, names);
+            self.push(
+                ValidationErrorKind::UnknownAttribute,
+                Place { attribute: Some(name.to_owned()), ..place },
+                format!("identity attribute `{name}` is not declared"),
+                hint,
+            );
+        }
+    }
+
+    fn account_attr(&mut self, system: &SystemConfig, name: &str, place: Place) {
+        if system.attribute(name).is_none() {
+            let names: Vec<&str> = system.schema.attributes.keys().map(String::as_str).collect();
+            let hint = suggest(name, &names);
+            self.push(
+                ValidationErrorKind::UnknownAttribute,
+                Place { attribute: Some(name.to_owned()), ..place },
+                format!("account attribute `{name}` is not declared in the schema"),
+                hint,
+            );
+        }
+    }
+
+    fn system(&mut self, system_name: &str, system: &SystemConfig, identity_names: &[&str]) {
+        let base = format!("systems.{system_name}");
+        let at = |path: String, rule: Option<String>, attribute: Option<&str>| Place {
+            system: Some(system_name.to_owned()),
+            rule,
+            attribute: attribute.map(str::to_owned),
+            path,
+        };
+        for (field, key) in [("account_id", &system.schema.account_id), ("account_name", &system.schema.account_name)] {
+            let place = at(format!("{base}.schema.{field}"), None, Some(key));
+            match system.attribute(key) {
+                None => {
+                    let names: Vec<&str> = system.schema.attributes.keys().map(String::as_str).collect();
+                    let hint = suggest(key, &names);
+                    self.push(
+                        ValidationErrorKind::InvalidKeyAttribute,
+                        place,
+                        format!("`{field}` names `{key}`, which is not declared in the schema"),
+                        hint,
+                    );
+                }
+                Some(attr) if attr.multi => self.push(
+                    ValidationErrorKind::InvalidKeyAttribute,
+                    place,
+                    format!("`{field}` names `{key}`, which is multi-valued; a key must be single-valued"),
+                    None,
+                ),
+                Some(_) => {}
+            }
+        }
+        for (name, attr) in &system.schema.attributes {
+            let place = at(format!("{base}.schema.attributes.{name}"), None, Some(name));
+            if attr.entitlement && attr.value_type == ValueType::Boolean {
+                self.push(
+                    ValidationErrorKind::BooleanEntitlement,
+                    place.clone(),
+                    format!("`{name}` is a boolean and cannot be an entitlement"),
+                    None,
+                );
+            }
+            if let Some(target) = &attr.match_attribute {
+                self.identity_attr(identity_names, target, Place { path: format!("{}.match", place.path), ..place });
+            }
+        }
+        for (i, rule) in system.correlation.iter().enumerate() {
+            let rule_name = format!("correlation[{i}]");
+            if rule.is_empty() {
+                self.push(
+                    ValidationErrorKind::EmptyRule,
+                    at(format!("{base}.{rule_name}"), Some(rule_name.clone()), None),
+                    "a correlation rule needs at least one attribute pair".into(),
+                    None,
+                );
+            }
+            for (j, pair) in rule.iter().enumerate() {
+                let path = format!("{base}.{rule_name}[{j}]");
+                self.account_attr(system, &pair.account, at(format!("{path}.account"), Some(rule_name.clone()), None));
+                self.identity_attr(identity_names, &pair.identity, at(format!("{path}.identity"), Some(rule_name.clone()), None));
+            }
+        }
+        let mut writers: HashMap<&str, usize> = HashMap::new();
+        for (i, rule) in system.flows.iter().enumerate() {
+            let rule_name = format!("flows[{i}]");
+            let path = format!("{base}.{rule_name}");
+            self.account_attr(system, &rule.account, at(format!("{path}.account"), Some(rule_name.clone()), None));
+            self.identity_attr(identity_names, &rule.identity, at(format!("{path}.identity"), Some(rule_name.clone()), None));
+            for (field, score) in [("create", rule.create), ("update", rule.update), ("delete", rule.delete)] {
+                if !(0..=100).contains(&score) {
+                    self.push(
+                        ValidationErrorKind::ScoreOutOfRange,
+                        at(format!("{path}.{field}"), Some(rule_name.clone()), Some(&rule.identity)),
+                        format!("`{field}` score {score} is outside 0..=100"),
+                        None,
+                    );
+                }
+            }
+            for (field, t) in [("in", &rule.transform_in), ("out", &rule.transform_out)] {
+                if t.is_some() {
+                    self.unsupported(at(format!("{path}.{field}"), Some(rule_name.clone()), Some(&rule.account)), "transforms");
+                }
+            }
+            let writes_out = rule.direction.is_outbound() || rule.direction == Direction::Disabled;
+            if rule.enabled && writes_out {
+                if let Some(first) = writers.insert(rule.account.as_str(), i) {
+                    self.push(
+                        ValidationErrorKind::ConflictingOutbound,
+                        at(path, Some(rule_name), Some(&rule.account)),
+                        format!("flows[{first}] and flows[{i}] both write account attribute `{}`", rule.account),
+                        Some("disable one of them or give them different account attributes".into()),
+                    );
+                }
+            }
+        }
+        for (name, limit) in system.thresholds.percentages() {
+            if let Some(limit) = limit {
+                if !(limit >= 0.0) {
+                    self.push(
+                        ValidationErrorKind::InvalidThreshold,
+                        at(format!("{base}.thresholds.{name}"), None, None),
+                        format!("`{name}` must be a percentage of 0 or more, not {limit}"),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The declared name closest to `name`: same letters ignoring case, or within two edits.
+fn suggest(name: &str, declared: &[&str]) -> Option<String> {
+    let lower = name.to_lowercase();
+    declared
+        .iter()
+        .map(|d| {
+            let distance = if d.to_lowercase() == lower { 0 } else { edit_distance(&lower, &d.to_lowercase()) };
+            (distance, *d)
+        })
+        .filter(|(distance, _)| *distance <= 2)
+        .min()
+        .map(|(_, d)| format!("did you mean `{d}`?"))
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row.first().copied().unwrap_or(0);
+        if let Some(first) = row.first_mut() {
+            *first = i + 1;
+        }
+        for (j, cb) in b.iter().enumerate() {
+            let above = row.get(j + 1).copied().unwrap_or(usize::MAX);
+            let left = row.get(j).copied().unwrap_or(usize::MAX);
+            let diagonal = prev + usize::from(ca != *cb);
+            prev = above;
+            if let Some(cell) = row.get_mut(j + 1) {
+                *cell = diagonal.min(above.saturating_add(1)).min(left.saturating_add(1));
+            }
+        }
+    }
+    row.last().copied().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn validate(j: serde_json::Value) -> Result<ValidatedConfig, ValidationErrors> {
+        serde_json::from_value::<Config>(j).unwrap().validate()
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_place() {
+        let errors = validate(json!({
+            "identity": {"attributes": {"employeeNumber": {"type": "string"}, "boss": {"type": "reference"}}},
+            "systems": {"hr": {
+                "schema": {"account_id": "emp", "account_name": "groups", "attributes": {
+                    "id": {"type": "string"}, "groups": {"type": "string", "multi": true},
+                    "flag": {"type": "boolean", "entitlement": true}}},
+                "correlation": [[{"account": "id", "identity": "employeNumber"}]],
+                "flows": [{"account": "Id", "identity": "employeeNumber", "direction": "inbound", "create": 101, "update": -1}]
+            }}
+        }))
+        .unwrap_err();
+        let kinds: Vec<_> = errors.0.iter().map(|e| (e.kind().as_str(), e.place().path.as_str())).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("missing_match", "identity.attributes.boss"),
+                ("invalid_key_attribute", "systems.hr.schema.account_id"),
+                ("invalid_key_attribute", "systems.hr.schema.account_name"),
+                ("boolean_entitlement", "systems.hr.schema.attributes.flag"),
+                ("unknown_attribute", "systems.hr.correlation[0][0].identity"),
+                ("unknown_attribute", "systems.hr.flows[0].account"),
+                ("score_out_of_range", "systems.hr.flows[0].create"),
+                ("score_out_of_range", "systems.hr.flows[0].update"),
+            ]
+        );
+        let typo = errors.0.iter().find(|e| e.place().path.ends_with("correlation[0][0].identity")).unwrap();
+        assert_eq!(typo.hint(), Some("did you mean `employeeNumber`?"));
+        assert_eq!(typo.place().system.as_deref(), Some("hr"));
+        assert_eq!(typo.place().rule.as_deref(), Some("correlation[0]"));
+    }
+
+    #[test]
+    fn a_sound_config_validates() {
+        let ok = validate(json!({
+            "identity": {"attributes": {"employeeNumber": {"type": "string"}}},
+            "systems": {"hr": {
+                "schema": {"account_id": "id", "account_name": "id", "attributes": {"id": {"type": "string"}}},
+                "flows": [{"account": "id", "identity": "employeeNumber", "direction": "inbound", "create": 100}]
+            }}
+        }));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn two_rules_writing_one_account_attribute_conflict() {
+        let errors = validate(json!({
+            "identity": {"attributes": {"a": {"type": "string"}, "b": {"type": "string"}}},
+            "systems": {"ad": {
+                "schema": {"account_id": "id", "account_name": "id", "attributes": {"id": {"type": "string"}}},
+                "flows": [{"account": "id", "identity": "a", "direction": "outbound"},
+                          {"account": "id", "identity": "b", "direction": "disabled"}]
+            }}
+        }))
+        .unwrap_err();
+        assert_eq!(errors.0.len(), 1);
+        assert_eq!(errors.0[0].kind(), ValidationErrorKind::ConflictingOutbound);
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(suggest("Dept", &["dept", "title"]).as_deref(), Some("did you mean `dept`?"));
+        assert_eq!(suggest("zzzz", &["dept"]), None);
+    }
+}

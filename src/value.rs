@@ -1,0 +1,407 @@
+//! Attribute values (SPEC 1): typed scalars, single and multi-valued values, the one
+//! "empty" value, and comparison that honours `case_exact`.
+
+use std::cmp::Ordering;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The declared type of an attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueType {
+    /// Text, compared exactly unless the attribute says `"case_exact": false`.
+    String,
+    /// A signed 64-bit integer.
+    Integer,
+    /// `true` or `false`.
+    Boolean,
+    /// A calendar date, `YYYY-MM-DD`.
+    Date,
+    /// An RFC 3339 date and time, stored in UTC.
+    Datetime,
+    /// The raw value of another identity's attribute (e.g. a manager's employee number).
+    Reference,
+}
+
+impl fmt::Display for ValueType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ValueType::String => "string",
+            ValueType::Integer => "integer",
+            ValueType::Boolean => "boolean",
+            ValueType::Date => "date",
+            ValueType::Datetime => "datetime",
+            ValueType::Reference => "reference",
+        })
+    }
+}
+
+/// One typed value. Strings and references share the `Text` variant: the attribute's
+/// declared type says which it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scalar {
+    /// A string or a reference.
+    Text(String),
+    /// An integer.
+    Integer(i64),
+    /// A boolean.
+    Boolean(bool),
+    /// A date.
+    Date(NaiveDate),
+    /// A date and time in UTC.
+    Datetime(DateTime<Utc>),
+}
+
+impl Scalar {
+    /// Parses `text` as a value of type `ty` (the form a CSV cell or a JSON string has).
+    pub fn parse(text: &str, ty: ValueType) -> Option<Scalar> {
+        match ty {
+            ValueType::String | ValueType::Reference => Some(Scalar::Text(text.to_owned())),
+            ValueType::Integer => text.trim().parse().ok().map(Scalar::Integer),
+            ValueType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
+                "true" => Some(Scalar::Boolean(true)),
+                "false" => Some(Scalar::Boolean(false)),
+                _ => None,
+            },
+            ValueType::Date => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .ok()
+                .map(Scalar::Date),
+            ValueType::Datetime => DateTime::parse_from_rfc3339(text.trim())
+                .ok()
+                .map(|d| Scalar::Datetime(d.with_timezone(&Utc))),
+        }
+    }
+
+    /// Parses one JSON element as type `ty`. Strings parse by `parse`; JSON numbers are
+    /// accepted for integers, JSON booleans for booleans. Anything else is `None`.
+    pub fn from_json(json: &serde_json::Value, ty: ValueType) -> Option<Scalar> {
+        match json {
+            serde_json::Value::String(s) => Scalar::parse(s, ty),
+            serde_json::Value::Number(n) if ty == ValueType::Integer => {
+                n.as_i64().map(Scalar::Integer)
+            }
+            serde_json::Value::Bool(b) if ty == ValueType::Boolean => Some(Scalar::Boolean(*b)),
+            _ => None,
+        }
+    }
+
+    /// The plain JSON form: a string, a number or a boolean.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Scalar::Text(s) => serde_json::Value::String(s.clone()),
+            Scalar::Integer(i) => serde_json::Value::from(*i),
+            Scalar::Boolean(b) => serde_json::Value::Bool(*b),
+            Scalar::Date(_) | Scalar::Datetime(_) => serde_json::Value::String(self.to_string()),
+        }
+    }
+
+    /// Converts this value to type `ty` through its text form (a date flowing into a
+    /// string attribute, a string into a reference). `None` if it does not parse.
+    pub fn convert(&self, ty: ValueType) -> Option<Scalar> {
+        match (self, ty) {
+            (Scalar::Text(_), ValueType::String | ValueType::Reference)
+            | (Scalar::Integer(_), ValueType::Integer)
+            | (Scalar::Boolean(_), ValueType::Boolean)
+            | (Scalar::Date(_), ValueType::Date)
+            | (Scalar::Datetime(_), ValueType::Datetime) => Some(self.clone()),
+            _ => Scalar::parse(&self.to_string(), ty),
+        }
+    }
+
+    /// Whether two scalars are the same value; `case_exact: false` ignores case of text.
+    pub fn same_as(&self, other: &Scalar, case_exact: bool) -> bool {
+        match (self, other) {
+            (Scalar::Text(a), Scalar::Text(b)) if !case_exact => {
+                a == b || a.to_lowercase() == b.to_lowercase()
+            }
+            _ => self == other,
+        }
+    }
+
+    /// The text under which this value is matched and indexed: its display form,
+    /// lower-cased when the attribute ignores case.
+    pub fn match_key(&self, case_exact: bool) -> String {
+        let text = self.to_string();
+        if case_exact {
+            text
+        } else {
+            text.to_lowercase()
+        }
+    }
+
+    fn cmp_folded(&self, other: &Scalar, case_exact: bool) -> Ordering {
+        match (self, other) {
+            (Scalar::Text(a), Scalar::Text(b)) if !case_exact => a
+                .to_lowercase()
+                .cmp(&b.to_lowercase())
+                .then_with(|| a.cmp(b)),
+            _ => self.cmp(other),
+        }
+    }
+}
+
+impl fmt::Display for Scalar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scalar::Text(s) => f.write_str(s),
+            Scalar::Integer(i) => write!(f, "{i}"),
+            Scalar::Boolean(b) => write!(f, "{b}"),
+            Scalar::Date(d) => write!(f, "{}", d.format("%Y-%m-%d")),
+            Scalar::Datetime(d) => f.write_str(&d.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+        }
+    }
+}
+
+/// An attribute value. `null`, `""` and `[]` are all [`Value::Empty`]; a multi-valued
+/// value is a set, kept sorted and free of duplicates so that equal sets compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Value {
+    /// No value.
+    #[default]
+    Empty,
+    /// One value of a single-valued attribute.
+    Single(Scalar),
+    /// The non-empty value set of a multi-valued attribute.
+    Multi(Vec<Scalar>),
+}
+
+/// Why a raw value does not fit its attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueProblem {
+    /// Several values for a single-valued attribute.
+    MultipleValues,
+    /// A value that does not parse as the declared type.
+    InvalidValue,
+}
+
+impl Value {
+    /// Builds a multi value from scalars: sorts and removes duplicates (ignoring case
+    /// when `case_exact` is false, keeping the first spelling in sort order).
+    pub fn multi(mut items: Vec<Scalar>, case_exact: bool) -> Value {
+        items.retain(|s| !matches!(s, Scalar::Text(t) if t.is_empty()));
+        items.sort_by(|a, b| a.cmp_folded(b, case_exact));
+        items.dedup_by(|a, b| a.same_as(b, case_exact));
+        if items.is_empty() {
+            Value::Empty
+        } else {
+            Value::Multi(items)
+        }
+    }
+
+    /// Builds a single value; an empty string is [`Value::Empty`].
+    pub fn single(item: Scalar) -> Value {
+        match &item {
+            Scalar::Text(t) if t.is_empty() => Value::Empty,
+            _ => Value::Single(item),
+        }
+    }
+
+    /// Parses a JSON value for an attribute of type `ty`, single or `multi`.
+    pub fn from_json(
+        json: &serde_json::Value,
+        ty: ValueType,
+        multi: bool,
+        case_exact: bool,
+    ) -> Result<Value, ValueProblem> {
+        let parse_one = |j: &serde_json::Value| -> Result<Option<Scalar>, ValueProblem> {
+            match j {
+                serde_json::Value::Null => Ok(None),
+                serde_json::Value::String(s) if s.is_empty() => Ok(None),
+                other => Scalar::from_json(other, ty)
+                    .map(Some)
+                    .ok_or(ValueProblem::InvalidValue),
+            }
+        };
+        match json {
+            serde_json::Value::Array(items) => {
+                let mut parsed = Vec::with_capacity(items.len());
+                for item in items {
+                    if item.is_array() || item.is_object() {
+                        return Err(ValueProblem::InvalidValue);
+                    }
+                    if let Some(s) = parse_one(item)? {
+                        parsed.push(s);
+                    }
+                }
+                if multi {
+                    Ok(Value::multi(parsed, case_exact))
+                } else {
+                    match parsed.len() {
+                        0 => Ok(Value::Empty),
+                        1 => Ok(parsed.pop().map_or(Value::Empty, Value::single)),
+                        _ => Err(ValueProblem::MultipleValues),
+                    }
+                }
+            }
+            serde_json::Value::Object(_) => Err(ValueProblem::InvalidValue),
+            other => {
+                let one = parse_one(other)?;
+                Ok(match (one, multi) {
+                    (None, _) => Value::Empty,
+                    (Some(s), true) => Value::multi(vec![s], case_exact),
+                    (Some(s), false) => Value::single(s),
+                })
+            }
+        }
+    }
+
+    /// The plain JSON form: `null`, a scalar, or an array.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Value::Empty => serde_json::Value::Null,
+            Value::Single(s) => s.to_json(),
+            Value::Multi(items) => serde_json::Value::Array(items.iter().map(Scalar::to_json).collect()),
+        }
+    }
+
+    /// Whether this is the empty value.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Value::Empty)
+    }
+
+    /// The scalars of this value (none, one, or the set).
+    pub fn scalars(&self) -> &[Scalar] {
+        match self {
+            Value::Empty => &[],
+            Value::Single(s) => std::slice::from_ref(s),
+            Value::Multi(items) => items,
+        }
+    }
+
+    /// Number of scalars held (0 for empty).
+    pub fn len(&self) -> usize {
+        self.scalars().len()
+    }
+
+    /// Whether two values are the same (empty == empty; sets compare as sets;
+    /// `case_exact: false` ignores case).
+    pub fn same_as(&self, other: &Value, case_exact: bool) -> bool {
+        if case_exact {
+            return self == other;
+        }
+        let (a, b) = (self.scalars(), other.scalars());
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.same_as(y, false))
+    }
+
+    /// Whether `item` is one of this value's scalars.
+    pub fn contains(&self, item: &Scalar, case_exact: bool) -> bool {
+        self.scalars().iter().any(|s| s.same_as(item, case_exact))
+    }
+
+    /// Converts this value to an attribute of type `ty` and arity `multi`. A set with
+    /// one element becomes that element; a set of several cannot become single.
+    pub fn convert(&self, ty: ValueType, multi: bool, case_exact: bool) -> Result<Value, ValueProblem> {
+        let converted = self
+            .scalars()
+            .iter()
+            .map(|s| s.convert(ty).ok_or(ValueProblem::InvalidValue))
+            .collect::<Result<Vec<_>, _>>()?;
+        if multi {
+            Ok(Value::multi(converted, case_exact))
+        } else {
+            let mut converted = converted;
+            match converted.len() {
+                0 => Ok(Value::Empty),
+                1 => Ok(converted.pop().map_or(Value::Empty, Value::single)),
+                _ => Err(ValueProblem::MultipleValues),
+            }
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Empty => f.write_str("(empty)"),
+            Value::Single(s) => write!(f, "`{s}`"),
+            Value::Multi(items) => {
+                f.write_str("[")?;
+                for (i, s) in items.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "`{s}`")?;
+                }
+                f.write_str("]")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn null_empty_string_and_empty_list_are_one_empty_value() {
+        for j in [json!(null), json!(""), json!([]), json!([null, ""])] {
+            assert_eq!(Value::from_json(&j, ValueType::String, false, true), Ok(Value::Empty));
+            assert_eq!(Value::from_json(&j, ValueType::String, true, true), Ok(Value::Empty));
+        }
+    }
+
+    #[test]
+    fn multi_values_are_sets() {
+        let a = Value::from_json(&json!(["b", "a", "b"]), ValueType::String, true, true).unwrap();
+        let b = Value::from_json(&json!(["a", "b"]), ValueType::String, true, true).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 2);
+    }
+
+    #[test]
+    fn one_element_list_is_that_value_and_two_are_refused() {
+        assert_eq!(
+            Value::from_json(&json!(["x"]), ValueType::String, false, true),
+            Ok(Value::Single(Scalar::Text("x".into())))
+        );
+        assert_eq!(
+            Value::from_json(&json!(["x", "y"]), ValueType::String, false, true),
+            Err(ValueProblem::MultipleValues)
+        );
+    }
+
+    #[test]
+    fn types_parse_or_are_invalid() {
+        assert!(Value::from_json(&json!("2020-01-15"), ValueType::Date, false, true).is_ok());
+        assert_eq!(
+            Value::from_json(&json!("15/01/2020"), ValueType::Date, false, true),
+            Err(ValueProblem::InvalidValue)
+        );
+        assert_eq!(
+            Value::from_json(&json!(12), ValueType::Integer, false, true),
+            Ok(Value::Single(Scalar::Integer(12)))
+        );
+        assert_eq!(
+            Value::from_json(&json!("yes"), ValueType::Boolean, false, true),
+            Err(ValueProblem::InvalidValue)
+        );
+        assert_eq!(
+            Value::from_json(&json!(12), ValueType::String, false, true),
+            Err(ValueProblem::InvalidValue)
+        );
+        assert!(Value::from_json(&json!("2026-01-01T10:00:00+02:00"), ValueType::Datetime, false, true).is_ok());
+        assert!(Value::from_json(&json!({"a": 1}), ValueType::String, false, true).is_err());
+    }
+
+    #[test]
+    fn case_insensitive_comparison_and_dedup() {
+        let a = Value::single(Scalar::Text("Sales".into()));
+        let b = Value::single(Scalar::Text("SALES".into()));
+        assert!(a.same_as(&b, false));
+        assert!(!a.same_as(&b, true));
+        let set = Value::from_json(&json!(["G1", "g1", "G2"]), ValueType::String, true, false).unwrap();
+        assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn datetime_is_normalised_to_utc() {
+        let a = Value::from_json(&json!("2026-01-01T10:00:00+02:00"), ValueType::Datetime, false, true).unwrap();
+        let b = Value::from_json(&json!("2026-01-01T08:00:00Z"), ValueType::Datetime, false, true).unwrap();
+        assert_eq!(a, b);
+    }
+}
