@@ -49,7 +49,9 @@ pub(crate) fn correlate(
     'rules: for rule in &system.correlation {
         let mut matched: Option<BTreeSet<IdentityId>> = None;
         for pair in rule {
-            let Some(target) = config.identity.attributes.get(&pair.identity) else { continue 'rules };
+            let Some(target) = config.identity.attributes.get(&pair.identity) else {
+                continue 'rules;
+            };
             let value = account.value(&pair.account);
             if value.is_empty() {
                 continue 'rules;
@@ -57,7 +59,9 @@ pub(crate) fn correlate(
             // Values are compared as the identity attribute's type and case rule.
             let mut found = BTreeSet::new();
             for scalar in value.scalars() {
-                let Some(converted) = scalar.convert(target.value_type) else { continue };
+                let Some(converted) = scalar.convert(target.value_type) else {
+                    continue;
+                };
                 found.extend(store.find_identities(&pair.identity, &converted.match_key(target.case_exact))?);
             }
             let narrowed = match matched {

@@ -97,9 +97,17 @@ pub(crate) fn diff(
                     .values
                     .iter()
                     .filter(|(_, v)| !v.is_empty())
-                    .map(|(a, v)| AttributeChange { attribute: a.clone(), old: Value::Empty, new: v.clone() })
+                    .map(|(a, v)| AttributeChange {
+                        attribute: a.clone(),
+                        old: Value::Empty,
+                        new: v.clone(),
+                    })
                     .collect();
-                changes.push(AccountChange { key: row.key.clone(), kind: ChangeKind::Insert, attributes });
+                changes.push(AccountChange {
+                    key: row.key.clone(),
+                    kind: ChangeKind::Insert,
+                    attributes,
+                });
             }
             Some(stored) => {
                 let attributes: Vec<AttributeChange> = row
@@ -109,10 +117,18 @@ pub(crate) fn diff(
                         let exact = system.attribute(a).is_none_or(|d| d.case_exact);
                         !stored.value(a).same_as(new, exact)
                     })
-                    .map(|(a, new)| AttributeChange { attribute: a.clone(), old: stored.value(a).clone(), new: new.clone() })
+                    .map(|(a, new)| AttributeChange {
+                        attribute: a.clone(),
+                        old: stored.value(a).clone(),
+                        new: new.clone(),
+                    })
                     .collect();
                 if !attributes.is_empty() {
-                    changes.push(AccountChange { key: row.key.clone(), kind: ChangeKind::Update, attributes });
+                    changes.push(AccountChange {
+                        key: row.key.clone(),
+                        kind: ChangeKind::Update,
+                        attributes,
+                    });
                 } else if stored.identity().is_none() {
                     retry.push(row.key.clone());
                 }
@@ -133,9 +149,17 @@ pub(crate) fn diff(
             let attributes = stored
                 .attributes
                 .iter()
-                .map(|(a, v)| AttributeChange { attribute: a.clone(), old: v.clone(), new: Value::Empty })
+                .map(|(a, v)| AttributeChange {
+                    attribute: a.clone(),
+                    old: v.clone(),
+                    new: Value::Empty,
+                })
                 .collect();
-            changes.push(AccountChange { key, kind: ChangeKind::Delete, attributes });
+            changes.push(AccountChange {
+                key,
+                kind: ChangeKind::Delete,
+                attributes,
+            });
         }
     }
     changes.sort_by(|a, b| a.key.cmp(&b.key));
@@ -149,10 +173,22 @@ pub(crate) fn count(system: &SystemConfig, changes: &[AccountChange]) -> Counts 
         let mut scalar_changed = false;
         let mut multi_changed = false;
         for c in &change.attributes {
-            let Some(decl) = system.attribute(&c.attribute) else { continue };
+            let Some(decl) = system.attribute(&c.attribute) else {
+                continue;
+            };
             if decl.multi {
-                let added = c.new.scalars().iter().filter(|s| !c.old.contains(s, decl.case_exact)).count() as u64;
-                let removed = c.old.scalars().iter().filter(|s| !c.new.contains(s, decl.case_exact)).count() as u64;
+                let added = c
+                    .new
+                    .scalars()
+                    .iter()
+                    .filter(|s| !c.old.contains(s, decl.case_exact))
+                    .count() as u64;
+                let removed = c
+                    .old
+                    .scalars()
+                    .iter()
+                    .filter(|s| !c.new.contains(s, decl.case_exact))
+                    .count() as u64;
                 counts.link_inserted += added;
                 counts.link_deleted += removed;
                 multi_changed |= added + removed > 0;

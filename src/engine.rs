@@ -135,7 +135,12 @@ impl<S: Store> Engine<S> {
     /// A whole-import refusal (unknown system, dropped or unknown column) is an `Err` and
     /// changes nothing. Rejected rows and rejected decisions are part of the report. A
     /// blocked plan applies nothing; it is kept for [`Engine::approve`].
-    pub fn import(&mut self, system: &str, snapshot: &Snapshot, now: DateTime<Utc>) -> Result<ImportReport, ImportError> {
+    pub fn import(
+        &mut self,
+        system: &str,
+        snapshot: &Snapshot,
+        now: DateTime<Utc>,
+    ) -> Result<ImportReport, ImportError> {
         let Some(system_config) = self.system(system) else {
             return Err(ImportError::UnknownSystem(system.to_owned()));
         };
@@ -173,7 +178,12 @@ impl<S: Store> Engine<S> {
             }
             self.store.put_pending_plan(PendingPlan::Import(plan.clone()))?;
             self.store.commit()?;
-            return Ok(ImportReport { plan, applied: false, links: Vec::new(), decisions: Vec::new() });
+            return Ok(ImportReport {
+                plan,
+                applied: false,
+                links: Vec::new(),
+                decisions: Vec::new(),
+            });
         }
         self.apply_import(plan, &system_config)
     }
@@ -183,7 +193,12 @@ impl<S: Store> Engine<S> {
         match self.apply_import_inner(&plan, system) {
             Ok((links, decisions)) => {
                 self.store.commit()?;
-                Ok(ImportReport { plan, applied: true, links, decisions })
+                Ok(ImportReport {
+                    plan,
+                    applied: true,
+                    links,
+                    decisions,
+                })
             }
             Err(e) => {
                 self.store.rollback();
@@ -211,7 +226,10 @@ impl<S: Store> Engine<S> {
                     removed.push(change.key.clone());
                 }
                 ChangeKind::Insert | ChangeKind::Update => {
-                    let mut account = self.store.account(name, &change.key)?.unwrap_or_else(|| Account::new(&change.key));
+                    let mut account = self
+                        .store
+                        .account(name, &change.key)?
+                        .unwrap_or_else(|| Account::new(&change.key));
                     for c in &change.attributes {
                         account.set(&c.attribute, c.new.clone());
                     }
@@ -237,7 +255,9 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 ChangeKind::Insert | ChangeKind::Update => {
-                    let Some(account) = self.store.account(name, &change.key)? else { continue };
+                    let Some(account) = self.store.account(name, &change.key)? else {
+                        continue;
+                    };
                     match account.identity() {
                         Some(id) => {
                             for c in &change.attributes {
@@ -263,7 +283,12 @@ impl<S: Store> Engine<S> {
 
     /// Correlates an unlinked account; links, projects or records it as unmatched or
     /// ambiguous; a newly linked account offers all its values.
-    fn correlate_account(&mut self, system: &SystemConfig, mut account: Account, work: &mut Work) -> Result<(), StoreError> {
+    fn correlate_account(
+        &mut self,
+        system: &SystemConfig,
+        mut account: Account,
+        work: &mut Work,
+    ) -> Result<(), StoreError> {
         let outcome = correlate(&self.config, system, &account, &self.store)?;
         let mut projected = false;
         account.link = match outcome {
@@ -282,7 +307,11 @@ impl<S: Store> Engine<S> {
                 work.offer(system, &self.config, &account.key, id, attribute, value);
             }
         }
-        work.links.push(LinkEvent { account: account.key.clone(), state: account.link.clone(), projected });
+        work.links.push(LinkEvent {
+            account: account.key.clone(),
+            state: account.link.clone(),
+            projected,
+        });
         self.store.put_accounts(work.system, vec![account])
     }
 
@@ -295,19 +324,30 @@ impl<S: Store> Engine<S> {
         let mut changed = BTreeMap::new();
         let mut decisions = Vec::new();
         for ((id, attribute), group) in groups {
-            if !identities.contains_key(&id) {
-                let Some(identity) = self.store.identity(id)? else { continue };
-                identities.insert(id, identity);
-            }
-            let Some(identity) = identities.get_mut(&id) else { continue };
-            let exact = self.config.identity.attributes.get(&attribute).is_none_or(|a| a.case_exact);
+            let identity = match identities.entry(id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => match self.store.identity(id)? {
+                    Some(identity) => e.insert(identity),
+                    None => continue,
+                },
+            };
+            let exact = self
+                .config
+                .identity
+                .attributes
+                .get(&attribute)
+                .is_none_or(|a| a.case_exact);
             let made = resolve_group(identity, group, exact);
             if made.iter().any(|d| d.outcome == Outcome::Applied) {
                 changed.insert(id, ());
             }
             decisions.extend(made);
         }
-        let changed: Vec<Identity> = identities.into_iter().filter(|(id, _)| changed.contains_key(id)).map(|(_, i)| i).collect();
+        let changed: Vec<Identity> = identities
+            .into_iter()
+            .filter(|(id, _)| changed.contains_key(id))
+            .map(|(_, i)| i)
+            .collect();
         self.store.put_identities(changed)?;
         Ok(decisions)
     }
@@ -321,7 +361,13 @@ impl<S: Store> Engine<S> {
 
     /// Approves the most recently blocked plan (see [`Engine::approve`]).
     pub fn approve_last(&mut self, now: DateTime<Utc>) -> Result<Approval, ApproveError> {
-        let last = self.store.pending_plans()?.iter().map(PendingPlan::id).max().ok_or(ApproveError::NoBlockedPlan)?;
+        let last = self
+            .store
+            .pending_plans()?
+            .iter()
+            .map(PendingPlan::id)
+            .max()
+            .ok_or(ApproveError::NoBlockedPlan)?;
         self.approve(last, now)
     }
 
@@ -342,8 +388,13 @@ impl<S: Store> Engine<S> {
         let Some(taken) = self.store.take_pending_plan(plan)? else {
             return Err(ApproveError::UnknownPlan(plan));
         };
-        let stale = ApproveError::StalePlan { plan, system: taken.system().to_owned() };
-        let Some(system) = self.system(taken.system()) else { return Err(stale) };
+        let stale = ApproveError::StalePlan {
+            plan,
+            system: taken.system().to_owned(),
+        };
+        let Some(system) = self.system(taken.system()) else {
+            return Err(stale);
+        };
         match taken {
             PendingPlan::Import(mut p) => {
                 if self.store.system_version(&p.system)? != p.version {
@@ -360,7 +411,9 @@ impl<S: Store> Engine<S> {
                 let fresh = match p.ops.first() {
                     Some(Op::Create(c)) => {
                         let identity = self.store.identity(c.identity)?;
-                        identity.and_then(|i| create_op(&p.system, &system, &i).ok()).map(|(op, _)| vec![Op::Create(op)])
+                        identity
+                            .and_then(|i| create_op(&p.system, &system, &i).ok())
+                            .map(|(op, _)| vec![Op::Create(op)])
                     }
                     _ => Some(attribute_sync(&p.system, &system, &self.store)?.0),
                 };
@@ -388,7 +441,12 @@ impl<S: Store> Engine<S> {
 
     /// Provisions an account for an identity in a system: one `create` op seeded by
     /// every enabled rule whose direction is `outbound`, `bidirectional` or `disabled`.
-    pub fn provision(&mut self, system: &str, identity: IdentityId, now: DateTime<Utc>) -> Result<OutboundPlan, OutboundError> {
+    pub fn provision(
+        &mut self,
+        system: &str,
+        identity: IdentityId,
+        now: DateTime<Utc>,
+    ) -> Result<OutboundPlan, OutboundError> {
         let Some(config) = self.system(system) else {
             return Err(OutboundError::UnknownSystem(system.to_owned()));
         };
@@ -396,7 +454,11 @@ impl<S: Store> Engine<S> {
             return Err(OutboundError::UnknownIdentity(identity));
         };
         if let Some((_, account)) = self.store.accounts_of(identity)?.into_iter().find(|(s, _)| s == system) {
-            return Err(OutboundError::AlreadyProvisioned { identity, system: system.to_owned(), account });
+            return Err(OutboundError::AlreadyProvisioned {
+                identity,
+                system: system.to_owned(),
+                account,
+            });
         }
         let (op, skipped) = create_op(system, &config, &record).map_err(|attribute| OutboundError::NoAccountId {
             identity,
@@ -456,7 +518,9 @@ impl<S: Store> Engine<S> {
                 Ok(())
             };
             // Later ops on the same account build on earlier ones in this batch.
-            let earlier = staged.iter().rposition(|(s, a)| s == op.system() && a.key == op.account());
+            let earlier = staged
+                .iter()
+                .rposition(|(s, a)| s == op.system() && a.key == op.account());
             let current = match earlier {
                 Some(i) => staged.get(i).map(|(_, a)| a.clone()),
                 None => self.store.account(op.system(), op.account())?,
@@ -464,7 +528,10 @@ impl<S: Store> Engine<S> {
             match op {
                 Op::Create(c) => {
                     if current.is_some() {
-                        return Err(OutboundError::AccountExists { system: c.system.clone(), account: c.account.clone() });
+                        return Err(OutboundError::AccountExists {
+                            system: c.system.clone(),
+                            account: c.account.clone(),
+                        });
                     }
                     let mut account = Account::new(&c.account);
                     for (attribute, value) in &c.attributes {
@@ -480,7 +547,10 @@ impl<S: Store> Engine<S> {
                 }
                 Op::Update(u) => {
                     let Some(mut account) = current else {
-                        return Err(OutboundError::UnknownAccount { system: u.system.clone(), account: u.account.clone() });
+                        return Err(OutboundError::UnknownAccount {
+                            system: u.system.clone(),
+                            account: u.account.clone(),
+                        });
                     };
                     for (attribute, value) in &u.set {
                         known(attribute)?;
@@ -556,9 +626,11 @@ impl<S: Store> Engine<S> {
             let Some(decl) = self.config.identity.attributes.get(attribute) else {
                 return Err(EditError::UnknownAttribute(attribute.clone()));
             };
-            let value = Value::from_json(raw, decl.value_type, decl.multi, decl.case_exact).map_err(|p| EditError::InvalidValue {
-                attribute: attribute.clone(),
-                reason: format!("{p:?} for a {} attribute", decl.value_type),
+            let value = Value::from_json(raw, decl.value_type, decl.multi, decl.case_exact).map_err(|p| {
+                EditError::InvalidValue {
+                    attribute: attribute.clone(),
+                    reason: format!("{p:?} for a {} attribute", decl.value_type),
+                }
             })?;
             parsed.push((attribute.clone(), value, decl.case_exact));
         }
@@ -573,7 +645,11 @@ impl<S: Store> Engine<S> {
                 (false, true) => WriteKind::Delete,
                 (false, false) => WriteKind::Update,
             };
-            let phase = if kind == WriteKind::Create { Phase::Create } else { Phase::Update };
+            let phase = if kind == WriteKind::Create {
+                Phase::Create
+            } else {
+                Phase::Update
+            };
             let incumbent = record.provenance.get(&attribute).cloned();
             record.write(&attribute, value.clone(), Provenance::new(HOST_SYSTEM, 100, phase, now));
             record.modified = record.modified.max(now);
@@ -621,9 +697,15 @@ impl<S: Store> Engine<S> {
     /// Identities whose `attribute` holds `value` (compared with the attribute's
     /// `case_exact`), by id. Scans every identity.
     pub fn find_identities(&self, attribute: &str, value: &serde_json::Value) -> Result<Vec<IdentityId>, StoreError> {
-        let Some(decl) = self.config.identity.attributes.get(attribute) else { return Ok(Vec::new()) };
-        let Ok(wanted) = Value::from_json(value, decl.value_type, false, decl.case_exact) else { return Ok(Vec::new()) };
-        let Some(wanted) = wanted.scalars().first().cloned() else { return Ok(Vec::new()) };
+        let Some(decl) = self.config.identity.attributes.get(attribute) else {
+            return Ok(Vec::new());
+        };
+        let Ok(wanted) = Value::from_json(value, decl.value_type, false, decl.case_exact) else {
+            return Ok(Vec::new());
+        };
+        let Some(wanted) = wanted.scalars().first().cloned() else {
+            return Ok(Vec::new());
+        };
         let mut found = Vec::new();
         self.store.visit_identities(&mut |i| {
             if i.value(attribute).contains(&wanted, decl.case_exact) {
@@ -664,7 +746,12 @@ struct Work<'a> {
 
 impl<'a> Work<'a> {
     fn new(system: &'a str, at: DateTime<Utc>) -> Work<'a> {
-        Work { system, at, candidates: Vec::new(), links: Vec::new() }
+        Work {
+            system,
+            at,
+            candidates: Vec::new(),
+            links: Vec::new(),
+        }
     }
 
     /// Offers an account attribute's value through every enabled inbound rule on it.
@@ -678,7 +765,9 @@ impl<'a> Work<'a> {
         value: &Value,
     ) {
         for (index, rule) in system.inbound_rules().filter(|(_, r)| r.account == attribute) {
-            let Some(target) = config.identity.attributes.get(&rule.identity) else { continue };
+            let Some(target) = config.identity.attributes.get(&rule.identity) else {
+                continue;
+            };
             let converted = value.convert(target.value_type, target.multi, target.case_exact).ok();
             self.candidates.push(Candidate {
                 system: self.system.to_owned(),

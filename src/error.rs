@@ -29,7 +29,11 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn from_json(e: serde_json::Error) -> ConfigError {
-        ConfigError::Parse { line: e.line(), column: e.column(), message: e.to_string() }
+        ConfigError::Parse {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -59,7 +63,10 @@ impl ColumnProblem {
 impl fmt::Display for ColumnProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ColumnProblem::Missing(c) => write!(f, "column `{c}` of the schema is missing (importing would erase its values)"),
+            ColumnProblem::Missing(c) => write!(
+                f,
+                "column `{c}` of the schema is missing (importing would erase its values)"
+            ),
             ColumnProblem::Unknown(c) => write!(f, "column `{c}` is not in the schema"),
             ColumnProblem::Duplicate(c) => write!(f, "column `{c}` is listed twice"),
         }
@@ -157,7 +164,9 @@ pub enum OutboundError {
         account: String,
     },
     /// No value would be written to the system's `account_id` attribute.
-    #[error("cannot provision {identity} in system `{system}`: no rule gives a value for its key attribute `{attribute}`")]
+    #[error(
+        "cannot provision {identity} in system `{system}`: no rule gives a value for its key attribute `{attribute}`"
+    )]
     NoAccountId {
         /// The identity.
         identity: IdentityId,

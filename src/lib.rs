@@ -2,8 +2,8 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod connector;
 mod correlation;
-pub mod schema_change;
 pub mod diff;
 pub mod engine;
 pub mod error;
@@ -12,20 +12,22 @@ pub mod outbound;
 pub mod prepare;
 pub mod resolution;
 pub mod scenario;
+pub mod schema_change;
 pub mod store;
 pub mod thresholds;
 pub mod validate;
 pub mod value;
 
 pub use config::{Config, Direction, FlowRule, SystemConfig};
+pub use connector::{Connector, ExportMode, MemoryConnector, OpStatus};
 pub use diff::{AccountChange, AttributeChange, ChangeKind, ImportPlan};
-pub use schema_change::ConfigChange;
 pub use engine::{Approval, ConfirmReport, Engine, ImportReport, LinkEvent};
 pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportError, OutboundError};
 pub use model::{Account, Identity, IdentityId, LinkState, Phase, Provenance};
 pub use outbound::{CreateOp, Op, OutboundPlan, UpdateOp};
 pub use prepare::{RejectionReason, Row, RowRejection, Snapshot};
 pub use resolution::{Decision, Outcome, RejectReason, WriteKind};
+pub use schema_change::ConfigChange;
 pub use store::{MemoryStore, PendingPlan, PlanId, Store, StoreError};
 pub use thresholds::{Counts, Exceeded, Thresholds};
 pub use validate::{ValidatedConfig, ValidationError, ValidationErrorKind, ValidationErrors};

@@ -61,7 +61,12 @@ pub struct Provenance {
 impl Provenance {
     /// A provenance record.
     pub fn new(system: impl Into<String>, strength: u8, phase: Phase, at: DateTime<Utc>) -> Provenance {
-        Provenance { system: system.into(), strength, phase, at }
+        Provenance {
+            system: system.into(),
+            strength,
+            phase,
+            at,
+        }
     }
 }
 
@@ -71,7 +76,13 @@ impl fmt::Display for Provenance {
             Phase::Create => "create",
             Phase::Update => "update",
         };
-        write!(f, "{} with strength {} ({phase}, {})", self.system, self.strength, self.at.to_rfc3339())
+        write!(
+            f,
+            "{} with strength {} ({phase}, {})",
+            self.system,
+            self.strength,
+            self.at.to_rfc3339()
+        )
     }
 }
 
@@ -94,7 +105,13 @@ pub struct Identity {
 impl Identity {
     /// A new, empty identity.
     pub fn new(id: IdentityId, now: DateTime<Utc>) -> Identity {
-        Identity { id, attributes: BTreeMap::new(), provenance: BTreeMap::new(), created: now, modified: now }
+        Identity {
+            id,
+            attributes: BTreeMap::new(),
+            provenance: BTreeMap::new(),
+            created: now,
+            modified: now,
+        }
     }
 
     /// The value of an attribute (empty if unset).
@@ -147,7 +164,12 @@ pub struct Account {
 impl Account {
     /// A new, unmatched account.
     pub fn new(key: impl Into<String>) -> Account {
-        Account { key: key.into(), attributes: BTreeMap::new(), link: LinkState::Unmatched, pushed: BTreeMap::new() }
+        Account {
+            key: key.into(),
+            attributes: BTreeMap::new(),
+            link: LinkState::Unmatched,
+            pushed: BTreeMap::new(),
+        }
     }
 
     /// The value of an attribute (empty if unset).
@@ -175,6 +197,10 @@ impl Account {
 
     /// Number of values held in multi-valued attributes.
     pub fn link_values(&self) -> u64 {
-        self.attributes.values().filter(|v| matches!(v, Value::Multi(_))).map(|v| v.len() as u64).sum()
+        self.attributes
+            .values()
+            .filter(|v| matches!(v, Value::Multi(_)))
+            .map(|v| v.len() as u64)
+            .sum()
     }
 }

@@ -145,7 +145,12 @@ fn desired(system: &SystemConfig, attribute: &str, identity_value: &Value) -> Re
     };
     identity_value
         .convert(decl.value_type, decl.multi, decl.case_exact)
-        .map_err(|_| format!("{identity_value} does not fit account attribute `{attribute}` ({})", decl.value_type))
+        .map_err(|_| {
+            format!(
+                "{identity_value} does not fit account attribute `{attribute}` ({})",
+                decl.value_type
+            )
+        })
 }
 
 /// The update ops that bring every linked account of a system in line with its identity.
@@ -167,10 +172,12 @@ pub(crate) fn attribute_sync(
     let mut skipped = Vec::new();
     for account in linked {
         let Some(id) = account.identity() else { continue };
-        if !identities.contains_key(&id) {
-            identities.insert(id, store.identity(id)?);
+        if let std::collections::hash_map::Entry::Vacant(e) = identities.entry(id) {
+            e.insert(store.identity(id)?);
         }
-        let Some(Some(identity)) = identities.get(&id) else { continue };
+        let Some(Some(identity)) = identities.get(&id) else {
+            continue;
+        };
         let mut op = UpdateOp {
             system: system_name.to_owned(),
             account: account.key.clone(),
@@ -180,11 +187,17 @@ pub(crate) fn attribute_sync(
             remove: BTreeMap::new(),
         };
         for rule in &rules {
-            let Some(decl) = system.attribute(&rule.account) else { continue };
+            let Some(decl) = system.attribute(&rule.account) else {
+                continue;
+            };
             let want = match desired(system, &rule.account, identity.value(&rule.identity)) {
                 Ok(v) => v,
                 Err(reason) => {
-                    skipped.push(OutboundSkip { account: account.key.clone(), attribute: rule.account.clone(), reason });
+                    skipped.push(OutboundSkip {
+                        account: account.key.clone(),
+                        attribute: rule.account.clone(),
+                        reason,
+                    });
                     continue;
                 }
             };
@@ -195,8 +208,12 @@ pub(crate) fn attribute_sync(
                 }
                 continue;
             }
-            let add: Vec<Scalar> =
-                want.scalars().iter().filter(|s| !held.contains(s, decl.case_exact)).cloned().collect();
+            let add: Vec<Scalar> = want
+                .scalars()
+                .iter()
+                .filter(|s| !held.contains(s, decl.case_exact))
+                .cloned()
+                .collect();
             // Without `authoritative`, only values the engine itself wrote are removed:
             // manual assignments stay.
             let pushed = account.pushed.get(&rule.account);
@@ -204,7 +221,9 @@ pub(crate) fn attribute_sync(
                 .scalars()
                 .iter()
                 .filter(|s| !want.contains(s, decl.case_exact))
-                .filter(|s| rule.authoritative || pushed.is_some_and(|p| p.iter().any(|x| x.same_as(s, decl.case_exact))))
+                .filter(|s| {
+                    rule.authoritative || pushed.is_some_and(|p| p.iter().any(|x| x.same_as(s, decl.case_exact)))
+                })
                 .cloned()
                 .collect();
             if !add.is_empty() {
@@ -231,20 +250,39 @@ pub(crate) fn create_op(
 ) -> Result<(CreateOp, Vec<OutboundSkip>), String> {
     let mut attributes = BTreeMap::new();
     let mut skipped = Vec::new();
-    for rule in system.flows.iter().filter(|r| r.enabled && r.direction != Direction::Inbound) {
+    for rule in system
+        .flows
+        .iter()
+        .filter(|r| r.enabled && r.direction != Direction::Inbound)
+    {
         match desired(system, &rule.account, identity.value(&rule.identity)) {
             Ok(v) if !v.is_empty() => {
                 attributes.insert(rule.account.clone(), v);
             }
             Ok(_) => {}
-            Err(reason) => skipped.push(OutboundSkip { account: String::new(), attribute: rule.account.clone(), reason }),
+            Err(reason) => skipped.push(OutboundSkip {
+                account: String::new(),
+                attribute: rule.account.clone(),
+                reason,
+            }),
         }
     }
     let key_attr = &system.schema.account_id;
     let exact = system.attribute(key_attr).is_none_or(|a| a.case_exact);
-    let key = attributes.get(key_attr).and_then(|v| key_text(&v.to_json(), exact)).ok_or_else(|| key_attr.clone())?;
+    let key = attributes
+        .get(key_attr)
+        .and_then(|v| key_text(&v.to_json(), exact))
+        .ok_or_else(|| key_attr.clone())?;
     for s in &mut skipped {
         s.account.clone_from(&key);
     }
-    Ok((CreateOp { system: system_name.to_owned(), identity: identity.id, account: key, attributes }, skipped))
+    Ok((
+        CreateOp {
+            system: system_name.to_owned(),
+            identity: identity.id,
+            account: key,
+            attributes,
+        },
+        skipped,
+    ))
 }

@@ -9,9 +9,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::SystemConfig;
-use crate::validate::ValidatedConfig;
 use crate::error::{ColumnProblem, ImportError};
 use crate::store::{Store, StoreError};
+use crate::validate::ValidatedConfig;
 use crate::value::{Value, ValueProblem};
 
 /// One raw row: attribute name to a JSON value (`null`, `""` and `[]` are empty).
@@ -100,7 +100,9 @@ impl fmt::Display for RowRejection {
             RejectionReason::DuplicateKey => write!(f, "several rows share this key"),
             RejectionReason::UnknownColumn => write!(f, "attribute `{attribute}` is not in the schema"),
             RejectionReason::MultipleValues => write!(f, "several values for single-valued attribute `{attribute}`"),
-            RejectionReason::InvalidValue => write!(f, "the value of `{attribute}` does not parse as its declared type"),
+            RejectionReason::InvalidValue => {
+                write!(f, "the value of `{attribute}` does not parse as its declared type")
+            }
             RejectionReason::DanglingReference => write!(f, "the reference in `{attribute}` matches no identity"),
         }?;
         write!(f, " ({}); the stored account is left as it was", self.reason.as_str())
@@ -133,7 +135,9 @@ pub(crate) fn key_text(raw: &serde_json::Value, case_exact: bool) -> Option<Stri
     let text = match raw {
         serde_json::Value::Null => return None,
         serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) if items.len() == 1 => return items.first().and_then(|i| key_text(i, case_exact)),
+        serde_json::Value::Array(items) if items.len() == 1 => {
+            return items.first().and_then(|i| key_text(i, case_exact))
+        }
         serde_json::Value::Array(items) if items.is_empty() => return None,
         other => other.to_string(),
     };
@@ -165,7 +169,10 @@ pub(crate) fn check_columns(system_name: &str, system: &SystemConfig, columns: &
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(ImportError::Columns { system: system_name.to_owned(), problems })
+        Err(ImportError::Columns {
+            system: system_name.to_owned(),
+            problems,
+        })
     }
 }
 
@@ -186,10 +193,15 @@ pub(crate) fn prepare(
         Snapshot::Incremental { upserts, deletes } => (upserts, deletes, false),
     };
 
-    let mut out = Prepared { complete, ..Prepared::default() };
+    let mut out = Prepared {
+        complete,
+        ..Prepared::default()
+    };
     // Count keys across upserts and deletes: a key named twice is ambiguous.
-    let keys: Vec<Option<String>> =
-        rows.iter().map(|r| r.get(key_attr).and_then(|k| key_text(k, key_exact))).collect();
+    let keys: Vec<Option<String>> = rows
+        .iter()
+        .map(|r| r.get(key_attr).and_then(|k| key_text(k, key_exact)))
+        .collect();
     let delete_keys: Vec<Option<String>> = deletes.iter().map(|k| key_text(k, key_exact)).collect();
     let mut occurrences: HashMap<&str, usize> = HashMap::new();
     for key in keys.iter().chain(&delete_keys).flatten() {
@@ -212,12 +224,16 @@ pub(crate) fn prepare(
         out.seen.insert(key.clone());
         if occurrences.get(key.as_str()).copied().unwrap_or(0) > 1 {
             if reported_duplicates.insert(key.clone()) {
-                out.rejections.push(reject(RejectionReason::DuplicateKey, Some(key_attr)));
+                out.rejections
+                    .push(reject(RejectionReason::DuplicateKey, Some(key_attr)));
             }
             continue;
         }
         match check_row(system, row, complete, &references) {
-            Ok(values) => out.rows.push(PreparedRow { key: key.clone(), values }),
+            Ok(values) => out.rows.push(PreparedRow {
+                key: key.clone(),
+                values,
+            }),
             Err((reason, attribute)) => out.rejections.push(reject(reason, Some(&attribute))),
         }
     }
@@ -300,7 +316,12 @@ struct ReferenceCheck {
 }
 
 impl ReferenceCheck {
-    fn new(config: &ValidatedConfig, system: &SystemConfig, rows: &[Row], store: &dyn Store) -> Result<Self, StoreError> {
+    fn new(
+        config: &ValidatedConfig,
+        system: &SystemConfig,
+        rows: &[Row],
+        store: &dyn Store,
+    ) -> Result<Self, StoreError> {
         let mut attributes = HashMap::new();
         for (name, attr) in &system.schema.attributes {
             if attr.value_type != crate::value::ValueType::Reference {
@@ -309,18 +330,22 @@ impl ReferenceCheck {
             // The account attribute's own `match`, else the `match` of the identity
             // reference it flows into.
             let target = attr.match_attribute.clone().or_else(|| {
-                system
-                    .flows
-                    .iter()
-                    .filter(|r| r.account == *name)
-                    .find_map(|r| config.identity.attributes.get(&r.identity).and_then(|a| a.match_attribute.clone()))
+                system.flows.iter().filter(|r| r.account == *name).find_map(|r| {
+                    config
+                        .identity
+                        .attributes
+                        .get(&r.identity)
+                        .and_then(|a| a.match_attribute.clone())
+                })
             });
             let Some(target) = target else { continue };
             let exact = config.identity.attributes.get(&target).is_none_or(|a| a.case_exact);
             // Values this import brings into the match attribute through inbound rules.
             let mut brought = HashSet::new();
             for (_, rule) in system.inbound_rules().filter(|(_, r)| r.identity == target) {
-                let Some(source) = system.attribute(&rule.account) else { continue };
+                let Some(source) = system.attribute(&rule.account) else {
+                    continue;
+                };
                 for row in rows {
                     if let Some(raw) = row.get(&rule.account) {
                         if let Ok(v) = Value::from_json(raw, source.value_type, source.multi, source.case_exact) {
@@ -335,7 +360,9 @@ impl ReferenceCheck {
         for row in rows {
             for (name, (target, exact, _)) in &attributes {
                 let Some(raw) = row.get(name) else { continue };
-                let Ok(value) = Value::from_json(raw, crate::value::ValueType::Reference, false, *exact) else { continue };
+                let Ok(value) = Value::from_json(raw, crate::value::ValueType::Reference, false, *exact) else {
+                    continue;
+                };
                 for s in value.scalars() {
                     let key = s.match_key(*exact);
                     if !found.contains_key(&(target.clone(), key.clone())) {
@@ -349,7 +376,9 @@ impl ReferenceCheck {
     }
 
     fn resolves(&self, attribute: &str, value: &Value) -> bool {
-        let Some((target, exact, brought)) = self.attributes.get(attribute) else { return true };
+        let Some((target, exact, brought)) = self.attributes.get(attribute) else {
+            return true;
+        };
         value.scalars().iter().all(|s| {
             let key = s.match_key(*exact);
             brought.contains(&key) || self.found.get(&(target.clone(), key)).copied().unwrap_or(false)
@@ -390,7 +419,10 @@ mod tests {
     }
 
     fn reasons(p: &Prepared) -> Vec<(Option<&str>, &str)> {
-        p.rejections.iter().map(|r| (r.key.as_deref(), r.reason.as_str())).collect()
+        p.rejections
+            .iter()
+            .map(|r| (r.key.as_deref(), r.reason.as_str()))
+            .collect()
     }
 
     #[test]
@@ -419,25 +451,37 @@ mod tests {
         );
         let good: Vec<_> = p.rows.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(good, vec!["A", "F"], "F's manager A arrives in the same import");
-        assert!(p.seen.contains("B") && p.seen.contains("C"), "rejected keys are protected from deletion");
+        assert!(
+            p.seen.contains("B") && p.seen.contains("C"),
+            "rejected keys are protected from deletion"
+        );
     }
 
     #[test]
     fn incremental_rows_with_unknown_attributes_are_rejected() {
-        let p = run(Snapshot::Incremental { upserts: rows(json!([{"id": "A", "nope": 1, "hired": "bad"}])), deletes: vec![] });
+        let p = run(Snapshot::Incremental {
+            upserts: rows(json!([{"id": "A", "nope": 1, "hired": "bad"}])),
+            deletes: vec![],
+        });
         assert_eq!(reasons(&p), vec![(Some("A"), "unknown_column")]);
     }
 
     #[test]
     fn a_key_both_upserted_and_deleted_is_a_duplicate() {
-        let p = run(Snapshot::Incremental { upserts: rows(json!([{"id": "A"}])), deletes: vec![json!("A"), json!(null)] });
+        let p = run(Snapshot::Incremental {
+            upserts: rows(json!([{"id": "A"}])),
+            deletes: vec![json!("A"), json!(null)],
+        });
         assert_eq!(reasons(&p), vec![(Some("A"), "duplicate_key"), (None, "missing_key")]);
         assert!(p.deletes.is_empty());
     }
 
     #[test]
     fn complete_rows_fill_absent_attributes_with_empty() {
-        let p = run(Snapshot::Complete { columns: vec![], rows: rows(json!([{"id": "A"}])) });
+        let p = run(Snapshot::Complete {
+            columns: vec![],
+            rows: rows(json!([{"id": "A"}])),
+        });
         assert_eq!(p.rows[0].values.len(), 5);
         assert!(p.rows[0].values.iter().skip(1).all(|(_, v)| v.is_empty()));
     }
@@ -448,7 +492,9 @@ mod tests {
         let hr = c.system("hr").unwrap();
         let err = check_columns("hr", hr, &["id".into(), "extra".into()]).unwrap_err();
         assert_eq!(err.kind(), "missing_column");
-        let ImportError::Columns { problems, .. } = err else { panic!() };
+        let ImportError::Columns { problems, .. } = err else {
+            panic!()
+        };
         assert_eq!(problems.len(), 5);
     }
 }

@@ -40,7 +40,11 @@ pub struct Scores {
 impl Scores {
     pub(crate) fn new(create: i64, update: i64, delete: i64) -> Scores {
         let clamp = |s: i64| s.clamp(0, 100) as u8;
-        Scores { create: clamp(create), update: clamp(update), delete: clamp(delete) }
+        Scores {
+            create: clamp(create),
+            update: clamp(update),
+            delete: clamp(delete),
+        }
     }
 }
 
@@ -146,7 +150,11 @@ impl fmt::Display for Decision {
             WriteKind::Update => "update",
             WriteKind::Delete => "delete",
         };
-        let offer = if self.offered.is_empty() { "a blank".to_owned() } else { self.offered.to_string() };
+        let offer = if self.offered.is_empty() {
+            "a blank".to_owned()
+        } else {
+            self.offered.to_string()
+        };
         write!(
             f,
             "`{}` of {}: {offer} from {} account `{}` (flows[{}], {kind} score {})",
@@ -171,9 +179,15 @@ impl fmt::Display for Decision {
                         self.outranked_by.as_deref().unwrap_or("another candidate")
                     ),
                     (RejectReason::ZeroScore, _) => write!(f, "the {kind} score of the rule is 0"),
-                    (RejectReason::InvalidValue, _) => write!(f, "the value does not fit the identity attribute's type"),
+                    (RejectReason::InvalidValue, _) => {
+                        write!(f, "the value does not fit the identity attribute's type")
+                    }
                     (RejectReason::Stale, Some(p)) => {
-                        write!(f, "it is older than the current value {} written by {}", self.previous, p)
+                        write!(
+                            f,
+                            "it is older than the current value {} written by {}",
+                            self.previous, p
+                        )
                     }
                     (RejectReason::LowerScore, Some(p)) => write!(
                         f,
@@ -202,9 +216,12 @@ pub(crate) fn applicable(identity: &Identity, c: &Candidate, case_exact: bool) -
         (true, _) => (WriteKind::Create, c.scores.create),
         (false, true) => (WriteKind::Delete, c.scores.delete),
         (false, false) => {
-            let displacing_create =
-                incumbent.is_some_and(|p| p.system != c.system && p.phase == Phase::Create);
-            let score = if displacing_create { c.scores.update.max(c.scores.create) } else { c.scores.update };
+            let displacing_create = incumbent.is_some_and(|p| p.system != c.system && p.phase == Phase::Create);
+            let score = if displacing_create {
+                c.scores.update.max(c.scores.create)
+            } else {
+                c.scores.update
+            };
             (WriteKind::Update, score)
         }
     })
@@ -230,8 +247,16 @@ pub(crate) fn resolve(identity: &mut Identity, c: &Candidate, case_exact: bool) 
     };
     let offered = c.value.clone().unwrap_or_else(|| c.raw.clone());
     if outcome == Outcome::Applied {
-        let phase = if kind == WriteKind::Create { Phase::Create } else { Phase::Update };
-        identity.write(&c.attribute, offered.clone(), Provenance::new(&c.system, score, phase, c.at));
+        let phase = if kind == WriteKind::Create {
+            Phase::Create
+        } else {
+            Phase::Update
+        };
+        identity.write(
+            &c.attribute,
+            offered.clone(),
+            Provenance::new(&c.system, score, phase, c.at),
+        );
         identity.modified = identity.modified.max(c.at);
     }
     Some(Decision {
@@ -257,7 +282,11 @@ pub(crate) fn resolve(identity: &mut Identity, c: &Candidate, case_exact: bool) 
 pub(crate) fn resolve_group(identity: &mut Identity, mut group: Vec<Candidate>, case_exact: bool) -> Vec<Decision> {
     let rank = |c: &Candidate| applicable(identity, c, case_exact).map_or(u8::MAX, |(_, s)| s);
     let mut ranked: Vec<(u8, Candidate)> = group.drain(..).map(|c| (rank(&c), c)).collect();
-    ranked.sort_by(|(sa, a), (sb, b)| sb.cmp(sa).then_with(|| a.account.cmp(&b.account)).then(a.rule.cmp(&b.rule)));
+    ranked.sort_by(|(sa, a), (sb, b)| {
+        sb.cmp(sa)
+            .then_with(|| a.account.cmp(&b.account))
+            .then(a.rule.cmp(&b.rule))
+    });
     let mut decisions = Vec::new();
     let mut winner: Option<String> = None;
     for (_, c) in ranked {
@@ -344,20 +373,35 @@ mod tests {
     #[test]
     fn create_needs_a_positive_create_score() {
         let mut i = Identity::new(IdentityId(1), t(1));
-        assert_eq!(outcome(&mut i, &cand("hr", text("1"), (0, 90, 90), 2)), Some(Outcome::Rejected(RejectReason::ZeroScore)));
+        assert_eq!(
+            outcome(&mut i, &cand("hr", text("1"), (0, 90, 90), 2)),
+            Some(Outcome::Rejected(RejectReason::ZeroScore))
+        );
         assert!(i.value("phone").is_empty());
-        assert_eq!(outcome(&mut i, &cand("hr", text("1"), (10, 0, 0), 2)), Some(Outcome::Applied));
+        assert_eq!(
+            outcome(&mut i, &cand("hr", text("1"), (10, 0, 0), 2)),
+            Some(Outcome::Applied)
+        );
         let p = &i.provenance["phone"];
-        assert_eq!((p.system.as_str(), p.strength, p.phase, p.at), ("hr", 10, Phase::Create, t(2)));
+        assert_eq!(
+            (p.system.as_str(), p.strength, p.phase, p.at),
+            ("hr", 10, Phase::Create, t(2))
+        );
     }
 
     #[test]
     fn update_from_another_source_needs_at_least_the_incumbent_strength() {
         let mut i = identity_with("hr", "1", 60, Phase::Update, 1);
-        assert_eq!(outcome(&mut i, &cand("ad", text("2"), (99, 59, 0), 2)), Some(Outcome::Rejected(RejectReason::LowerScore)));
+        assert_eq!(
+            outcome(&mut i, &cand("ad", text("2"), (99, 59, 0), 2)),
+            Some(Outcome::Rejected(RejectReason::LowerScore))
+        );
         assert_eq!(i.value("phone"), &text("1"));
         // a tie goes to the later change
-        assert_eq!(outcome(&mut i, &cand("ad", text("2"), (0, 60, 0), 2)), Some(Outcome::Applied));
+        assert_eq!(
+            outcome(&mut i, &cand("ad", text("2"), (0, 60, 0), 2)),
+            Some(Outcome::Applied)
+        );
         assert_eq!(i.provenance["phone"].phase, Phase::Update);
     }
 
@@ -365,39 +409,66 @@ mod tests {
     fn a_stronger_initial_source_displaces_a_create() {
         let mut i = identity_with("hr", "1", 50, Phase::Create, 1);
         // update 40 alone would lose; max(update, create) = 55 wins
-        assert_eq!(outcome(&mut i, &cand("tel", text("2"), (55, 40, 0), 2)), Some(Outcome::Applied));
+        assert_eq!(
+            outcome(&mut i, &cand("tel", text("2"), (55, 40, 0), 2)),
+            Some(Outcome::Applied)
+        );
         assert_eq!(i.provenance["phone"].strength, 55);
     }
 
     #[test]
     fn create_only_source_never_changes_its_own_value() {
         let mut i = identity_with("hr", "1", 50, Phase::Create, 1);
-        assert_eq!(outcome(&mut i, &cand("hr", text("2"), (50, 0, 0), 2)), Some(Outcome::Rejected(RejectReason::ZeroScore)));
+        assert_eq!(
+            outcome(&mut i, &cand("hr", text("2"), (50, 0, 0), 2)),
+            Some(Outcome::Rejected(RejectReason::ZeroScore))
+        );
     }
 
     #[test]
     fn same_source_updates_regardless_of_strength() {
         let mut i = identity_with("hr", "1", 90, Phase::Update, 1);
-        assert_eq!(outcome(&mut i, &cand("hr", text("2"), (0, 5, 0), 2)), Some(Outcome::Applied));
+        assert_eq!(
+            outcome(&mut i, &cand("hr", text("2"), (0, 5, 0), 2)),
+            Some(Outcome::Applied)
+        );
         assert_eq!(i.provenance["phone"].strength, 5);
     }
 
     #[test]
     fn delete_rules() {
         let mut i = identity_with("hr", "1", 70, Phase::Create, 1);
-        assert_eq!(outcome(&mut i, &cand("ad", Value::Empty, (60, 60, 0), 2)), Some(Outcome::Rejected(RejectReason::ZeroScore)));
-        assert_eq!(outcome(&mut i, &cand("ad", Value::Empty, (60, 60, 40), 2)), Some(Outcome::Rejected(RejectReason::LowerScore)));
-        assert_eq!(outcome(&mut i, &cand("ad", Value::Empty, (0, 0, 70), 2)), Some(Outcome::Applied));
+        assert_eq!(
+            outcome(&mut i, &cand("ad", Value::Empty, (60, 60, 0), 2)),
+            Some(Outcome::Rejected(RejectReason::ZeroScore))
+        );
+        assert_eq!(
+            outcome(&mut i, &cand("ad", Value::Empty, (60, 60, 40), 2)),
+            Some(Outcome::Rejected(RejectReason::LowerScore))
+        );
+        assert_eq!(
+            outcome(&mut i, &cand("ad", Value::Empty, (0, 0, 70), 2)),
+            Some(Outcome::Applied)
+        );
         assert!(i.value("phone").is_empty());
-        assert!(!i.provenance.contains_key("phone"), "provenance is cleared with the value");
+        assert!(
+            !i.provenance.contains_key("phone"),
+            "provenance is cleared with the value"
+        );
         let mut j = identity_with("hr", "1", 90, Phase::Create, 1);
-        assert_eq!(outcome(&mut j, &cand("hr", Value::Empty, (0, 0, 1), 2)), Some(Outcome::Applied));
+        assert_eq!(
+            outcome(&mut j, &cand("hr", Value::Empty, (0, 0, 1), 2)),
+            Some(Outcome::Applied)
+        );
     }
 
     #[test]
     fn an_older_candidate_is_stale() {
         let mut i = identity_with("hr", "1", 10, Phase::Create, 5);
-        assert_eq!(outcome(&mut i, &cand("hr", text("2"), (100, 100, 100), 4)), Some(Outcome::Rejected(RejectReason::Stale)));
+        assert_eq!(
+            outcome(&mut i, &cand("hr", text("2"), (100, 100, 100), 4)),
+            Some(Outcome::Rejected(RejectReason::Stale))
+        );
     }
 
     #[test]
@@ -438,6 +509,9 @@ mod tests {
         let mut i = identity_with("hr", "555", 60, Phase::Create, 1);
         let d = resolve(&mut i, &cand("ad", text("777"), (30, 45, 0), 2), true).unwrap();
         let text = d.explain();
-        assert!(text.contains("lower_score") && text.contains("45 < strength 60") && text.contains("hr"), "{text}");
+        assert!(
+            text.contains("lower_score") && text.contains("45 < strength 60") && text.contains("hr"),
+            "{text}"
+        );
     }
 }

@@ -54,20 +54,27 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             let Some(new_system) = new.system(name) else {
-                problems.push(SchemaChangeProblem::SystemHasAccounts { system: name.clone(), accounts: accounts.len() });
+                problems.push(SchemaChangeProblem::SystemHasAccounts {
+                    system: name.clone(),
+                    accounts: accounts.len(),
+                });
                 removed_systems.push(name.clone());
                 continue;
             };
             if old_system.schema == new_system.schema {
                 continue;
             }
-            let (rewritten, removed_keys, dropped) = check_system(name, old_system, new_system, accounts, &mut problems);
+            let (rewritten, removed_keys, dropped) =
+                check_system(name, old_system, new_system, accounts, &mut problems);
             rewrites.push((name.clone(), rewritten, removed_keys, dropped));
         }
         if problems.iter().any(|p| !p.forcible()) || (!problems.is_empty() && !force) {
             return Err(ConfigChangeError::Refused { problems });
         }
-        let mut change = ConfigChange { forced: problems.iter().map(ToString::to_string).collect(), ..ConfigChange::default() };
+        let mut change = ConfigChange {
+            forced: problems.iter().map(ToString::to_string).collect(),
+            ..ConfigChange::default()
+        };
         let store = self.store_mut();
         store.begin()?;
         let result = (|| {
@@ -136,7 +143,11 @@ fn check_system(
         let holders = accounts.iter().filter(|a| !a.value(attribute).is_empty()).count();
         let Some(new_decl) = new.attribute(attribute) else {
             if holders > 0 {
-                problems.push(SchemaChangeProblem::AttributeHasValues { system: name.to_owned(), attribute: attribute.clone(), accounts: holders });
+                problems.push(SchemaChangeProblem::AttributeHasValues {
+                    system: name.to_owned(),
+                    attribute: attribute.clone(),
+                    accounts: holders,
+                });
                 dropped += holders;
                 for a in &mut accounts {
                     a.set(attribute, Value::Empty);
@@ -148,7 +159,11 @@ fn check_system(
         if old_decl.multi && !new_decl.multi {
             let several = accounts.iter().filter(|a| a.value(attribute).len() > 1).count();
             if several > 0 {
-                problems.push(SchemaChangeProblem::MultiValuesPresent { system: name.to_owned(), attribute: attribute.clone(), accounts: several });
+                problems.push(SchemaChangeProblem::MultiValuesPresent {
+                    system: name.to_owned(),
+                    attribute: attribute.clone(),
+                    accounts: several,
+                });
             }
         }
         let mut failed = 0;
@@ -167,7 +182,11 @@ fn check_system(
             }
         }
         if failed > 0 && old_decl.value_type != new_decl.value_type {
-            problems.push(SchemaChangeProblem::IncompatibleValues { system: name.to_owned(), attribute: attribute.clone(), accounts: failed });
+            problems.push(SchemaChangeProblem::IncompatibleValues {
+                system: name.to_owned(),
+                attribute: attribute.clone(),
+                accounts: failed,
+            });
             dropped += failed;
         }
     }
@@ -175,14 +194,18 @@ fn check_system(
     let mut removed_keys = Vec::new();
     if old.schema.account_id != new.schema.account_id {
         let exact = new.attribute(&new.schema.account_id).is_none_or(|d| d.case_exact);
-        let new_keys: Vec<Option<String>> =
-            accounts.iter().map(|a| key_text(&a.value(&new.schema.account_id).to_json(), exact)).collect();
+        let new_keys: Vec<Option<String>> = accounts
+            .iter()
+            .map(|a| key_text(&a.value(&new.schema.account_id).to_json(), exact))
+            .collect();
         let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
         for k in new_keys.iter().flatten() {
             *counts.entry(k.as_str()).or_default() += 1;
         }
-        let unique: Vec<Option<String>> =
-            new_keys.iter().map(|k| k.clone().filter(|k| counts.get(k.as_str()) == Some(&1))).collect();
+        let unique: Vec<Option<String>> = new_keys
+            .iter()
+            .map(|k| k.clone().filter(|k| counts.get(k.as_str()) == Some(&1)))
+            .collect();
         for (account, key) in accounts.iter_mut().zip(unique) {
             if let Some(key) = key {
                 if key != account.key {

@@ -99,6 +99,10 @@ pub struct Exceeded {
     pub base: Option<u64>,
 }
 
+/// One counter's limits: (count name, count limit, percentage name, percentage limit,
+/// counter value, percentage base).
+type Limits<'a> = (&'a str, Option<u64>, &'a str, Option<f64>, u64, u64);
+
 impl Thresholds {
     /// Each configured percentage limit with its name (for validation).
     pub(crate) fn percentages(&self) -> [(&'static str, Option<f64>); 6] {
@@ -115,13 +119,55 @@ impl Thresholds {
     /// Every limit that `counts` exceeds against `base`, in a fixed order.
     pub fn check(&self, counts: &Counts, base: Base) -> Vec<Exceeded> {
         let scalar_base = base.accounts;
-        let rows: [(&str, Option<u64>, &str, Option<f64>, u64, u64); 6] = [
-            ("max_inserted", self.max_inserted, "max_pct_inserted", self.max_pct_inserted, counts.inserted, scalar_base),
-            ("max_updated", self.max_updated, "max_pct_updated", self.max_pct_updated, counts.updated, scalar_base),
-            ("max_deleted", self.max_deleted, "max_pct_deleted", self.max_pct_deleted, counts.deleted, scalar_base),
-            ("max_link_inserted", self.max_link_inserted, "max_pct_link_inserted", self.max_pct_link_inserted, counts.link_inserted, base.link_values),
-            ("max_link_updated", self.max_link_updated, "max_pct_link_updated", self.max_pct_link_updated, counts.link_updated, scalar_base),
-            ("max_link_deleted", self.max_link_deleted, "max_pct_link_deleted", self.max_pct_link_deleted, counts.link_deleted, base.link_values),
+        let rows: [Limits<'_>; 6] = [
+            (
+                "max_inserted",
+                self.max_inserted,
+                "max_pct_inserted",
+                self.max_pct_inserted,
+                counts.inserted,
+                scalar_base,
+            ),
+            (
+                "max_updated",
+                self.max_updated,
+                "max_pct_updated",
+                self.max_pct_updated,
+                counts.updated,
+                scalar_base,
+            ),
+            (
+                "max_deleted",
+                self.max_deleted,
+                "max_pct_deleted",
+                self.max_pct_deleted,
+                counts.deleted,
+                scalar_base,
+            ),
+            (
+                "max_link_inserted",
+                self.max_link_inserted,
+                "max_pct_link_inserted",
+                self.max_pct_link_inserted,
+                counts.link_inserted,
+                base.link_values,
+            ),
+            (
+                "max_link_updated",
+                self.max_link_updated,
+                "max_pct_link_updated",
+                self.max_pct_link_updated,
+                counts.link_updated,
+                scalar_base,
+            ),
+            (
+                "max_link_deleted",
+                self.max_link_deleted,
+                "max_pct_link_deleted",
+                self.max_pct_link_deleted,
+                counts.link_deleted,
+                base.link_values,
+            ),
         ];
         let mut exceeded = Vec::new();
         for (name, limit, pct_name, pct_limit, count, base) in rows {
@@ -168,7 +214,14 @@ mod tests {
 
     fn counts(values: [u64; 6]) -> Counts {
         let [inserted, updated, deleted, link_inserted, link_updated, link_deleted] = values;
-        Counts { inserted, updated, deleted, link_inserted, link_updated, link_deleted }
+        Counts {
+            inserted,
+            updated,
+            deleted,
+            link_inserted,
+            link_updated,
+            link_deleted,
+        }
     }
 
     #[test]
@@ -183,7 +236,10 @@ mod tests {
             ..Thresholds::default()
         };
         let base = Base::new(100, 100);
-        assert!(t.check(&counts([1, 1, 1, 1, 1, 1]), base).is_empty(), "equal to the limit is allowed");
+        assert!(
+            t.check(&counts([1, 1, 1, 1, 1, 1]), base).is_empty(),
+            "equal to the limit is allowed"
+        );
         let all = [
             "max_inserted",
             "max_updated",
@@ -214,22 +270,42 @@ mod tests {
         let base = Base::new(10, 100);
         assert_eq!(
             names(&t.check(&counts([2, 2, 2, 2, 2, 2]), base)),
-            vec!["max_pct_inserted", "max_pct_updated", "max_pct_deleted", "max_pct_link_updated"]
+            vec![
+                "max_pct_inserted",
+                "max_pct_updated",
+                "max_pct_deleted",
+                "max_pct_link_updated"
+            ]
         );
-        assert_eq!(names(&t.check(&counts([1, 1, 1, 11, 1, 11]), base)), vec!["max_pct_link_inserted", "max_pct_link_deleted"]);
+        assert_eq!(
+            names(&t.check(&counts([1, 1, 1, 11, 1, 11]), base)),
+            vec!["max_pct_link_inserted", "max_pct_link_deleted"]
+        );
     }
 
     #[test]
     fn with_nothing_stored_any_nonzero_count_exceeds_a_percentage() {
-        let t = Thresholds { max_pct_inserted: Some(99.0), max_pct_link_inserted: Some(99.0), ..Thresholds::default() };
+        let t = Thresholds {
+            max_pct_inserted: Some(99.0),
+            max_pct_link_inserted: Some(99.0),
+            ..Thresholds::default()
+        };
         let zero = Base::new(0, 0);
         assert!(t.check(&Counts::default(), zero).is_empty());
-        assert_eq!(names(&t.check(&counts([1, 0, 0, 0, 0, 0]), zero)), vec!["max_pct_inserted"]);
-        assert_eq!(names(&t.check(&counts([0, 0, 0, 1, 0, 0]), zero)), vec!["max_pct_link_inserted"]);
+        assert_eq!(
+            names(&t.check(&counts([1, 0, 0, 0, 0, 0]), zero)),
+            vec!["max_pct_inserted"]
+        );
+        assert_eq!(
+            names(&t.check(&counts([0, 0, 0, 1, 0, 0]), zero)),
+            vec!["max_pct_link_inserted"]
+        );
     }
 
     #[test]
     fn unset_limits_never_exceed() {
-        assert!(Thresholds::default().check(&counts([9, 9, 9, 9, 9, 9]), Base::new(1, 1)).is_empty());
+        assert!(Thresholds::default()
+            .check(&counts([9, 9, 9, 9, 9, 9]), Base::new(1, 1))
+            .is_empty());
     }
 }

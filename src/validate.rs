@@ -180,14 +180,23 @@ struct Checker {
 
 impl Checker {
     fn push(&mut self, kind: ValidationErrorKind, place: Place, message: String, hint: Option<String>) {
-        self.errors.push(ValidationError { kind, place, message, hint });
+        self.errors.push(ValidationError {
+            kind,
+            place,
+            message,
+            hint,
+        });
     }
 
     fn run(mut self, config: &Config) -> Vec<ValidationError> {
         let identity_names: Vec<&str> = config.identity.attributes.keys().map(String::as_str).collect();
         for (name, attr) in &config.identity.attributes {
             let path = format!("identity.attributes.{name}");
-            let place = Place { attribute: Some(name.clone()), path: path.clone(), ..Place::default() };
+            let place = Place {
+                attribute: Some(name.clone()),
+                path: path.clone(),
+                ..Place::default()
+            };
             if attr.value_type == ValueType::Reference {
                 match &attr.match_attribute {
                     None => self.push(
@@ -200,14 +209,32 @@ impl Checker {
                 }
             }
             if attr.computed.is_some() {
-                self.unsupported(Place { path: format!("{path}.computed"), ..place }, "computed attributes");
+                self.unsupported(
+                    Place {
+                        path: format!("{path}.computed"),
+                        ..place
+                    },
+                    "computed attributes",
+                );
             }
         }
         if config.roles.is_some() {
-            self.unsupported(Place { path: "roles".into(), ..Place::default() }, "roles");
+            self.unsupported(
+                Place {
+                    path: "roles".into(),
+                    ..Place::default()
+                },
+                "roles",
+            );
         }
         if config.lifecycle.is_some() {
-            self.unsupported(Place { path: "lifecycle".into(), ..Place::default() }, "lifecycle settings");
+            self.unsupported(
+                Place {
+                    path: "lifecycle".into(),
+                    ..Place::default()
+                },
+                "lifecycle settings",
+            );
         }
         for (system_name, system) in &config.systems {
             self.system(system_name, system, &identity_names);
@@ -229,7 +256,10 @@ impl Checker {
             let hint = suggest(name, names);
             self.push(
                 ValidationErrorKind::UnknownAttribute,
-                Place { attribute: Some(name.to_owned()), ..place },
+                Place {
+                    attribute: Some(name.to_owned()),
+                    ..place
+                },
                 format!("identity attribute `{name}` is not declared"),
                 hint,
             );
@@ -242,7 +272,10 @@ impl Checker {
             let hint = suggest(name, &names);
             self.push(
                 ValidationErrorKind::UnknownAttribute,
-                Place { attribute: Some(name.to_owned()), ..place },
+                Place {
+                    attribute: Some(name.to_owned()),
+                    ..place
+                },
                 format!("account attribute `{name}` is not declared in the schema"),
                 hint,
             );
@@ -257,7 +290,10 @@ impl Checker {
             attribute: attribute.map(str::to_owned),
             path,
         };
-        for (field, key) in [("account_id", &system.schema.account_id), ("account_name", &system.schema.account_name)] {
+        for (field, key) in [
+            ("account_id", &system.schema.account_id),
+            ("account_name", &system.schema.account_name),
+        ] {
             let place = at(format!("{base}.schema.{field}"), None, Some(key));
             match system.attribute(key) {
                 None => {
@@ -290,7 +326,14 @@ impl Checker {
                 );
             }
             if let Some(target) = &attr.match_attribute {
-                self.identity_attr(identity_names, target, Place { path: format!("{}.match", place.path), ..place });
+                self.identity_attr(
+                    identity_names,
+                    target,
+                    Place {
+                        path: format!("{}.match", place.path),
+                        ..place
+                    },
+                );
             }
         }
         for (i, rule) in system.correlation.iter().enumerate() {
@@ -305,17 +348,37 @@ impl Checker {
             }
             for (j, pair) in rule.iter().enumerate() {
                 let path = format!("{base}.{rule_name}[{j}]");
-                self.account_attr(system, &pair.account, at(format!("{path}.account"), Some(rule_name.clone()), None));
-                self.identity_attr(identity_names, &pair.identity, at(format!("{path}.identity"), Some(rule_name.clone()), None));
+                self.account_attr(
+                    system,
+                    &pair.account,
+                    at(format!("{path}.account"), Some(rule_name.clone()), None),
+                );
+                self.identity_attr(
+                    identity_names,
+                    &pair.identity,
+                    at(format!("{path}.identity"), Some(rule_name.clone()), None),
+                );
             }
         }
         let mut writers: HashMap<&str, usize> = HashMap::new();
         for (i, rule) in system.flows.iter().enumerate() {
             let rule_name = format!("flows[{i}]");
             let path = format!("{base}.{rule_name}");
-            self.account_attr(system, &rule.account, at(format!("{path}.account"), Some(rule_name.clone()), None));
-            self.identity_attr(identity_names, &rule.identity, at(format!("{path}.identity"), Some(rule_name.clone()), None));
-            for (field, score) in [("create", rule.create), ("update", rule.update), ("delete", rule.delete)] {
+            self.account_attr(
+                system,
+                &rule.account,
+                at(format!("{path}.account"), Some(rule_name.clone()), None),
+            );
+            self.identity_attr(
+                identity_names,
+                &rule.identity,
+                at(format!("{path}.identity"), Some(rule_name.clone()), None),
+            );
+            for (field, score) in [
+                ("create", rule.create),
+                ("update", rule.update),
+                ("delete", rule.delete),
+            ] {
                 if !(0..=100).contains(&score) {
                     self.push(
                         ValidationErrorKind::ScoreOutOfRange,
@@ -327,7 +390,10 @@ impl Checker {
             }
             for (field, t) in [("in", &rule.transform_in), ("out", &rule.transform_out)] {
                 if t.is_some() {
-                    self.unsupported(at(format!("{path}.{field}"), Some(rule_name.clone()), Some(&rule.account)), "transforms");
+                    self.unsupported(
+                        at(format!("{path}.{field}"), Some(rule_name.clone()), Some(&rule.account)),
+                        "transforms",
+                    );
                 }
             }
             let writes_out = rule.direction.is_outbound() || rule.direction == Direction::Disabled;
@@ -336,7 +402,10 @@ impl Checker {
                     self.push(
                         ValidationErrorKind::ConflictingOutbound,
                         at(path, Some(rule_name), Some(&rule.account)),
-                        format!("flows[{first}] and flows[{i}] both write account attribute `{}`", rule.account),
+                        format!(
+                            "flows[{first}] and flows[{i}] both write account attribute `{}`",
+                            rule.account
+                        ),
                         Some("disable one of them or give them different account attributes".into()),
                     );
                 }
@@ -344,7 +413,7 @@ impl Checker {
         }
         for (name, limit) in system.thresholds.percentages() {
             if let Some(limit) = limit {
-                if !(limit >= 0.0) {
+                if limit.is_nan() || limit < 0.0 {
                     self.push(
                         ValidationErrorKind::InvalidThreshold,
                         at(format!("{base}.thresholds.{name}"), None, None),
@@ -363,7 +432,11 @@ fn suggest(name: &str, declared: &[&str]) -> Option<String> {
     declared
         .iter()
         .map(|d| {
-            let distance = if d.to_lowercase() == lower { 0 } else { edit_distance(&lower, &d.to_lowercase()) };
+            let distance = if d.to_lowercase() == lower {
+                0
+            } else {
+                edit_distance(&lower, &d.to_lowercase())
+            };
             (distance, *d)
         })
         .filter(|(distance, _)| *distance <= 2)
@@ -414,7 +487,11 @@ mod tests {
             }}
         }))
         .unwrap_err();
-        let kinds: Vec<_> = errors.0.iter().map(|e| (e.kind().as_str(), e.place().path.as_str())).collect();
+        let kinds: Vec<_> = errors
+            .0
+            .iter()
+            .map(|e| (e.kind().as_str(), e.place().path.as_str()))
+            .collect();
         assert_eq!(
             kinds,
             vec![
@@ -428,7 +505,11 @@ mod tests {
                 ("score_out_of_range", "systems.hr.flows[0].update"),
             ]
         );
-        let typo = errors.0.iter().find(|e| e.place().path.ends_with("correlation[0][0].identity")).unwrap();
+        let typo = errors
+            .0
+            .iter()
+            .find(|e| e.place().path.ends_with("correlation[0][0].identity"))
+            .unwrap();
         assert_eq!(typo.hint(), Some("did you mean `employeeNumber`?"));
         assert_eq!(typo.place().system.as_deref(), Some("hr"));
         assert_eq!(typo.place().rule.as_deref(), Some("correlation[0]"));
@@ -465,7 +546,10 @@ mod tests {
     fn edit_distance_counts_edits() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "ab"), 2);
-        assert_eq!(suggest("Dept", &["dept", "title"]).as_deref(), Some("did you mean `dept`?"));
+        assert_eq!(
+            suggest("Dept", &["dept", "title"]).as_deref(),
+            Some("did you mean `dept`?")
+        );
         assert_eq!(suggest("zzzz", &["dept"]), None);
     }
 }

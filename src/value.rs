@@ -80,9 +80,7 @@ impl Scalar {
     pub fn from_json(json: &serde_json::Value, ty: ValueType) -> Option<Scalar> {
         match json {
             serde_json::Value::String(s) => Scalar::parse(s, ty),
-            serde_json::Value::Number(n) if ty == ValueType::Integer => {
-                n.as_i64().map(Scalar::Integer)
-            }
+            serde_json::Value::Number(n) if ty == ValueType::Integer => n.as_i64().map(Scalar::Integer),
             serde_json::Value::Bool(b) if ty == ValueType::Boolean => Some(Scalar::Boolean(*b)),
             _ => None,
         }
@@ -114,9 +112,7 @@ impl Scalar {
     /// Whether two scalars are the same value; `case_exact: false` ignores case of text.
     pub fn same_as(&self, other: &Scalar, case_exact: bool) -> bool {
         match (self, other) {
-            (Scalar::Text(a), Scalar::Text(b)) if !case_exact => {
-                a == b || a.to_lowercase() == b.to_lowercase()
-            }
+            (Scalar::Text(a), Scalar::Text(b)) if !case_exact => a == b || a.to_lowercase() == b.to_lowercase(),
             _ => self == other,
         }
     }
@@ -134,10 +130,9 @@ impl Scalar {
 
     fn cmp_folded(&self, other: &Scalar, case_exact: bool) -> Ordering {
         match (self, other) {
-            (Scalar::Text(a), Scalar::Text(b)) if !case_exact => a
-                .to_lowercase()
-                .cmp(&b.to_lowercase())
-                .then_with(|| a.cmp(b)),
+            (Scalar::Text(a), Scalar::Text(b)) if !case_exact => {
+                a.to_lowercase().cmp(&b.to_lowercase()).then_with(|| a.cmp(b))
+            }
             _ => self.cmp(other),
         }
     }
@@ -211,9 +206,7 @@ impl Value {
             match j {
                 serde_json::Value::Null => Ok(None),
                 serde_json::Value::String(s) if s.is_empty() => Ok(None),
-                other => Scalar::from_json(other, ty)
-                    .map(Some)
-                    .ok_or(ValueProblem::InvalidValue),
+                other => Scalar::from_json(other, ty).map(Some).ok_or(ValueProblem::InvalidValue),
             }
         };
         match json {

@@ -22,7 +22,9 @@ pub(crate) fn select(engine: &Engine, selector: &str) -> Result<IdentityId, Stri
     if !engine.config().identity.attributes.contains_key(attribute) {
         return Err(format!("identity attribute `{attribute}` is not declared"));
     }
-    let found = engine.find_identities(attribute, &Json::String(value.to_owned())).map_err(|e| e.to_string())?;
+    let found = engine
+        .find_identities(attribute, &Json::String(value.to_owned()))
+        .map_err(|e| e.to_string())?;
     match found.as_slice() {
         [one] => Ok(*one),
         [] => Err(format!("no identity has {attribute} = `{value}`")),
@@ -48,7 +50,9 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
                     continue;
                 }
             };
-            let Ok(Some(identity)) = engine.identity(id) else { continue };
+            let Ok(Some(identity)) = engine.identity(id) else {
+                continue;
+            };
             for (attribute, expected) in attributes {
                 let path = format!("identities.{selector}.{attribute}");
                 let Some(decl) = engine.config().identity.attributes.get(attribute) else {
@@ -59,7 +63,11 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
                 match Value::from_json(expected, decl.value_type, decl.multi, decl.case_exact) {
                     Ok(want) if &want == actual => {}
                     Ok(_) => miss(path, show(expected), show(&actual.to_json())),
-                    Err(_) => miss(path, format!("{} (not a valid {})", show(expected), decl.value_type), show(&actual.to_json())),
+                    Err(_) => miss(
+                        path,
+                        format!("{} (not a valid {})", show(expected), decl.value_type),
+                        show(&actual.to_json()),
+                    ),
                 }
             }
         }
@@ -81,11 +89,17 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
                     continue;
                 }
             };
-            let Ok(Some(identity)) = engine.identity(id) else { continue };
+            let Ok(Some(identity)) = engine.identity(id) else {
+                continue;
+            };
             for (attribute, expected) in attributes {
                 let actual = identity.provenance.get(attribute).map(|p| p.system.clone());
                 if &actual != expected {
-                    miss(format!("provenance.{selector}.{attribute}"), format!("{expected:?}"), format!("{actual:?}"));
+                    miss(
+                        format!("provenance.{selector}.{attribute}"),
+                        format!("{expected:?}"),
+                        format!("{actual:?}"),
+                    );
                 }
             }
         }
@@ -94,7 +108,11 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
     if let Some(accounts) = &expect.accounts {
         for (system, keys) in accounts {
             let Some(schema) = engine.config().system(system) else {
-                miss(format!("accounts.{system}"), "a configured system".into(), "unknown system".into());
+                miss(
+                    format!("accounts.{system}"),
+                    "a configured system".into(),
+                    "unknown system".into(),
+                );
                 continue;
             };
             for (key, expected) in keys {
@@ -139,7 +157,11 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
                     },
                 };
                 if wanted != actual {
-                    miss(path, format!("{expected:?}"), actual.map_or("not linked".into(), |id| id.to_string()));
+                    miss(
+                        path,
+                        format!("{expected:?}"),
+                        actual.map_or("not linked".into(), |id| id.to_string()),
+                    );
                 }
             }
         }
@@ -163,13 +185,22 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
             BlockedExpect::Exceeded(e) => e.exceeded.iter().map(String::as_str).collect::<BTreeSet<_>>() == actual,
         };
         if !ok {
-            let shown = if actual.is_empty() { "false".to_owned() } else { format!("{{\"exceeded\": {actual:?}}}") };
-            miss("blocked".into(), serde_json::to_string(blocked).unwrap_or_default(), shown);
+            let shown = if actual.is_empty() {
+                "false".to_owned()
+            } else {
+                format!("{{\"exceeded\": {actual:?}}}")
+            };
+            miss(
+                "blocked".into(),
+                serde_json::to_string(blocked).unwrap_or_default(),
+                shown,
+            );
         }
     }
 
     if let Some(errors) = &expect.errors {
-        let expected: BTreeSet<(String, Option<String>)> = errors.iter().map(|e| (e.kind.clone(), e.key.clone())).collect();
+        let expected: BTreeSet<(String, Option<String>)> =
+            errors.iter().map(|e| (e.kind.clone(), e.key.clone())).collect();
         let actual: BTreeSet<(String, Option<String>)> = outcome.errors.iter().cloned().collect();
         if expected != actual {
             miss("errors".into(), format_pairs(&expected), format_pairs(&actual));
@@ -189,16 +220,25 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
         let actual: BTreeSet<_> = outcome.rejected.iter().cloned().collect();
         if expected != actual {
             let render = |set: &BTreeSet<(IdentityId, String, String, String)>| {
-                let items: Vec<String> = set.iter().map(|(i, a, s, r)| format!("{i} {a} from {s}: {r}")).collect();
+                let items: Vec<String> = set
+                    .iter()
+                    .map(|(i, a, s, r)| format!("{i} {a} from {s}: {r}"))
+                    .collect();
                 format!("[{}]", items.join(", "))
             };
             miss("rejected".into(), render(&expected), render(&actual));
         }
     }
 
-    for (name, wanted, state) in [("unmatched", &expect.unmatched, false), ("ambiguous", &expect.ambiguous, true)] {
+    for (name, wanted, state) in [
+        ("unmatched", &expect.unmatched, false),
+        ("ambiguous", &expect.ambiguous, true),
+    ] {
         let Some(wanted) = wanted else { continue };
-        let expected: BTreeSet<(String, String)> = wanted.iter().map(|AccountRef { system, key }| canonical_key(engine, system, key)).collect();
+        let expected: BTreeSet<(String, String)> = wanted
+            .iter()
+            .map(|AccountRef { system, key }| canonical_key(engine, system, key))
+            .collect();
         let actual: BTreeSet<(String, String)> = engine
             .unlinked()
             .unwrap_or_default()
@@ -221,7 +261,11 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
                 Err(e) => miss("plan".into(), show(op), e),
             }
         }
-        let actual: BTreeSet<String> = outcome.plan.iter().map(|op| sorted(render_op(op)).to_string()).collect();
+        let actual: BTreeSet<String> = outcome
+            .plan
+            .iter()
+            .map(|op| sorted(render_op(op)).to_string())
+            .collect();
         if expected != actual {
             miss("plan".into(), format!("{expected:?}"), format!("{actual:?}"));
         }
@@ -231,7 +275,11 @@ pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> 
         miss("loops".into(), "sync-loop detection".into(), "not supported yet".into());
     }
     if expect.pending.is_some() {
-        miss("pending".into(), "an engine pause inbox/outbox".into(), "not supported yet".into());
+        miss(
+            "pending".into(),
+            "an engine pause inbox/outbox".into(),
+            "not supported yet".into(),
+        );
     }
     misses
 }
@@ -262,8 +310,15 @@ fn format_pairs(set: &BTreeSet<(String, Option<String>)>) -> String {
 }
 
 fn canonical_key(engine: &Engine, system: &str, key: &str) -> (String, String) {
-    let exact = engine.config().system(system).and_then(|s| s.attribute(&s.schema.account_id)).is_none_or(|a| a.case_exact);
-    (system.to_owned(), key_text(&Json::String(key.to_owned()), exact).unwrap_or_default())
+    let exact = engine
+        .config()
+        .system(system)
+        .and_then(|s| s.attribute(&s.schema.account_id))
+        .is_none_or(|a| a.case_exact);
+    (
+        system.to_owned(),
+        key_text(&Json::String(key.to_owned()), exact).unwrap_or_default(),
+    )
 }
 
 /// The canonical JSON of an op: values normalised, empty maps left out.
@@ -281,13 +336,19 @@ fn render_op(op: &Op) -> Json {
             .collect()
     };
     match op {
-        Op::Create(c) => json!({"op": "create", "system": c.system, "identity": c.identity.get(), "attributes": values(&c.attributes)}),
+        Op::Create(c) => {
+            json!({"op": "create", "system": c.system, "identity": c.identity.get(), "attributes": values(&c.attributes)})
+        }
         Op::Update(u) => {
             let mut o = serde_json::Map::new();
             o.insert("op".into(), json!("update"));
             o.insert("system".into(), json!(u.system));
             o.insert("account".into(), json!(u.account));
-            for (name, map) in [("set", values(&u.set)), ("add", lists(&u.add)), ("remove", lists(&u.remove))] {
+            for (name, map) in [
+                ("set", values(&u.set)),
+                ("add", lists(&u.add)),
+                ("remove", lists(&u.remove)),
+            ] {
                 if !map.is_empty() {
                     o.insert(name.into(), Json::Object(map));
                 }
@@ -301,10 +362,17 @@ fn render_op(op: &Op) -> Json {
 /// schema and its identity selector resolved.
 fn normalise_expected_op(engine: &Engine, op: &Json) -> Result<Json, String> {
     let obj = op.as_object().ok_or("an op must be an object")?;
-    let field = |name: &str| obj.get(name).and_then(Json::as_str).ok_or(format!("the op needs a string `{name}`"));
+    let field = |name: &str| {
+        obj.get(name)
+            .and_then(Json::as_str)
+            .ok_or(format!("the op needs a string `{name}`"))
+    };
     let kind = field("op")?;
     let system_name = field("system")?;
-    let system = engine.config().system(system_name).ok_or(format!("system `{system_name}` is not configured"))?;
+    let system = engine
+        .config()
+        .system(system_name)
+        .ok_or(format!("system `{system_name}` is not configured"))?;
     let allowed: &[&str] = match kind {
         "create" => &["op", "system", "identity", "attributes"],
         "update" => &["op", "system", "account", "set", "add", "remove"],
@@ -318,7 +386,9 @@ fn normalise_expected_op(engine: &Engine, op: &Json) -> Result<Json, String> {
         let Some(map) = obj.get(name) else { return Ok(out) };
         let map = map.as_object().ok_or(format!("`{name}` must be an object"))?;
         for (attribute, raw) in map {
-            let decl = system.attribute(attribute).ok_or(format!("`{attribute}` is not an attribute of `{system_name}`"))?;
+            let decl = system
+                .attribute(attribute)
+                .ok_or(format!("`{attribute}` is not an attribute of `{system_name}`"))?;
             let multi = decl.multi || multi_list;
             let value = Value::from_json(raw, decl.value_type, multi, decl.case_exact)
                 .map_err(|_| format!("`{raw}` is not a valid value for `{attribute}`"))?;
@@ -336,7 +406,9 @@ fn normalise_expected_op(engine: &Engine, op: &Json) -> Result<Json, String> {
         "create" => {
             let selector = field("identity")?;
             let id = select(engine, selector)?;
-            Ok(json!({"op": "create", "system": system_name, "identity": id.get(), "attributes": typed("attributes", false)?}))
+            Ok(
+                json!({"op": "create", "system": system_name, "identity": id.get(), "attributes": typed("attributes", false)?}),
+            )
         }
         _ => {
             let account = field("account")?;

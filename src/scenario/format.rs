@@ -113,7 +113,10 @@ impl ImportStep {
                 let Some(columns) = self.columns.clone() else {
                     return Err("a complete import needs `columns`".into());
                 };
-                Ok(Snapshot::Complete { columns, rows: self.rows.clone().unwrap_or_default() })
+                Ok(Snapshot::Complete {
+                    columns,
+                    rows: self.rows.clone().unwrap_or_default(),
+                })
             }
             Mode::Incremental => {
                 if self.columns.is_some() || self.rows.is_some() {
@@ -157,6 +160,9 @@ pub struct SetStep {
     pub identity: String,
     pub attributes: IndexMap<String, serde_json::Value>,
 }
+
+/// Expected attribute values of one stored account.
+pub type AccountExpect = IndexMap<String, serde_json::Value>;
 
 /// `false`, `true`, or `{"exceeded": [...]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,7 +223,7 @@ pub struct Expect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<IndexMap<String, IndexMap<String, Option<String>>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accounts: Option<IndexMap<String, IndexMap<String, Option<IndexMap<String, serde_json::Value>>>>>,
+    pub accounts: Option<IndexMap<String, IndexMap<String, Option<AccountExpect>>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub links: Option<IndexMap<String, IndexMap<String, Option<String>>>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -66,7 +66,12 @@ impl Report {
     fn file_problem(name: Option<String>, path: &str, message: String) -> Report {
         Report {
             name,
-            failures: vec![Failure { step: None, path: path.to_owned(), expected: "a valid scenario".into(), actual: message }],
+            failures: vec![Failure {
+                step: None,
+                path: path.to_owned(),
+                expected: "a valid scenario".into(),
+                actual: message,
+            }],
         }
     }
 }
@@ -90,7 +95,11 @@ pub fn run(scenario: &Scenario) -> Report {
         Ok(c) => c,
         Err(errors) => return Report::file_problem(name, "config", errors.join("; ")),
     };
-    let mut runner = Runner { engine: Engine::new(config), confirm_on_approve: HashMap::new(), failures: Vec::new() };
+    let mut runner = Runner {
+        engine: Engine::new(config),
+        confirm_on_approve: HashMap::new(),
+        failures: Vec::new(),
+    };
     let mut last_at: Option<DateTime<Utc>> = None;
     for (index, step) in scenario.steps.iter().enumerate() {
         if last_at.is_some_and(|t| step.at < t) {
@@ -99,13 +108,19 @@ pub fn run(scenario: &Scenario) -> Report {
         last_at = Some(step.at);
         runner.step(index, step);
     }
-    Report { name, failures: runner.failures }
+    Report {
+        name,
+        failures: runner.failures,
+    }
 }
 
 /// Parses and validates a configuration given as JSON; `Err` holds every message.
 fn parse_config(json: &serde_json::Value) -> Result<ValidatedConfig, Vec<String>> {
-    let config: Config = serde_json::from_value(json.clone()).map_err(|e| vec![format!("the configuration does not parse: {e}")])?;
-    config.validate().map_err(|errors| errors.0.iter().map(ToString::to_string).collect())
+    let config: Config =
+        serde_json::from_value(json.clone()).map_err(|e| vec![format!("the configuration does not parse: {e}")])?;
+    config
+        .validate()
+        .map_err(|errors| errors.0.iter().map(ToString::to_string).collect())
 }
 
 /// What one step did, for the step-scoped expectations.
@@ -123,7 +138,12 @@ impl StepOutcome {
         StepOutcome {
             counts: report.plan.counts,
             exceeded: report.plan.exceeded.iter().map(|e| e.threshold.clone()).collect(),
-            errors: report.plan.rejections.iter().map(|r| (r.reason.as_str().to_owned(), r.key.clone())).collect(),
+            errors: report
+                .plan
+                .rejections
+                .iter()
+                .map(|r| (r.reason.as_str().to_owned(), r.key.clone()))
+                .collect(),
             rejected: report
                 .rejected()
                 .map(|d| {
@@ -136,7 +156,10 @@ impl StepOutcome {
     }
 
     fn error(kind: &str) -> StepOutcome {
-        StepOutcome { errors: vec![(kind.to_owned(), None)], ..StepOutcome::default() }
+        StepOutcome {
+            errors: vec![(kind.to_owned(), None)],
+            ..StepOutcome::default()
+        }
     }
 }
 
@@ -149,7 +172,12 @@ struct Runner {
 
 impl Runner {
     fn fail(&mut self, step: usize, path: &str, expected: String, actual: String) {
-        self.failures.push(Failure { step: Some(step), path: path.to_owned(), expected, actual });
+        self.failures.push(Failure {
+            step: Some(step),
+            path: path.to_owned(),
+            expected,
+            actual,
+        });
     }
 
     fn step(&mut self, index: usize, step: &Step) {
@@ -220,7 +248,8 @@ impl Runner {
         }
         if let Some(set) = &step.set {
             let id = self.select(index, "set.identity", &set.identity)?;
-            let values: Vec<(String, serde_json::Value)> = set.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let values: Vec<(String, serde_json::Value)> =
+                set.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             return Some(match self.engine.set_attributes(id, &values, now) {
                 Ok(_) => StepOutcome::default(),
                 Err(e) => StepOutcome::error(e.kind()),
@@ -236,7 +265,12 @@ impl Runner {
             ("clear_loop", step.clear_loop.is_some()),
         ];
         let name = unsupported.iter().find(|(_, set)| *set).map_or("?", |(n, _)| *n);
-        self.fail(index, name, "a supported action".into(), format!("`{name}` is not supported yet"));
+        self.fail(
+            index,
+            name,
+            "a supported action".into(),
+            format!("`{name}` is not supported yet"),
+        );
         None
     }
 

@@ -97,16 +97,22 @@ impl Store for MemoryStore {
 
     fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
         for account in accounts {
-            let previous = self.systems.get_mut(system).and_then(|s| s.accounts.remove(&account.key));
+            let previous = self
+                .systems
+                .get_mut(system)
+                .and_then(|s| s.accounts.remove(&account.key));
             if let Some(previous) = &previous {
                 self.unlink(system, previous);
             }
             if let Some(id) = account.identity() {
-                self.links.entry(id).or_default().insert((system.to_owned(), account.key.clone()));
+                self.links
+                    .entry(id)
+                    .or_default()
+                    .insert((system.to_owned(), account.key.clone()));
             }
             let entry = self.systems.entry(system.to_owned()).or_default();
-            entry.link_values = entry.link_values + account.link_values()
-                - previous.as_ref().map_or(0, Account::link_values);
+            entry.link_values =
+                entry.link_values + account.link_values() - previous.as_ref().map_or(0, Account::link_values);
             entry.accounts.insert(account.key.clone(), account);
         }
         Ok(())
@@ -126,12 +132,20 @@ impl Store for MemoryStore {
     }
 
     fn remove_system(&mut self, system: &str) -> Result<(), StoreError> {
-        let keys: Vec<String> = self.systems.get(system).map(|s| s.accounts.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<String> = self
+            .systems
+            .get(system)
+            .map(|s| s.accounts.keys().cloned().collect())
+            .unwrap_or_default();
         self.remove_accounts(system, &keys)
     }
 
     fn accounts_of(&self, identity: IdentityId) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(self.links.get(&identity).map(|s| s.iter().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .links
+            .get(&identity)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {

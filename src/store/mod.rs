@@ -35,7 +35,9 @@ pub struct StoreError {
 impl StoreError {
     /// A store failure with a description.
     pub fn new(message: impl Into<String>) -> StoreError {
-        StoreError { message: message.into() }
+        StoreError {
+            message: message.into(),
+        }
     }
     /// The description.
     pub fn message(&self) -> &str {
