@@ -144,6 +144,19 @@ pub enum LinkState {
     Ambiguous(Vec<IdentityId>),
 }
 
+impl fmt::Display for LinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkState::Linked(id) => write!(f, "linked to {id}"),
+            LinkState::Unmatched => f.write_str("unmatched: no correlation rule found an identity"),
+            LinkState::Ambiguous(ids) => {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                write!(f, "ambiguous: a correlation rule matched {}", ids.join(", "))
+            }
+        }
+    }
+}
+
 /// The stored mirror of one account: what its system last gave (or what confirmed
 /// outbound ops wrote), and how it is linked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -191,7 +191,7 @@ impl fmt::Display for Decision {
                     }
                     (RejectReason::LowerScore, Some(p)) => write!(
                         f,
-                        "{} < strength {} of the current value {} written by {}",
+                        "{} < {}, the strength of the current value {} written by {}",
                         self.score, p.strength, self.previous, p
                     ),
                     (_, None) => write!(f, "the attribute has no incumbent"),
