@@ -18,17 +18,24 @@ pub mod thresholds;
 pub mod validate;
 pub mod value;
 
+#[cfg(feature = "csv")]
+pub mod csv_connector;
+#[cfg(feature = "scim")]
+pub mod scim;
+#[cfg(feature = "sqlite")]
+pub mod sqlite_store;
+
 pub use config::{Config, Direction, FlowRule, SystemConfig};
 pub use connector::{Connector, ExportMode, MemoryConnector, OpStatus};
 pub use diff::{AccountChange, AttributeChange, ChangeKind, ImportPlan};
 pub use engine::{Approval, ConfirmReport, Engine, ImportReport, LinkEvent};
 pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportError, OutboundError};
-pub use model::{Account, Identity, IdentityId, LinkState, Phase, Provenance};
+pub use model::{Account, Echo, Identity, IdentityId, LinkState, Phase, Provenance};
 pub use outbound::{CreateOp, Op, OutboundPlan, UpdateOp};
 pub use prepare::{RejectionReason, Row, RowRejection, Snapshot};
 pub use resolution::{Decision, Outcome, RejectReason, WriteKind};
 pub use schema_change::ConfigChange;
-pub use store::{MemoryStore, PendingPlan, PlanId, Store, StoreError};
+pub use store::{EngineState, MemoryStore, PendingPlan, PlanId, Store, StoreError};
 pub use thresholds::{Counts, Exceeded, Thresholds};
 pub use validate::{ValidatedConfig, ValidationError, ValidationErrorKind, ValidationErrors};
 pub use value::{Scalar, Value, ValueType};

@@ -172,6 +172,20 @@ pub struct Account {
     /// Values of multi-valued attributes that the engine itself wrote here (confirmed
     /// `create` / `add` ops): only these are removed by a non-authoritative rule.
     pub pushed: BTreeMap<String, Vec<Scalar>>,
+    /// Per attribute: the last value a confirmed outbound op wrote here, and how many
+    /// times in a row an import showed it back at a different value (SPEC 5.3).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub echoes: BTreeMap<String, Echo>,
+}
+
+/// Sync-loop bookkeeping for one account attribute (SPEC 5.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Echo {
+    /// The value last pushed and confirmed.
+    pub pushed: Value,
+    /// How many times the pushed value came back different, in a row.
+    pub bounces: u32,
 }
 
 impl Account {
@@ -182,6 +196,7 @@ impl Account {
             attributes: BTreeMap::new(),
             link: LinkState::Unmatched,
             pushed: BTreeMap::new(),
+            echoes: BTreeMap::new(),
         }
     }
 

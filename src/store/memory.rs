@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{Account, Identity, IdentityId};
-use crate::store::{PendingPlan, PlanId, Store, StoreError};
+use crate::store::{EngineState, PendingPlan, PlanId, Store, StoreError};
 use crate::thresholds::Base;
 
 /// Accounts of one system, with running totals for threshold bases.
@@ -27,6 +27,7 @@ pub struct MemoryStore {
     next_identity: u64,
     next_plan: u64,
     pending: BTreeMap<PlanId, PendingPlan>,
+    state: EngineState,
 }
 
 impl MemoryStore {
@@ -220,5 +221,14 @@ impl Store for MemoryStore {
 
     fn pending_plans(&self) -> Result<Vec<PendingPlan>, StoreError> {
         Ok(self.pending.values().cloned().collect())
+    }
+
+    fn engine_state(&self) -> Result<EngineState, StoreError> {
+        Ok(self.state.clone())
+    }
+
+    fn put_engine_state(&mut self, state: EngineState) -> Result<(), StoreError> {
+        self.state = state;
+        Ok(())
     }
 }

@@ -94,6 +94,23 @@ impl PendingPlan {
     }
 }
 
+/// Engine-wide state the store keeps as one opaque, versioned value: the pause flag
+/// and the inbox / outbox of a paused engine (SPEC 6). Stores persist it as a whole
+/// (for example as one JSON document); its fields may grow between versions.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct EngineState {
+    /// Whether the engine is paused.
+    #[serde(default)]
+    pub paused: bool,
+    /// Identity-side work waiting for resume, in arrival order.
+    #[serde(default)]
+    pub inbox: Vec<serde_json::Value>,
+    /// Outbound ops held while paused.
+    #[serde(default)]
+    pub outbox: Vec<serde_json::Value>,
+}
+
 /// Persistence for identities, accounts, links, provenance and pending plans.
 pub trait Store: std::fmt::Debug {
     /// Starts a unit of work; everything until [`Store::commit`] belongs to it.
@@ -153,4 +170,9 @@ pub trait Store: std::fmt::Debug {
     fn take_pending_plan(&mut self, id: PlanId) -> Result<Option<PendingPlan>, StoreError>;
     /// Every pending plan, oldest first.
     fn pending_plans(&self) -> Result<Vec<PendingPlan>, StoreError>;
+
+    /// The engine-wide state (default when never written).
+    fn engine_state(&self) -> Result<EngineState, StoreError>;
+    /// Replaces the engine-wide state.
+    fn put_engine_state(&mut self, state: EngineState) -> Result<(), StoreError>;
 }
