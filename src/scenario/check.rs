@@ -10,12 +10,13 @@ use crate::outbound::Op;
 use crate::prepare::key_text;
 use crate::scenario::format::{AccountRef, BlockedExpect, Expect};
 use crate::scenario::StepOutcome;
+use crate::store::Store;
 use crate::value::Value;
 
 type Miss = (String, String, String);
 
 /// Resolves an identity selector `ATTR=VALUE` to the one identity holding that value.
-pub(crate) fn select(engine: &Engine, selector: &str) -> Result<IdentityId, String> {
+pub(crate) fn select<S: Store>(engine: &Engine<S>, selector: &str) -> Result<IdentityId, String> {
     let Some((attribute, value)) = selector.split_once('=') else {
         return Err(format!("`{selector}` is not of the form ATTR=VALUE"));
     };
@@ -37,7 +38,7 @@ fn show(v: &Json) -> String {
 }
 
 /// Every unmet expectation as (path, expected, actual).
-pub(crate) fn check(engine: &Engine, expect: &Expect, outcome: &StepOutcome) -> Vec<Miss> {
+pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &StepOutcome) -> Vec<Miss> {
     let mut misses: Vec<Miss> = Vec::new();
     let mut miss = |path: String, expected: String, actual: String| misses.push((path, expected, actual));
 
@@ -309,7 +310,7 @@ fn format_pairs(set: &BTreeSet<(String, Option<String>)>) -> String {
     format!("[{}]", items.join(", "))
 }
 
-fn canonical_key(engine: &Engine, system: &str, key: &str) -> (String, String) {
+fn canonical_key<S: Store>(engine: &Engine<S>, system: &str, key: &str) -> (String, String) {
     let exact = engine
         .config()
         .system(system)
@@ -360,7 +361,7 @@ fn render_op(op: &Op) -> Json {
 
 /// An expected op in the canonical form of `render_op`, its values typed by the system's
 /// schema and its identity selector resolved.
-fn normalise_expected_op(engine: &Engine, op: &Json) -> Result<Json, String> {
+fn normalise_expected_op<S: Store>(engine: &Engine<S>, op: &Json) -> Result<Json, String> {
     let obj = op.as_object().ok_or("an op must be an object")?;
     let field = |name: &str| {
         obj.get(name)

@@ -16,7 +16,7 @@ use crate::engine::{Approval, Engine, ImportReport};
 use crate::error::{ConfigChangeError, ImportError};
 use crate::model::IdentityId;
 use crate::outbound::{Op, OutboundPlan};
-use crate::store::PlanId;
+use crate::store::{PlanId, Store};
 use crate::thresholds::Counts;
 use crate::validate::ValidatedConfig;
 
@@ -85,8 +85,21 @@ pub fn run_text(text: &str) -> Report {
     }
 }
 
-/// Runs a parsed scenario.
+/// Runs a parsed scenario on a new in-memory store.
 pub fn run(scenario: &Scenario) -> Report {
+    run_with_store(scenario, crate::store::MemoryStore::new())
+}
+
+/// Parses and runs a scenario file's text on the given (empty) store.
+pub fn run_text_with_store<S: Store>(text: &str, store: S) -> Report {
+    match serde_json::from_str::<Scenario>(text) {
+        Ok(scenario) => run_with_store(&scenario, store),
+        Err(e) => Report::file_problem(None, "json", format!("line {}, column {}: {e}", e.line(), e.column())),
+    }
+}
+
+/// Runs a parsed scenario on the given (empty) store.
+pub fn run_with_store<S: Store>(scenario: &Scenario, store: S) -> Report {
     let name = Some(scenario.name.clone());
     if scenario.format != FORMAT {
         return Report::file_problem(name, "format", format!("`{}` is not `{FORMAT}`", scenario.format));
@@ -95,8 +108,12 @@ pub fn run(scenario: &Scenario) -> Report {
         Ok(c) => c,
         Err(errors) => return Report::file_problem(name, "config", errors.join("; ")),
     };
+    let engine = match Engine::with_store(config, store) {
+        Ok(e) => e,
+        Err(e) => return Report::file_problem(name, "store", e.to_string()),
+    };
     let mut runner = Runner {
-        engine: Engine::new(config),
+        engine,
         confirm_on_approve: HashMap::new(),
         failures: Vec::new(),
     };
@@ -163,14 +180,14 @@ impl StepOutcome {
     }
 }
 
-struct Runner {
-    engine: Engine,
+struct Runner<S: Store> {
+    engine: Engine<S>,
     /// Blocked outbound plans whose step asked for confirmation once approved.
     confirm_on_approve: HashMap<PlanId, bool>,
     failures: Vec<Failure>,
 }
 
-impl Runner {
+impl<S: Store> Runner<S> {
     fn fail(&mut self, step: usize, path: &str, expected: String, actual: String) {
         self.failures.push(Failure {
             step: Some(step),
