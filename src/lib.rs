@@ -15,6 +15,7 @@ pub mod scenario;
 pub mod schema_change;
 pub mod store;
 pub mod thresholds;
+pub mod transform;
 pub mod validate;
 pub mod value;
 
