@@ -1,0 +1,82 @@
+//! Direct edits of identity attributes by the host.
+
+use chrono::{DateTime, Utc};
+
+use crate::engine::Engine;
+use crate::error::EditError;
+use crate::model::{IdentityId, Phase, Provenance, HOST_SYSTEM};
+
+use crate::resolution::{Decision, Outcome, WriteKind};
+use crate::store::Store;
+
+use crate::value::Value;
+
+impl<S: Store> Engine<S> {
+    // ---------------------------------------------------------------- host edits
+
+    /// Directly edits identity attributes (an administrator's change): every value is
+    /// written with provenance `@host` and strength 100. All values are checked first;
+    /// if one is refused, nothing is written.
+    pub fn set_attributes(
+        &mut self,
+        identity: IdentityId,
+        values: &[(String, serde_json::Value)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Decision>, EditError> {
+        let Some(mut record) = self.store.identity(identity)? else {
+            return Err(EditError::UnknownIdentity(identity));
+        };
+        let mut parsed = Vec::new();
+        for (attribute, raw) in values {
+            let Some(decl) = self.config.identity.attributes.get(attribute) else {
+                return Err(EditError::UnknownAttribute(attribute.clone()));
+            };
+            let value = Value::from_json(raw, decl.value_type, decl.multi, decl.case_exact).map_err(|p| {
+                EditError::InvalidValue {
+                    attribute: attribute.clone(),
+                    reason: format!("{p:?} for a {} attribute", decl.value_type),
+                }
+            })?;
+            parsed.push((attribute.clone(), value, decl.case_exact));
+        }
+        let mut decisions = Vec::new();
+        for (attribute, value, exact) in parsed {
+            let previous = record.value(&attribute).clone();
+            if previous.same_as(&value, exact) {
+                continue;
+            }
+            let kind = match (previous.is_empty(), value.is_empty()) {
+                (true, _) => WriteKind::Create,
+                (false, true) => WriteKind::Delete,
+                (false, false) => WriteKind::Update,
+            };
+            let phase = if kind == WriteKind::Create {
+                Phase::Create
+            } else {
+                Phase::Update
+            };
+            let incumbent = record.provenance.get(&attribute).cloned();
+            record.write(&attribute, value.clone(), Provenance::new(HOST_SYSTEM, 100, phase, now));
+            record.modified = record.modified.max(now);
+            decisions.push(Decision {
+                identity,
+                attribute,
+                system: HOST_SYSTEM.to_owned(),
+                account: String::new(),
+                rule: 0,
+                kind,
+                offered: value,
+                previous,
+                score: 100,
+                incumbent,
+                outcome: Outcome::Applied,
+                at: now,
+                outranked_by: None,
+            });
+        }
+        if !decisions.is_empty() {
+            self.store.put_identities(vec![record])?;
+        }
+        Ok(decisions)
+    }
+}

@@ -1,0 +1,368 @@
+//! Imports and approvals: prepare, diff, thresholds, the account mirror, correlation,
+//! projection and resolution.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+
+use crate::config::SystemConfig;
+use crate::correlation::{correlate, Correlation};
+use crate::diff::{count, diff, ChangeKind, ImportPlan};
+use crate::engine::{Approval, Engine, ImportReport, LinkEvent};
+use crate::error::{ApproveError, ImportError};
+use crate::model::{Account, Identity, IdentityId, LinkState};
+use crate::outbound::{attribute_sync, create_op, Op};
+use crate::prepare::{check_columns, prepare, Snapshot};
+use crate::resolution::{resolve_group, Candidate, Decision, Outcome, Scores};
+use crate::store::{PendingPlan, PlanId, Store, StoreError};
+use crate::validate::ValidatedConfig;
+use crate::value::Value;
+
+impl<S: Store> Engine<S> {
+    // ---------------------------------------------------------------- import
+
+    /// Imports a snapshot of one system at `now`: prepare, diff, thresholds, then (unless
+    /// blocked) the account mirror, correlation, projection and resolution.
+    ///
+    /// A whole-import refusal (unknown system, dropped or unknown column) is an `Err` and
+    /// changes nothing. Rejected rows and rejected decisions are part of the report. A
+    /// blocked plan applies nothing; it is kept for [`Engine::approve`].
+    pub fn import(
+        &mut self,
+        system: &str,
+        snapshot: &Snapshot,
+        now: DateTime<Utc>,
+    ) -> Result<ImportReport, ImportError> {
+        let Some(system_config) = self.system(system) else {
+            return Err(ImportError::UnknownSystem(system.to_owned()));
+        };
+        if let Snapshot::Complete { columns, .. } = snapshot {
+            check_columns(system, &system_config, columns)?;
+        }
+        let prepared = prepare(&self.config, system, snapshot, &self.store)?;
+        let (changes, retry) = diff(system, &system_config, &prepared, &self.store)?;
+        let counts = count(&system_config, &changes);
+        let base = self.store.account_base(system)?;
+        let exceeded = system_config.thresholds.check(&counts, base);
+        let plan = ImportPlan {
+            id: self.store.allocate_plan_id()?,
+            system: system.to_owned(),
+            at: now,
+            changes,
+            retry,
+            rejections: prepared.rejections,
+            counts,
+            base,
+            exceeded,
+            version: self.store.system_version(system)?,
+        };
+        if plan.is_blocked() {
+            self.store.begin()?;
+            let superseded: Vec<PlanId> = self
+                .store
+                .pending_plans()?
+                .into_iter()
+                .filter(|p| matches!(p, PendingPlan::Import(_)) && p.system() == system)
+                .map(|p| p.id())
+                .collect();
+            for id in superseded {
+                let _ = self.store.take_pending_plan(id)?;
+            }
+            self.store.put_pending_plan(PendingPlan::Import(plan.clone()))?;
+            self.store.commit()?;
+            return Ok(ImportReport {
+                plan,
+                applied: false,
+                links: Vec::new(),
+                decisions: Vec::new(),
+            });
+        }
+        self.apply_import(plan, &system_config)
+    }
+
+    fn apply_import(&mut self, plan: ImportPlan, system: &SystemConfig) -> Result<ImportReport, ImportError> {
+        self.store.begin()?;
+        match self.apply_import_inner(&plan, system) {
+            Ok((links, decisions)) => {
+                self.store.commit()?;
+                Ok(ImportReport {
+                    plan,
+                    applied: true,
+                    links,
+                    decisions,
+                })
+            }
+            Err(e) => {
+                self.store.rollback();
+                Err(e.into())
+            }
+        }
+    }
+
+    fn apply_import_inner(
+        &mut self,
+        plan: &ImportPlan,
+        system: &SystemConfig,
+    ) -> Result<(Vec<LinkEvent>, Vec<Decision>), StoreError> {
+        let name = plan.system.as_str();
+        // 1. The account mirror.
+        let mut put = Vec::new();
+        let mut removed = Vec::new();
+        let mut removed_links = HashMap::new();
+        for change in &plan.changes {
+            match change.kind {
+                ChangeKind::Delete => {
+                    if let Some(old) = self.store.account(name, &change.key)? {
+                        removed_links.insert(change.key.clone(), old.identity());
+                    }
+                    removed.push(change.key.clone());
+                }
+                ChangeKind::Insert | ChangeKind::Update => {
+                    let mut account = self
+                        .store
+                        .account(name, &change.key)?
+                        .unwrap_or_else(|| Account::new(&change.key));
+                    for c in &change.attributes {
+                        account.set(&c.attribute, c.new.clone());
+                    }
+                    put.push(account);
+                }
+            }
+        }
+        if !plan.changes.is_empty() {
+            self.store.bump_system_version(name)?;
+        }
+        self.store.remove_accounts(name, &removed)?;
+        self.store.put_accounts(name, put)?;
+
+        // 2. Correlation, projection and candidates.
+        let mut work = Work::new(name, plan.at);
+        for change in &plan.changes {
+            match change.kind {
+                ChangeKind::Delete => {
+                    if let Some(Some(id)) = removed_links.get(&change.key) {
+                        for c in &change.attributes {
+                            work.offer(system, &self.config, &change.key, *id, &c.attribute, &Value::Empty);
+                        }
+                    }
+                }
+                ChangeKind::Insert | ChangeKind::Update => {
+                    let Some(account) = self.store.account(name, &change.key)? else {
+                        continue;
+                    };
+                    match account.identity() {
+                        Some(id) => {
+                            for c in &change.attributes {
+                                work.offer(system, &self.config, &change.key, id, &c.attribute, &c.new);
+                            }
+                        }
+                        None => self.correlate_account(system, account, &mut work)?,
+                    }
+                }
+            }
+        }
+        for key in &plan.retry {
+            if let Some(account) = self.store.account(name, key)? {
+                if account.identity().is_none() {
+                    self.correlate_account(system, account, &mut work)?;
+                }
+            }
+        }
+        // 3. Resolution, grouped by identity attribute.
+        let decisions = self.resolve(work.candidates)?;
+        Ok((work.links, decisions))
+    }
+
+    /// Correlates an unlinked account; links, projects or records it as unmatched or
+    /// ambiguous; a newly linked account offers all its values.
+    fn correlate_account(
+        &mut self,
+        system: &SystemConfig,
+        mut account: Account,
+        work: &mut Work,
+    ) -> Result<(), StoreError> {
+        let outcome = correlate(&self.config, system, &account, &self.store)?;
+        let mut projected = false;
+        account.link = match outcome {
+            Correlation::Linked(id) => LinkState::Linked(id),
+            Correlation::Ambiguous(ids) => LinkState::Ambiguous(ids),
+            Correlation::NoMatch if system.authoritative => {
+                let id = self.store.allocate_identity_id()?;
+                self.store.put_identities(vec![Identity::new(id, work.at)])?;
+                projected = true;
+                LinkState::Linked(id)
+            }
+            Correlation::NoMatch => LinkState::Unmatched,
+        };
+        if let LinkState::Linked(id) = account.link {
+            for (attribute, value) in &account.attributes {
+                work.offer(system, &self.config, &account.key, id, attribute, value);
+            }
+        }
+        work.links.push(LinkEvent {
+            account: account.key.clone(),
+            state: account.link.clone(),
+            projected,
+        });
+        self.store.put_accounts(work.system, vec![account])
+    }
+
+    fn resolve(&mut self, candidates: Vec<Candidate>) -> Result<Vec<Decision>, StoreError> {
+        let mut groups: BTreeMap<(IdentityId, String), Vec<Candidate>> = BTreeMap::new();
+        for c in candidates {
+            groups.entry((c.identity, c.attribute.clone())).or_default().push(c);
+        }
+        let mut identities: BTreeMap<IdentityId, Identity> = BTreeMap::new();
+        let mut changed = BTreeMap::new();
+        let mut decisions = Vec::new();
+        for ((id, attribute), group) in groups {
+            let identity = match identities.entry(id) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(e) => match self.store.identity(id)? {
+                    Some(identity) => e.insert(identity),
+                    None => continue,
+                },
+            };
+            let exact = self
+                .config
+                .identity
+                .attributes
+                .get(&attribute)
+                .is_none_or(|a| a.case_exact);
+            let made = resolve_group(identity, group, exact);
+            if made.iter().any(|d| d.outcome == Outcome::Applied) {
+                changed.insert(id, ());
+            }
+            decisions.extend(made);
+        }
+        let changed: Vec<Identity> = identities
+            .into_iter()
+            .filter(|(id, _)| changed.contains_key(id))
+            .map(|(_, i)| i)
+            .collect();
+        self.store.put_identities(changed)?;
+        Ok(decisions)
+    }
+
+    // ---------------------------------------------------------------- approval
+
+    /// Every blocked plan awaiting approval, oldest first.
+    pub fn pending_plans(&self) -> Result<Vec<PendingPlan>, StoreError> {
+        self.store.pending_plans()
+    }
+
+    /// Approves the most recently blocked plan (see [`Engine::approve`]).
+    pub fn approve_last(&mut self, now: DateTime<Utc>) -> Result<Approval, ApproveError> {
+        let last = self
+            .store
+            .pending_plans()?
+            .iter()
+            .map(PendingPlan::id)
+            .max()
+            .ok_or(ApproveError::NoBlockedPlan)?;
+        self.approve(last, now)
+    }
+
+    /// Approves a blocked plan. An import plan is applied as computed, its candidates
+    /// keeping the import's time; an outbound plan is released for the host to carry
+    /// out. If the system's stored accounts changed since the plan was computed (or, for
+    /// outbound, the plan would no longer be the same), approval fails with
+    /// `stale_plan` and the plan is discarded.
+    pub fn approve(&mut self, plan: PlanId, now: DateTime<Utc>) -> Result<Approval, ApproveError> {
+        let _ = now;
+        let pending = self.store.pending_plans()?;
+        if pending.is_empty() {
+            return Err(ApproveError::NoBlockedPlan);
+        }
+        if !pending.iter().any(|p| p.id() == plan) {
+            return Err(ApproveError::UnknownPlan(plan));
+        }
+        let Some(taken) = self.store.take_pending_plan(plan)? else {
+            return Err(ApproveError::UnknownPlan(plan));
+        };
+        let stale = ApproveError::StalePlan {
+            plan,
+            system: taken.system().to_owned(),
+        };
+        let Some(system) = self.system(taken.system()) else {
+            return Err(stale);
+        };
+        match taken {
+            PendingPlan::Import(mut p) => {
+                if self.store.system_version(&p.system)? != p.version {
+                    return Err(stale);
+                }
+                p.exceeded.clear();
+                match self.apply_import(p, &system) {
+                    Ok(report) => Ok(Approval::Import(report)),
+                    Err(ImportError::Store(e)) => Err(ApproveError::Store(e)),
+                    Err(_) => Err(stale),
+                }
+            }
+            PendingPlan::Outbound(mut p) => {
+                let fresh = match p.ops.first() {
+                    Some(Op::Create(c)) => {
+                        let identity = self.store.identity(c.identity)?;
+                        identity
+                            .and_then(|i| create_op(&p.system, &system, &i).ok())
+                            .map(|(op, _)| vec![Op::Create(op)])
+                    }
+                    _ => Some(attribute_sync(&p.system, &system, &self.store)?.0),
+                };
+                if fresh.as_ref() != Some(&p.ops) {
+                    return Err(stale);
+                }
+                p.exceeded.clear();
+                Ok(Approval::Outbound(p))
+            }
+        }
+    }
+}
+
+/// Candidates and link events gathered while applying one import.
+struct Work<'a> {
+    system: &'a str,
+    at: DateTime<Utc>,
+    candidates: Vec<Candidate>,
+    links: Vec<LinkEvent>,
+}
+
+impl<'a> Work<'a> {
+    fn new(system: &'a str, at: DateTime<Utc>) -> Work<'a> {
+        Work {
+            system,
+            at,
+            candidates: Vec::new(),
+            links: Vec::new(),
+        }
+    }
+
+    /// Offers an account attribute's value through every enabled inbound rule on it.
+    fn offer(
+        &mut self,
+        system: &SystemConfig,
+        config: &ValidatedConfig,
+        account: &str,
+        identity: IdentityId,
+        attribute: &str,
+        value: &Value,
+    ) {
+        for (index, rule) in system.inbound_rules().filter(|(_, r)| r.account == attribute) {
+            let Some(target) = config.identity.attributes.get(&rule.identity) else {
+                continue;
+            };
+            let converted = value.convert(target.value_type, target.multi, target.case_exact).ok();
+            self.candidates.push(Candidate {
+                system: self.system.to_owned(),
+                rule: index,
+                account: account.to_owned(),
+                identity,
+                attribute: rule.identity.clone(),
+                value: converted,
+                raw: value.clone(),
+                at: self.at,
+                scores: Scores::new(rule.create, rule.update, rule.delete),
+            });
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The engine: applies imports, approvals, outbound requests, confirmations, host edits
+//! and configuration changes to a [`Store`], and returns plans and decisions. It never
+//! performs I/O and never reads a clock: every call that needs time takes `now`.
+
+mod edit;
+mod import;
+mod outbound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::SystemConfig;
+use crate::correlation::index_spec;
+use crate::diff::ImportPlan;
+
+use crate::model::{Account, Identity, IdentityId, LinkState};
+use crate::outbound::OutboundPlan;
+
+use crate::resolution::{Decision, Outcome};
+use crate::store::{MemoryStore, Store, StoreError};
+use crate::validate::ValidatedConfig;
+use crate::value::Value;
+
+/// How an account's correlation state changed during an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LinkEvent {
+    /// The account key.
+    pub account: String,
+    /// The new state.
+    pub state: LinkState,
+    /// Whether a new identity was created for the account (projection).
+    pub projected: bool,
+}
+
+/// The result of an import or of an approved import plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use = "the report says whether the import was applied or blocked"]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// The plan: changes, counters, rejected rows, exceeded thresholds.
+    pub plan: ImportPlan,
+    /// Whether the plan was applied (`false`: blocked, awaiting approval).
+    pub applied: bool,
+    /// Correlation outcomes of accounts tried in this import.
+    pub links: Vec<LinkEvent>,
+    /// Every resolution decision, applied or rejected.
+    pub decisions: Vec<Decision>,
+}
+
+impl ImportReport {
+    /// The rejected decisions.
+    pub fn rejected(&self) -> impl Iterator<Item = &Decision> {
+        self.decisions.iter().filter(|d| d.outcome != Outcome::Applied)
+    }
+}
+
+/// The result of approving a blocked plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[must_use]
+#[non_exhaustive]
+pub enum Approval {
+    /// An import plan, now applied.
+    Import(ImportReport),
+    /// An outbound plan, released: the host carries out its ops and confirms them.
+    Outbound(OutboundPlan),
+}
+
+/// The result of confirming applied ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConfirmReport {
+    /// Accounts created in the mirror.
+    pub created: usize,
+    /// Accounts updated in the mirror.
+    pub updated: usize,
+}
+
+/// The identity attribute sync engine over a store (by default [`MemoryStore`]).
+#[derive(Debug)]
+pub struct Engine<S: Store = MemoryStore> {
+    config: ValidatedConfig,
+    store: S,
+}
+
+impl Engine<MemoryStore> {
+    /// An engine over a new, empty in-memory store.
+    pub fn new(config: ValidatedConfig) -> Engine<MemoryStore> {
+        let mut store = MemoryStore::new();
+        // The memory store cannot fail.
+        let _ = store.set_index(&index_spec(&config));
+        Engine { config, store }
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// An engine over a host-supplied store.
+    pub fn with_store(config: ValidatedConfig, mut store: S) -> Result<Engine<S>, StoreError> {
+        store.set_index(&index_spec(&config))?;
+        Ok(Engine { config, store })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ValidatedConfig {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    pub(crate) fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    pub(crate) fn set_config(&mut self, config: ValidatedConfig) -> Result<(), StoreError> {
+        self.store.set_index(&index_spec(&config))?;
+        self.config = config;
+        Ok(())
+    }
+
+    fn system(&self, name: &str) -> Option<SystemConfig> {
+        self.config.system(name).cloned()
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    /// One identity.
+    pub fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {
+        self.store.identity(id)
+    }
+
+    /// One stored account (`key` as the system gives it; matched ignoring case when the
+    /// key attribute ignores case).
+    pub fn account(&self, system: &str, key: &str) -> Result<Option<Account>, StoreError> {
+        let exact = self
+            .config
+            .system(system)
+            .and_then(|s| s.attribute(&s.schema.account_id))
+            .is_none_or(|a| a.case_exact);
+        let key = if exact { key.to_owned() } else { key.to_lowercase() };
+        self.store.account(system, &key)
+    }
+
+    /// Identities whose `attribute` holds `value` (compared with the attribute's
+    /// `case_exact`), by id. Scans every identity.
+    pub fn find_identities(&self, attribute: &str, value: &serde_json::Value) -> Result<Vec<IdentityId>, StoreError> {
+        let Some(decl) = self.config.identity.attributes.get(attribute) else {
+            return Ok(Vec::new());
+        };
+        let Ok(wanted) = Value::from_json(value, decl.value_type, false, decl.case_exact) else {
+            return Ok(Vec::new());
+        };
+        let Some(wanted) = wanted.scalars().first().cloned() else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        self.store.visit_identities(&mut |i| {
+            if i.value(attribute).contains(&wanted, decl.case_exact) {
+                found.push(i.id);
+            }
+        })?;
+        Ok(found)
+    }
+
+    /// Number of identities.
+    pub fn identity_count(&self) -> Result<usize, StoreError> {
+        self.store.identity_count()
+    }
+
+    /// Accounts currently not linked: `(system, key, state)` for unmatched and
+    /// ambiguous accounts, sorted.
+    pub fn unlinked(&self) -> Result<Vec<(String, String, LinkState)>, StoreError> {
+        let mut out = Vec::new();
+        for system in self.config.systems.keys() {
+            self.store.visit_accounts(system, &mut |a| {
+                if a.identity().is_none() {
+                    out.push((system.clone(), a.key.clone(), a.link.clone()));
+                }
+            })?;
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        Ok(out)
+    }
+}

@@ -1,0 +1,197 @@
+//! Outbound requests, provisioning and confirmation of applied ops.
+
+use chrono::{DateTime, Utc};
+
+use crate::config::SystemConfig;
+
+use crate::engine::{ConfirmReport, Engine};
+use crate::error::OutboundError;
+use crate::model::{Account, IdentityId, LinkState};
+use crate::outbound::{attribute_sync, count_ops, create_op, Op, OutboundPlan};
+
+use crate::store::{PendingPlan, Store, StoreError};
+
+use crate::value::{Scalar, Value};
+
+impl<S: Store> Engine<S> {
+    // ---------------------------------------------------------------- outbound
+
+    /// Computes the attribute-sync plan for one system: one `update` op per linked
+    /// account whose stored values differ from what its identity says. Blocked plans
+    /// (thresholds) are kept for approval; their ops must not be carried out.
+    pub fn outbound(&mut self, system: &str, now: DateTime<Utc>) -> Result<OutboundPlan, OutboundError> {
+        let Some(config) = self.system(system) else {
+            return Err(OutboundError::UnknownSystem(system.to_owned()));
+        };
+        let (ops, skipped) = attribute_sync(system, &config, &self.store)?;
+        self.finish_outbound(system, &config, ops, skipped, now)
+    }
+
+    /// Provisions an account for an identity in a system: one `create` op seeded by
+    /// every enabled rule whose direction is `outbound`, `bidirectional` or `disabled`.
+    pub fn provision(
+        &mut self,
+        system: &str,
+        identity: IdentityId,
+        now: DateTime<Utc>,
+    ) -> Result<OutboundPlan, OutboundError> {
+        let Some(config) = self.system(system) else {
+            return Err(OutboundError::UnknownSystem(system.to_owned()));
+        };
+        let Some(record) = self.store.identity(identity)? else {
+            return Err(OutboundError::UnknownIdentity(identity));
+        };
+        if let Some((_, account)) = self.store.accounts_of(identity)?.into_iter().find(|(s, _)| s == system) {
+            return Err(OutboundError::AlreadyProvisioned {
+                identity,
+                system: system.to_owned(),
+                account,
+            });
+        }
+        let (op, skipped) = create_op(system, &config, &record).map_err(|attribute| OutboundError::NoAccountId {
+            identity,
+            system: system.to_owned(),
+            attribute,
+        })?;
+        self.finish_outbound(system, &config, vec![Op::Create(op)], skipped, now)
+    }
+
+    fn finish_outbound(
+        &mut self,
+        system: &str,
+        config: &SystemConfig,
+        ops: Vec<Op>,
+        skipped: Vec<crate::outbound::OutboundSkip>,
+        now: DateTime<Utc>,
+    ) -> Result<OutboundPlan, OutboundError> {
+        let counts = count_ops(&ops);
+        let base = self.store.account_base(system)?;
+        let exceeded = config.thresholds.check(&counts, base);
+        let plan = OutboundPlan {
+            id: self.store.allocate_plan_id()?,
+            system: system.to_owned(),
+            at: now,
+            ops,
+            skipped,
+            counts,
+            base,
+            exceeded,
+        };
+        if plan.is_blocked() {
+            self.store.put_pending_plan(PendingPlan::Outbound(plan.clone()))?;
+        }
+        Ok(plan)
+    }
+
+    /// Records ops the host carried out successfully: the account mirror then holds the
+    /// new values, created accounts are linked to their identity, and values added to
+    /// multi-valued attributes are remembered as the engine's own. All ops are checked
+    /// first; if one is refused, none is recorded.
+    pub fn confirm(&mut self, ops: &[Op], now: DateTime<Utc>) -> Result<ConfirmReport, OutboundError> {
+        let _ = now;
+        let mut staged: Vec<(String, Account)> = Vec::new();
+        let mut report = ConfirmReport { created: 0, updated: 0 };
+        for op in ops {
+            let Some(system) = self.system(op.system()) else {
+                return Err(OutboundError::UnknownSystem(op.system().to_owned()));
+            };
+            let known = |attribute: &str| -> Result<(), OutboundError> {
+                if system.attribute(attribute).is_none() {
+                    return Err(OutboundError::UnknownAttribute {
+                        system: op.system().to_owned(),
+                        account: op.account().to_owned(),
+                        attribute: attribute.to_owned(),
+                    });
+                }
+                Ok(())
+            };
+            // Later ops on the same account build on earlier ones in this batch.
+            let earlier = staged
+                .iter()
+                .rposition(|(s, a)| s == op.system() && a.key == op.account());
+            let current = match earlier {
+                Some(i) => staged.get(i).map(|(_, a)| a.clone()),
+                None => self.store.account(op.system(), op.account())?,
+            };
+            match op {
+                Op::Create(c) => {
+                    if current.is_some() {
+                        return Err(OutboundError::AccountExists {
+                            system: c.system.clone(),
+                            account: c.account.clone(),
+                        });
+                    }
+                    let mut account = Account::new(&c.account);
+                    for (attribute, value) in &c.attributes {
+                        known(attribute)?;
+                        account.set(attribute, value.clone());
+                        if let Value::Multi(items) = value {
+                            account.pushed.insert(attribute.clone(), items.clone());
+                        }
+                    }
+                    account.link = LinkState::Linked(c.identity);
+                    staged.push((c.system.clone(), account));
+                    report.created += 1;
+                }
+                Op::Update(u) => {
+                    let Some(mut account) = current else {
+                        return Err(OutboundError::UnknownAccount {
+                            system: u.system.clone(),
+                            account: u.account.clone(),
+                        });
+                    };
+                    for (attribute, value) in &u.set {
+                        known(attribute)?;
+                        account.set(attribute, value.clone());
+                    }
+                    for (attribute, items) in u.add.iter().chain(&u.remove) {
+                        known(attribute)?;
+                        let exact = system.attribute(attribute).is_none_or(|a| a.case_exact);
+                        let adding = u.add.get(attribute).is_some_and(|a| std::ptr::eq(a, items));
+                        let mut held: Vec<Scalar> = account.value(attribute).scalars().to_vec();
+                        let pushed = account.pushed.entry(attribute.clone()).or_default();
+                        if adding {
+                            held.extend(items.iter().cloned());
+                            pushed.extend(items.iter().cloned());
+                        } else {
+                            held.retain(|s| !items.iter().any(|x| x.same_as(s, exact)));
+                            pushed.retain(|s| !items.iter().any(|x| x.same_as(s, exact)));
+                        }
+                        let pushed_set = Value::multi(std::mem::take(pushed), exact);
+                        match pushed_set {
+                            Value::Multi(items) => *pushed = items,
+                            _ => {
+                                account.pushed.remove(attribute);
+                            }
+                        }
+                        account.set(attribute, Value::multi(held, exact));
+                    }
+                    staged.push((u.system.clone(), account));
+                    report.updated += 1;
+                }
+            }
+        }
+        self.store.begin()?;
+        let result = (|| {
+            let mut touched: Vec<&str> = Vec::new();
+            for (system, account) in &staged {
+                self.store.put_accounts(system, vec![account.clone()])?;
+                if !touched.contains(&system.as_str()) {
+                    touched.push(system);
+                }
+            }
+            for system in touched {
+                self.store.bump_system_version(system)?;
+            }
+            Ok::<(), StoreError>(())
+        })();
+        match result {
+            Ok(()) => self.store.commit()?,
+            Err(e) => {
+                self.store.rollback();
+                return Err(e.into());
+            }
+        }
+        Ok(report)
+    }
+}
