@@ -62,6 +62,10 @@ pub struct ImportPlan {
     /// Unlinked (unmatched or ambiguous) accounts the import carried unchanged: their
     /// correlation is tried again.
     pub retry: Vec<String>,
+    /// Accounts the import carried unchanged whose pushed values had bounced: seeing
+    /// them kept resets the sync-loop count (SPEC 5.3).
+    #[serde(default)]
+    pub kept: Vec<String>,
     /// Rejected rows.
     pub rejections: Vec<RowRejection>,
     /// The plan's counters.
@@ -81,15 +85,17 @@ impl ImportPlan {
     }
 }
 
-/// Diffs prepared rows against the stored accounts.
+/// Diffs prepared rows against the stored accounts: changes sorted by key, unlinked
+/// accounts to retry, and bounced accounts seen kept.
 pub(crate) fn diff(
     system_name: &str,
     system: &SystemConfig,
     prepared: &Prepared,
     store: &dyn Store,
-) -> Result<(Vec<AccountChange>, Vec<String>), StoreError> {
+) -> Result<Diff, StoreError> {
     let mut changes = Vec::new();
     let mut retry = Vec::new();
+    let mut kept = Vec::new();
     for row in &prepared.rows {
         match store.account(system_name, &row.key)? {
             None => {
@@ -129,8 +135,13 @@ pub(crate) fn diff(
                         kind: ChangeKind::Update,
                         attributes,
                     });
-                } else if stored.identity().is_none() {
-                    retry.push(row.key.clone());
+                } else {
+                    if stored.identity().is_none() {
+                        retry.push(row.key.clone());
+                    }
+                    if stored.echoes.values().any(|e| e.bounces > 0) {
+                        kept.push(row.key.clone());
+                    }
                 }
             }
         }
@@ -163,7 +174,14 @@ pub(crate) fn diff(
         }
     }
     changes.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok((changes, retry))
+    Ok(Diff { changes, retry, kept })
+}
+
+/// The account-level outcome of a diff.
+pub(crate) struct Diff {
+    pub(crate) changes: Vec<AccountChange>,
+    pub(crate) retry: Vec<String>,
+    pub(crate) kept: Vec<String>,
 }
 
 /// The counters of a list of account changes (SPEC 2.5).

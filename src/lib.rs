@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod connector;
+pub mod controls;
 mod correlation;
 pub mod diff;
 pub mod engine;
@@ -28,8 +29,10 @@ pub mod sqlite_store;
 
 pub use config::{Config, Direction, FlowRule, SystemConfig};
 pub use connector::{Connector, ExportMode, MemoryConnector, OpStatus};
+pub use controls::{ControlError, InboxEntry, OutboxEntry, SyncLoop};
 pub use diff::{AccountChange, AttributeChange, ChangeKind, ImportPlan};
 pub use engine::{Approval, ConfirmReport, Engine, ImportReport, LinkEvent};
+pub use engine::{ResumeReport, ResumedImport};
 pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportError, OutboundError};
 pub use model::{Account, Echo, Identity, IdentityId, LinkState, Phase, Provenance};
 pub use outbound::{CreateOp, Op, OutboundPlan, UpdateOp};

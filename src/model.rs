@@ -186,6 +186,21 @@ pub struct Echo {
     pub pushed: Value,
     /// How many times the pushed value came back different, in a row.
     pub bounces: u32,
+    /// Whether a push was confirmed since an import last showed this attribute: only
+    /// then can an import count a bounce (one bounce per push).
+    #[serde(default)]
+    pub armed: bool,
+}
+
+impl Echo {
+    /// The echo of a value just pushed.
+    pub fn new(pushed: Value) -> Echo {
+        Echo {
+            pushed,
+            bounces: 0,
+            armed: true,
+        }
+    }
 }
 
 impl Account {

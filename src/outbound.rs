@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Direction, SystemConfig};
+use crate::controls::LOOP_LIMIT;
 use crate::model::{Identity, IdentityId};
 use crate::prepare::key_text;
 use crate::store::{PlanId, Store, StoreError};
@@ -190,6 +191,15 @@ pub(crate) fn attribute_sync(
             let Some(decl) = system.attribute(&rule.account) else {
                 continue;
             };
+            // A value that came back different too often is not pushed again until the
+            // host clears the loop (SPEC 5.3).
+            if account
+                .echoes
+                .get(&rule.account)
+                .is_some_and(|e| e.bounces >= LOOP_LIMIT)
+            {
+                continue;
+            }
             let want = match desired(system, &rule.account, identity.value(&rule.identity)) {
                 Ok(v) => v,
                 Err(reason) => {

@@ -1,13 +1,14 @@
 //! Imports and approvals: prepare, diff, thresholds, the account mirror, correlation,
 //! projection and resolution.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
 use crate::config::SystemConfig;
+use crate::controls::{AccountWork, InboxEntry, LOOP_LIMIT};
 use crate::correlation::{correlate, Correlation};
-use crate::diff::{count, diff, ChangeKind, ImportPlan};
+use crate::diff::{count, diff, ChangeKind, Diff, ImportPlan};
 use crate::engine::{Approval, Engine, ImportReport, LinkEvent};
 use crate::error::{ApproveError, ImportError};
 use crate::model::{Account, Identity, IdentityId, LinkState};
@@ -40,7 +41,7 @@ impl<S: Store> Engine<S> {
             check_columns(system, &system_config, columns)?;
         }
         let prepared = prepare(&self.config, system, snapshot, &self.store)?;
-        let (changes, retry) = diff(system, &system_config, &prepared, &self.store)?;
+        let Diff { changes, retry, kept } = diff(system, &system_config, &prepared, &self.store)?;
         let counts = count(&system_config, &changes);
         let base = self.store.account_base(system)?;
         let exceeded = system_config.thresholds.check(&counts, base);
@@ -50,6 +51,7 @@ impl<S: Store> Engine<S> {
             at: now,
             changes,
             retry,
+            kept,
             rejections: prepared.rejections,
             counts,
             base,
@@ -105,28 +107,42 @@ impl<S: Store> Engine<S> {
         system: &SystemConfig,
     ) -> Result<(Vec<LinkEvent>, Vec<Decision>), StoreError> {
         let name = plan.system.as_str();
-        // 1. The account mirror.
+        // 1. The account mirror, with the echoes of pushed values (SPEC 5.3).
         let mut put = Vec::new();
         let mut removed = Vec::new();
-        let mut removed_links = HashMap::new();
+        let mut works = Vec::new();
         for change in &plan.changes {
+            let stored = self.store.account(name, &change.key)?;
             match change.kind {
                 ChangeKind::Delete => {
-                    if let Some(old) = self.store.account(name, &change.key)? {
-                        removed_links.insert(change.key.clone(), old.identity());
-                    }
                     removed.push(change.key.clone());
+                    works.push(AccountWork {
+                        account: change.key.clone(),
+                        kind: change.kind,
+                        attributes: change.attributes.clone(),
+                        previous_link: stored.and_then(|a| a.identity()),
+                    });
                 }
                 ChangeKind::Insert | ChangeKind::Update => {
-                    let mut account = self
-                        .store
-                        .account(name, &change.key)?
-                        .unwrap_or_else(|| Account::new(&change.key));
+                    let mut account = stored.unwrap_or_else(|| Account::new(&change.key));
                     for c in &change.attributes {
                         account.set(&c.attribute, c.new.clone());
                     }
+                    observe_echoes(system, &mut account);
                     put.push(account);
+                    works.push(AccountWork {
+                        account: change.key.clone(),
+                        kind: change.kind,
+                        attributes: change.attributes.clone(),
+                        previous_link: None,
+                    });
                 }
+            }
+        }
+        for key in &plan.kept {
+            if let Some(mut account) = self.store.account(name, key)? {
+                observe_echoes(system, &mut account);
+                put.push(account);
             }
         }
         if !plan.changes.is_empty() {
@@ -135,40 +151,59 @@ impl<S: Store> Engine<S> {
         self.store.remove_accounts(name, &removed)?;
         self.store.put_accounts(name, put)?;
 
-        // 2. Correlation, projection and candidates.
-        let mut work = Work::new(name, plan.at);
-        for change in &plan.changes {
-            match change.kind {
-                ChangeKind::Delete => {
-                    if let Some(Some(id)) = removed_links.get(&change.key) {
-                        for c in &change.attributes {
-                            work.offer(system, &self.config, &change.key, *id, &c.attribute, &Value::Empty);
-                        }
+        // 2. Identity-side work: now, or in the inbox while paused (SPEC 6).
+        let mut state = self.store.engine_state()?;
+        if state.paused {
+            state.inbox.extend(works.into_iter().map(|work| InboxEntry {
+                plan: plan.id,
+                system: name.to_owned(),
+                at: plan.at,
+                work,
+            }));
+            self.store.put_engine_state(state)?;
+            return Ok((Vec::new(), Vec::new()));
+        }
+        works.extend(plan.retry.iter().map(|key| AccountWork {
+            account: key.clone(),
+            kind: ChangeKind::Update,
+            attributes: Vec::new(),
+            previous_link: None,
+        }));
+        self.identity_phase(name, system, plan.at, &works)
+    }
+
+    /// Correlation, projection and resolution for changed accounts of one import.
+    pub(crate) fn identity_phase(
+        &mut self,
+        name: &str,
+        system: &SystemConfig,
+        at: DateTime<Utc>,
+        works: &[AccountWork],
+    ) -> Result<(Vec<LinkEvent>, Vec<Decision>), StoreError> {
+        let mut work = Work::new(name, at);
+        for item in works {
+            if item.kind == ChangeKind::Delete {
+                if let Some(id) = item.previous_link {
+                    for c in &item.attributes {
+                        work.offer(system, &self.config, &item.account, id, &c.attribute, &Value::Empty);
                     }
                 }
-                ChangeKind::Insert | ChangeKind::Update => {
-                    let Some(account) = self.store.account(name, &change.key)? else {
-                        continue;
-                    };
-                    match account.identity() {
-                        Some(id) => {
-                            for c in &change.attributes {
-                                work.offer(system, &self.config, &change.key, id, &c.attribute, &c.new);
-                            }
-                        }
-                        None => self.correlate_account(system, account, &mut work)?,
+                continue;
+            }
+            // The account may have gone since (a later import while paused).
+            let Some(account) = self.store.account(name, &item.account)? else {
+                continue;
+            };
+            match account.identity() {
+                Some(id) => {
+                    for c in &item.attributes {
+                        work.offer(system, &self.config, &item.account, id, &c.attribute, &c.new);
                     }
                 }
+                None => self.correlate_account(system, account, &mut work)?,
             }
         }
-        for key in &plan.retry {
-            if let Some(account) = self.store.account(name, key)? {
-                if account.identity().is_none() {
-                    self.correlate_account(system, account, &mut work)?;
-                }
-            }
-        }
-        // 3. Resolution, grouped by identity attribute.
+        // Resolution, grouped by identity attribute.
         let decisions = self.resolve(work.candidates)?;
         Ok((work.links, decisions))
     }
@@ -364,5 +399,28 @@ impl<'a> Work<'a> {
                 scores: Scores::new(rule.create, rule.update, rule.delete),
             });
         }
+    }
+}
+
+/// Updates the echo of each pushed attribute after an import showed the account: a
+/// pushed value seen kept resets the count; one seen different counts a bounce.
+fn observe_echoes(system: &SystemConfig, account: &mut Account) {
+    let Account { attributes, echoes, .. } = account;
+    for (attribute, echo) in echoes.iter_mut() {
+        let exact = system.attribute(attribute).is_none_or(|a| a.case_exact);
+        let multi = system.attribute(attribute).is_some_and(|a| a.multi);
+        let held = attributes.get(attribute).cloned().unwrap_or_default();
+        // For a multi-valued attribute, "kept" means every pushed value is still there.
+        let kept = if multi {
+            echo.pushed.scalars().iter().all(|s| held.contains(s, exact))
+        } else {
+            echo.pushed.same_as(&held, exact)
+        };
+        if kept {
+            echo.bounces = 0;
+        } else if echo.armed && echo.bounces < LOOP_LIMIT {
+            echo.bounces += 1;
+        }
+        echo.armed = false;
     }
 }

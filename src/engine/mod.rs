@@ -2,9 +2,12 @@
 //! and configuration changes to a [`Store`], and returns plans and decisions. It never
 //! performs I/O and never reads a clock: every call that needs time takes `now`.
 
+mod controls;
 mod edit;
 mod import;
 mod outbound;
+
+pub use controls::{ResumeReport, ResumedImport};
 
 use serde::{Deserialize, Serialize};
 

@@ -6,7 +6,7 @@ use crate::config::SystemConfig;
 
 use crate::engine::{ConfirmReport, Engine};
 use crate::error::OutboundError;
-use crate::model::{Account, IdentityId, LinkState};
+use crate::model::{Account, Echo, IdentityId, LinkState};
 use crate::outbound::{attribute_sync, count_ops, create_op, Op, OutboundPlan};
 
 use crate::store::{PendingPlan, Store, StoreError};
@@ -64,6 +64,13 @@ impl<S: Store> Engine<S> {
         skipped: Vec<crate::outbound::OutboundSkip>,
         now: DateTime<Utc>,
     ) -> Result<OutboundPlan, OutboundError> {
+        // While paused, ops are held in the outbox and none is returned (SPEC 6).
+        let ops = if self.store.engine_state()?.paused {
+            self.hold(system, ops, now)?;
+            Vec::new()
+        } else {
+            ops
+        };
         let counts = count_ops(&ops);
         let base = self.store.account_base(system)?;
         let exceeded = config.thresholds.check(&counts, base);
@@ -130,6 +137,9 @@ impl<S: Store> Engine<S> {
                         }
                     }
                     account.link = LinkState::Linked(c.identity);
+                    for attribute in c.attributes.keys() {
+                        record_echo(&system, &mut account, attribute);
+                    }
                     staged.push((c.system.clone(), account));
                     report.created += 1;
                 }
@@ -166,6 +176,9 @@ impl<S: Store> Engine<S> {
                         }
                         account.set(attribute, Value::multi(held, exact));
                     }
+                    for attribute in u.set.keys().chain(u.add.keys()).chain(u.remove.keys()) {
+                        record_echo(&system, &mut account, attribute);
+                    }
                     staged.push((u.system.clone(), account));
                     report.updated += 1;
                 }
@@ -194,4 +207,27 @@ impl<S: Store> Engine<S> {
         }
         Ok(report)
     }
+}
+
+/// Remembers what a confirmed op left in an account attribute, so that a later import
+/// showing it back different counts as a bounce (SPEC 5.3). For a multi-valued
+/// attribute the echo is the set of values the engine wrote there.
+fn record_echo(system: &SystemConfig, account: &mut Account, attribute: &str) {
+    let Some(decl) = system.attribute(attribute) else {
+        return;
+    };
+    let pushed = if decl.multi {
+        Value::multi(
+            account.pushed.get(attribute).cloned().unwrap_or_default(),
+            decl.case_exact,
+        )
+    } else {
+        account.value(attribute).clone()
+    };
+    let echo = account
+        .echoes
+        .entry(attribute.to_owned())
+        .or_insert_with(|| Echo::new(Value::Empty));
+    echo.pushed = pushed;
+    echo.armed = true;
 }

@@ -272,15 +272,36 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
         }
     }
 
-    if expect.loops.is_some() {
-        miss("loops".into(), "sync-loop detection".into(), "not supported yet".into());
+    if let Some(loops) = &expect.loops {
+        let expected: BTreeSet<(String, String, String)> = loops
+            .iter()
+            .map(|l| {
+                let (system, key) = canonical_key(engine, &l.system, &l.account);
+                (system, key, l.attribute.clone())
+            })
+            .collect();
+        let actual: BTreeSet<(String, String, String)> = engine
+            .loops()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| (l.system, l.account, l.attribute))
+            .collect();
+        if expected != actual {
+            miss("loops".into(), format!("{expected:?}"), format!("{actual:?}"));
+        }
     }
-    if expect.pending.is_some() {
-        miss(
-            "pending".into(),
-            "an engine pause inbox/outbox".into(),
-            "not supported yet".into(),
-        );
+    if let Some(pending) = &expect.pending {
+        let inbox = engine.inbox().map(|i| i.len()).unwrap_or(0);
+        let outbox = engine.outbox().map(|o| o.len()).unwrap_or(0);
+        for (name, want, have) in [("inbox", pending.inbox, inbox), ("outbox", pending.outbox, outbox)] {
+            if want.is_some_and(|w| w != have) {
+                miss(
+                    format!("pending.{name}"),
+                    want.unwrap_or(0).to_string(),
+                    have.to_string(),
+                );
+            }
+        }
     }
     misses
 }

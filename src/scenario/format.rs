@@ -45,7 +45,7 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clear_loop: Option<serde_json::Value>,
+    pub clear_loop: Option<LoopRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -241,7 +241,29 @@ pub struct Expect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Vec<serde_json::Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loops: Option<serde_json::Value>,
+    pub loops: Option<Vec<LoopRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<serde_json::Value>,
+    pub pending: Option<PendingExpect>,
+}
+
+/// A sync loop `{system, account, attribute}` (the `clear_loop` action and the `loops`
+/// expectation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "fields as in SCENARIOS.md")]
+pub struct LoopRef {
+    pub system: String,
+    pub account: String,
+    pub attribute: String,
+}
+
+/// The sizes of a paused engine's inbox and outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "fields as in SCENARIOS.md")]
+pub struct PendingExpect {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox: Option<usize>,
 }

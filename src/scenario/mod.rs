@@ -275,18 +275,46 @@ impl<S: Store> Runner<S> {
         if let Some(config) = &step.config {
             return Some(self.replace_config(config, step.force.unwrap_or(false), now));
         }
-        let unsupported = [
-            ("process", step.process.is_some()),
-            ("pause", step.pause.is_some()),
-            ("resume", step.resume.is_some()),
-            ("clear_loop", step.clear_loop.is_some()),
-        ];
-        let name = unsupported.iter().find(|(_, set)| *set).map_or("?", |(n, _)| *n);
+        if let Some(pause) = step.pause {
+            if !pause {
+                self.fail(index, "pause", "true".into(), "false (use `resume`)".into());
+                return None;
+            }
+            return Some(match self.engine.pause(now) {
+                Ok(()) => StepOutcome::default(),
+                Err(_) => StepOutcome::error("store"),
+            });
+        }
+        if let Some(resume) = step.resume {
+            if !resume {
+                self.fail(index, "resume", "true".into(), "false".into());
+                return None;
+            }
+            return Some(match self.engine.resume(now) {
+                Ok(report) => {
+                    let mut outcome = StepOutcome::default();
+                    for import in &report.imports {
+                        outcome.rejected.extend(import.decisions.iter().filter_map(|d| {
+                            d.reason()
+                                .map(|r| (d.identity, d.attribute.clone(), d.system.clone(), r.as_str().to_owned()))
+                        }));
+                    }
+                    outcome
+                }
+                Err(e) => StepOutcome::error(e.kind()),
+            });
+        }
+        if let Some(l) = &step.clear_loop {
+            return Some(match self.engine.clear_loop(&l.system, &l.account, &l.attribute) {
+                Ok(()) => StepOutcome::default(),
+                Err(e) => StepOutcome::error(e.kind()),
+            });
+        }
         self.fail(
             index,
-            name,
+            "process",
             "a supported action".into(),
-            format!("`{name}` is not supported yet"),
+            "`process` is not supported yet".into(),
         );
         None
     }

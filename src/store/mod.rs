@@ -20,6 +20,7 @@ pub use memory::MemoryStore;
 
 use serde::{Deserialize, Serialize};
 
+use crate::controls::{InboxEntry, OutboxEntry};
 use crate::diff::ImportPlan;
 use crate::model::{Account, Identity, IdentityId};
 use crate::outbound::OutboundPlan;
@@ -105,10 +106,10 @@ pub struct EngineState {
     pub paused: bool,
     /// Identity-side work waiting for resume, in arrival order.
     #[serde(default)]
-    pub inbox: Vec<serde_json::Value>,
+    pub inbox: Vec<InboxEntry>,
     /// Outbound ops held while paused.
     #[serde(default)]
-    pub outbox: Vec<serde_json::Value>,
+    pub outbox: Vec<OutboxEntry>,
 }
 
 /// Persistence for identities, accounts, links, provenance and pending plans.
