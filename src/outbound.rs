@@ -110,6 +110,9 @@ pub struct OutboundPlan {
     /// Exceeded thresholds; non-empty means blocked (the ops must not be carried out
     /// until approved).
     pub exceeded: Vec<Exceeded>,
+    /// The system's version the plan was computed against (stale-plan check).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl OutboundPlan {

@@ -68,8 +68,10 @@ impl<S: Store> Engine<S> {
                 check_system(name, old_system, new_system, accounts, &mut problems);
             rewrites.push((name.clone(), rewritten, removed_keys, dropped));
         }
-        if problems.iter().any(|p| !p.forcible()) || (!problems.is_empty() && !force) {
-            return Err(ConfigChangeError::Refused { problems });
+        // Under `force`, only the problems force cannot override are refusals.
+        let refusals: Vec<SchemaChangeProblem> = problems.iter().filter(|p| !force || !p.forcible()).cloned().collect();
+        if !refusals.is_empty() {
+            return Err(ConfigChangeError::Refused { problems: refusals });
         }
         let mut change = ConfigChange {
             forced: problems.iter().map(ToString::to_string).collect(),

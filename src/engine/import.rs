@@ -335,6 +335,9 @@ impl<S: Store> Engine<S> {
                 }
             }
             PendingPlan::Outbound(mut p) => {
+                if self.store.system_version(&p.system)? != p.version {
+                    return Err(stale);
+                }
                 let fresh = match p.ops.first() {
                     Some(Op::Create(c)) => {
                         let identity = self.store.identity(c.identity)?;

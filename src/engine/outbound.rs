@@ -83,6 +83,7 @@ impl<S: Store> Engine<S> {
             counts,
             base,
             exceeded,
+            version: self.store.system_version(system)?,
         };
         if plan.is_blocked() {
             self.store.put_pending_plan(PendingPlan::Outbound(plan.clone()))?;
