@@ -7,6 +7,7 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::thresholds::Thresholds;
+use crate::transform::Transform;
 use crate::value::ValueType;
 
 /// A whole engine configuration.
@@ -18,13 +19,33 @@ pub struct Config {
     /// The connected systems, in a stable order (the order written).
     #[serde(default)]
     pub systems: IndexMap<String, SystemConfig>,
-    /// Roles (identity processing, SPEC 7.3). Not supported by this version: a config
-    /// that sets them is refused with `unsupported_feature`.
+    /// Roles (SPEC 7.3): criteria over identity attributes granting entitlement values.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub roles: IndexMap<String, Role>,
+    /// Lifecycle settings (SPEC 7.3): which states revoke every role grant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roles: Option<serde_json::Value>,
-    /// Lifecycle settings (SPEC 7.3). Not supported by this version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lifecycle: Option<serde_json::Value>,
+    pub lifecycle: Option<Lifecycle>,
+}
+
+/// A role: identities meeting its criteria are granted its entitlement values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    /// A condition (a transform yielding a boolean) over identity attributes.
+    pub criteria: Transform,
+    /// System -> multi-valued account attribute -> values granted.
+    pub grants: IndexMap<String, IndexMap<String, Vec<String>>>,
+}
+
+/// Lifecycle settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifecycle {
+    /// The identity attribute holding the lifecycle state (often `computed`).
+    pub attribute: String,
+    /// States in which an identity holds no role grant.
+    #[serde(default)]
+    pub revoke_roles_in: Vec<String>,
 }
 
 /// The attributes of the central identity ("person object").
@@ -51,9 +72,10 @@ pub struct IdentityAttribute {
     /// For a `reference`: the identity attribute its raw value is matched against.
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub match_attribute: Option<String>,
-    /// A computed attribute (SPEC 7.1). Not supported by this version.
+    /// A computed attribute (SPEC 7.1): a transform over other identity attributes and
+    /// `now`, recomputed on every change of the identity and by processing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub computed: Option<serde_json::Value>,
+    pub computed: Option<Transform>,
 }
 
 /// One connected system ("account store").
@@ -114,13 +136,17 @@ pub struct AccountAttribute {
 }
 
 /// `account attribute == identity attribute`, one term of a correlation rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorrelationPair {
     /// Account attribute.
     pub account: String,
     /// Identity attribute.
     pub identity: String,
+    /// A transform of the account's attributes compared instead of the raw account
+    /// value (by default the `in` transform of a flow rule joining the same pair).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
 }
 
 /// Which way a flow rule moves values.
@@ -174,16 +200,28 @@ pub struct FlowRule {
     /// included in what is removed.
     #[serde(default)]
     pub authoritative: bool,
-    /// Inbound transform. Not supported by this version.
+    /// Inbound transform over the account's attributes (`attr` names account attributes).
     #[serde(default, rename = "in", skip_serializing_if = "Option::is_none")]
-    pub transform_in: Option<serde_json::Value>,
-    /// Outbound transform. Not supported by this version.
+    pub transform_in: Option<Transform>,
+    /// Outbound transform over the identity's attributes (`attr` names identity attributes).
     #[serde(default, rename = "out", skip_serializing_if = "Option::is_none")]
-    pub transform_out: Option<serde_json::Value>,
+    pub transform_out: Option<Transform>,
 }
 
 fn yes() -> bool {
     true
+}
+
+impl FlowRule {
+    /// Whether the inbound side reads account attribute `name`: the rule's own, or one
+    /// its `in` transform reads (a change to it produces a candidate).
+    pub fn reads_account_attribute(&self, name: &str) -> bool {
+        self.account == name
+            || self
+                .transform_in
+                .as_ref()
+                .is_some_and(|t| t.attributes().contains(name))
+    }
 }
 
 impl SystemConfig {

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
+
 use crate::config::{Config, SystemConfig};
+use crate::engine::AccountSource;
 use crate::model::{Account, IdentityId};
 use crate::store::{Store, StoreError};
 
@@ -45,6 +48,7 @@ pub(crate) fn correlate(
     system: &SystemConfig,
     account: &Account,
     store: &dyn Store,
+    now: DateTime<Utc>,
 ) -> Result<Correlation, StoreError> {
     'rules: for rule in &system.correlation {
         let mut matched: Option<BTreeSet<IdentityId>> = None;
@@ -52,7 +56,29 @@ pub(crate) fn correlate(
             let Some(target) = config.identity.attributes.get(&pair.identity) else {
                 continue 'rules;
             };
-            let value = account.value(&pair.account);
+            // The pair's own transform, else the `in` transform of a flow rule joining
+            // the same attributes, else the raw account value. A transform that fails
+            // makes the rule not match.
+            let transform = pair.transform.as_ref().or_else(|| {
+                system
+                    .flows
+                    .iter()
+                    .find(|r| r.account == pair.account && r.identity == pair.identity && r.direction.is_inbound())
+                    .and_then(|r| r.transform_in.as_ref())
+            });
+            let value = match transform {
+                None => account.value(&pair.account).clone(),
+                Some(t) => match t.eval(
+                    &AccountSource {
+                        system,
+                        attributes: &account.attributes,
+                    },
+                    now,
+                ) {
+                    Ok(v) => v,
+                    Err(_) => continue 'rules,
+                },
+            };
             if value.is_empty() {
                 continue 'rules;
             }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod model;
 pub mod outbound;
 pub mod prepare;
+pub mod processing;
 pub mod resolution;
 pub mod scenario;
 pub mod schema_change;

@@ -12,6 +12,9 @@ use crate::value::{Scalar, Value};
 /// The system name recorded as provenance for direct edits by the host.
 pub const HOST_SYSTEM: &str = "@host";
 
+/// The system name recorded as provenance for computed attributes.
+pub const COMPUTED_SYSTEM: &str = "@computed";
+
 /// The stable id of an identity, allocated by the store in creation order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -100,6 +103,10 @@ pub struct Identity {
     pub created: DateTime<Utc>,
     /// When any of its attributes last changed.
     pub modified: DateTime<Utc>,
+    /// Entitlement values granted by roles: system -> account attribute -> values
+    /// (SPEC 7.3). Recomputed whenever the identity's attributes change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub access: BTreeMap<String, BTreeMap<String, Vec<Scalar>>>,
 }
 
 impl Identity {
@@ -111,6 +118,7 @@ impl Identity {
             provenance: BTreeMap::new(),
             created: now,
             modified: now,
+            access: BTreeMap::new(),
         }
     }
 

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Direction, SystemConfig};
+use crate::config::{Config, Direction, FlowRule, SystemConfig};
 use crate::controls::LOOP_LIMIT;
 use crate::model::{Identity, IdentityId};
 use crate::prepare::key_text;
+use crate::processing::IdentitySource;
 use crate::store::{PlanId, Store, StoreError};
 use crate::thresholds::{Base, Counts, Exceeded};
 use crate::value::{Scalar, Value};
@@ -141,36 +142,103 @@ pub(crate) fn count_ops(ops: &[Op]) -> Counts {
     counts
 }
 
-/// The value a rule wants in the account: the identity value converted to the account
-/// attribute's type.
-fn desired(system: &SystemConfig, attribute: &str, identity_value: &Value) -> Result<Value, String> {
-    let Some(decl) = system.attribute(attribute) else {
-        return Err(format!("attribute `{attribute}` is not in the schema"));
-    };
-    identity_value
-        .convert(decl.value_type, decl.multi, decl.case_exact)
-        .map_err(|_| {
-            format!(
-                "{identity_value} does not fit account attribute `{attribute}` ({})",
-                decl.value_type
-            )
-        })
+/// What one account attribute should hold for an identity.
+struct Target {
+    want: Value,
+    /// Whether values the engine did not write may be removed too.
+    authoritative: bool,
+}
+
+/// What an identity wants in a system's account attributes: each rule's value (through
+/// its `out` transform, converted to the account attribute's type), and for
+/// multi-valued attributes the entitlements its roles grant there.
+fn targets<'a>(
+    config: &Config,
+    system_name: &str,
+    system: &SystemConfig,
+    rules: impl Iterator<Item = &'a FlowRule>,
+    identity: &Identity,
+    now: DateTime<Utc>,
+    skipped: &mut Vec<(String, String)>,
+) -> BTreeMap<String, Target> {
+    let mut out: BTreeMap<String, Target> = BTreeMap::new();
+    for rule in rules {
+        let Some(decl) = system.attribute(&rule.account) else {
+            continue;
+        };
+        let value = match &rule.transform_out {
+            None => Ok(identity.value(&rule.identity).clone()),
+            Some(t) => t
+                .eval(&IdentitySource { config, identity }, now)
+                .map_err(|e| e.to_string()),
+        };
+        let converted = value.and_then(|v| {
+            v.convert(decl.value_type, decl.multi, decl.case_exact).map_err(|_| {
+                format!(
+                    "{v} does not fit account attribute `{}` ({})",
+                    rule.account, decl.value_type
+                )
+            })
+        });
+        match converted {
+            Ok(want) => {
+                out.insert(
+                    rule.account.clone(),
+                    Target {
+                        want,
+                        authoritative: rule.authoritative,
+                    },
+                );
+            }
+            Err(reason) => skipped.push((rule.account.clone(), reason)),
+        }
+    }
+    // Every attribute a role can grant on this system is a target, so that revoked
+    // grants are removed even when nothing is granted any more.
+    let no_grants = Vec::new();
+    let granted_attributes: std::collections::BTreeSet<&String> = config
+        .roles
+        .values()
+        .filter_map(|r| r.grants.get(system_name))
+        .flat_map(|g| g.keys())
+        .collect();
+    for attribute in granted_attributes {
+        let granted = identity
+            .access
+            .get(system_name)
+            .and_then(|a| a.get(attribute))
+            .unwrap_or(&no_grants);
+        let Some(decl) = system.attribute(attribute).filter(|d| d.multi) else {
+            continue;
+        };
+        let target = out.entry(attribute.clone()).or_insert(Target {
+            want: Value::Empty,
+            authoritative: false,
+        });
+        let mut all = target.want.scalars().to_vec();
+        all.extend(granted.iter().cloned());
+        target.want = Value::multi(all, decl.case_exact);
+    }
+    out
 }
 
 /// The update ops that bring every linked account of a system in line with its identity.
 pub(crate) fn attribute_sync(
+    config: &Config,
     system_name: &str,
     system: &SystemConfig,
     store: &dyn Store,
+    now: DateTime<Utc>,
 ) -> Result<(Vec<Op>, Vec<OutboundSkip>), StoreError> {
     let mut linked = Vec::new();
-    store.visit_accounts(system_name, &mut |a| {
-        if a.identity().is_some() {
-            linked.push(a.clone());
-        }
-    })?;
+    if system.allow_flow {
+        store.visit_accounts(system_name, &mut |a| {
+            if a.identity().is_some() {
+                linked.push(a.clone());
+            }
+        })?;
+    }
     linked.sort_by(|a, b| a.key.cmp(&b.key));
-    let rules: Vec<_> = system.outbound_rules().map(|(_, r)| r).collect();
     let mut identities: HashMap<IdentityId, Option<Identity>> = HashMap::new();
     let mut ops = Vec::new();
     let mut skipped = Vec::new();
@@ -182,6 +250,14 @@ pub(crate) fn attribute_sync(
         let Some(Some(identity)) = identities.get(&id) else {
             continue;
         };
+        let mut problems = Vec::new();
+        let rules = system.outbound_rules().map(|(_, r)| r);
+        let wanted = targets(config, system_name, system, rules, identity, now, &mut problems);
+        skipped.extend(problems.into_iter().map(|(attribute, reason)| OutboundSkip {
+            account: account.key.clone(),
+            attribute,
+            reason,
+        }));
         let mut op = UpdateOp {
             system: system_name.to_owned(),
             account: account.key.clone(),
@@ -190,34 +266,20 @@ pub(crate) fn attribute_sync(
             add: BTreeMap::new(),
             remove: BTreeMap::new(),
         };
-        for rule in &rules {
-            let Some(decl) = system.attribute(&rule.account) else {
+        for (attribute, target) in wanted {
+            let Some(decl) = system.attribute(&attribute) else {
                 continue;
             };
             // A value that came back different too often is not pushed again until the
             // host clears the loop (SPEC 5.3).
-            if account
-                .echoes
-                .get(&rule.account)
-                .is_some_and(|e| e.bounces >= LOOP_LIMIT)
-            {
+            if account.echoes.get(&attribute).is_some_and(|e| e.bounces >= LOOP_LIMIT) {
                 continue;
             }
-            let want = match desired(system, &rule.account, identity.value(&rule.identity)) {
-                Ok(v) => v,
-                Err(reason) => {
-                    skipped.push(OutboundSkip {
-                        account: account.key.clone(),
-                        attribute: rule.account.clone(),
-                        reason,
-                    });
-                    continue;
-                }
-            };
-            let held = account.value(&rule.account);
+            let held = account.value(&attribute);
+            let want = target.want;
             if !decl.multi {
                 if !want.same_as(held, decl.case_exact) {
-                    op.set.insert(rule.account.clone(), want);
+                    op.set.insert(attribute, want);
                 }
                 continue;
             }
@@ -229,21 +291,21 @@ pub(crate) fn attribute_sync(
                 .collect();
             // Without `authoritative`, only values the engine itself wrote are removed:
             // manual assignments stay.
-            let pushed = account.pushed.get(&rule.account);
+            let pushed = account.pushed.get(&attribute);
             let remove: Vec<Scalar> = held
                 .scalars()
                 .iter()
                 .filter(|s| !want.contains(s, decl.case_exact))
                 .filter(|s| {
-                    rule.authoritative || pushed.is_some_and(|p| p.iter().any(|x| x.same_as(s, decl.case_exact)))
+                    target.authoritative || pushed.is_some_and(|p| p.iter().any(|x| x.same_as(s, decl.case_exact)))
                 })
                 .cloned()
                 .collect();
             if !add.is_empty() {
-                op.add.insert(rule.account.clone(), add);
+                op.add.insert(attribute.clone(), add);
             }
             if !remove.is_empty() {
-                op.remove.insert(rule.account.clone(), remove);
+                op.remove.insert(attribute, remove);
             }
         }
         if !(op.set.is_empty() && op.add.is_empty() && op.remove.is_empty()) {
@@ -254,41 +316,39 @@ pub(crate) fn attribute_sync(
 }
 
 /// The create op for provisioning an identity: every non-empty value of the enabled
-/// `outbound`, `bidirectional` or `disabled` rules. `Err` names the key attribute when
-/// no value would be written to it.
+/// `outbound`, `bidirectional` or `disabled` rules, and the role grants for the system.
+/// `Err` names the key attribute when no value would be written to it.
 pub(crate) fn create_op(
+    config: &Config,
     system_name: &str,
     system: &SystemConfig,
     identity: &Identity,
+    now: DateTime<Utc>,
 ) -> Result<(CreateOp, Vec<OutboundSkip>), String> {
-    let mut attributes = BTreeMap::new();
-    let mut skipped = Vec::new();
-    for rule in system
+    let mut problems = Vec::new();
+    let rules = system
         .flows
         .iter()
-        .filter(|r| r.enabled && r.direction != Direction::Inbound)
-    {
-        match desired(system, &rule.account, identity.value(&rule.identity)) {
-            Ok(v) if !v.is_empty() => {
-                attributes.insert(rule.account.clone(), v);
-            }
-            Ok(_) => {}
-            Err(reason) => skipped.push(OutboundSkip {
-                account: String::new(),
-                attribute: rule.account.clone(),
-                reason,
-            }),
-        }
-    }
+        .filter(|r| r.enabled && r.direction != Direction::Inbound);
+    let attributes: BTreeMap<String, Value> = targets(config, system_name, system, rules, identity, now, &mut problems)
+        .into_iter()
+        .filter(|(_, t)| !t.want.is_empty())
+        .map(|(a, t)| (a, t.want))
+        .collect();
     let key_attr = &system.schema.account_id;
     let exact = system.attribute(key_attr).is_none_or(|a| a.case_exact);
     let key = attributes
         .get(key_attr)
         .and_then(|v| key_text(&v.to_json(), exact))
         .ok_or_else(|| key_attr.clone())?;
-    for s in &mut skipped {
-        s.account.clone_from(&key);
-    }
+    let skipped = problems
+        .into_iter()
+        .map(|(attribute, reason)| OutboundSkip {
+            account: key.clone(),
+            attribute,
+            reason,
+        })
+        .collect();
     Ok((
         CreateOp {
             system: system_name.to_owned(),

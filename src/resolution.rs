@@ -21,6 +21,8 @@ pub(crate) struct Candidate {
     /// not convert.
     pub(crate) value: Option<Value>,
     pub(crate) raw: Value,
+    /// Why the `in` transform could not be evaluated, if it could not.
+    pub(crate) error: Option<String>,
     pub(crate) at: DateTime<Utc>,
     pub(crate) scores: Scores,
 }
@@ -72,6 +74,8 @@ pub enum RejectReason {
     Stale,
     /// The value does not convert to the identity attribute's type.
     InvalidValue,
+    /// The rule's `in` transform could not be evaluated; the previous value stays.
+    TransformError,
 }
 
 impl RejectReason {
@@ -82,6 +86,7 @@ impl RejectReason {
             RejectReason::ZeroScore => "zero_score",
             RejectReason::Stale => "stale",
             RejectReason::InvalidValue => "invalid_value",
+            RejectReason::TransformError => "transform_error",
         }
     }
 }
@@ -126,6 +131,9 @@ pub struct Decision {
     pub at: DateTime<Utc>,
     /// Set when another candidate of the same import won this attribute first.
     pub outranked_by: Option<String>,
+    /// For `transform_error`: the evaluation error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Decision {
@@ -182,6 +190,13 @@ impl fmt::Display for Decision {
                     (RejectReason::InvalidValue, _) => {
                         write!(f, "the value does not fit the identity attribute's type")
                     }
+                    (RejectReason::TransformError, _) => {
+                        write!(
+                            f,
+                            "the `in` transform failed: {}",
+                            self.error.as_deref().unwrap_or("unknown error")
+                        )
+                    }
                     (RejectReason::Stale, Some(p)) => {
                         write!(
                             f,
@@ -235,6 +250,7 @@ pub(crate) fn resolve(identity: &mut Identity, c: &Candidate, case_exact: bool) 
     let incumbent = identity.provenance.get(&c.attribute).cloned();
     let same_source = incumbent.as_ref().is_none_or(|p| p.system == c.system);
     let outcome = match &c.value {
+        None if c.error.is_some() => Outcome::Rejected(RejectReason::TransformError),
         None => Outcome::Rejected(RejectReason::InvalidValue),
         Some(_) if incumbent.as_ref().is_some_and(|p| c.at < p.at) => Outcome::Rejected(RejectReason::Stale),
         Some(_) if score == 0 => Outcome::Rejected(RejectReason::ZeroScore),
@@ -273,6 +289,7 @@ pub(crate) fn resolve(identity: &mut Identity, c: &Candidate, case_exact: bool) 
         outcome,
         at: c.at,
         outranked_by: None,
+        error: c.error.clone(),
     })
 }
 
@@ -310,6 +327,7 @@ pub(crate) fn resolve_group(identity: &mut Identity, mut group: Vec<Candidate>, 
                 outcome: Outcome::Rejected(RejectReason::LowerScore),
                 at: c.at,
                 outranked_by: Some(winner.clone()),
+                error: None,
             });
             continue;
         }
@@ -349,6 +367,7 @@ mod tests {
             attribute: "phone".into(),
             raw: value.clone(),
             value: Some(value),
+            error: None,
             at: t(day),
             scores: Scores::new(scores.0, scores.1, scores.2),
         }

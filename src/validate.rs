@@ -33,9 +33,12 @@ pub enum ValidationErrorKind {
     ConflictingOutbound,
     /// A percentage threshold that is negative or not a number.
     InvalidThreshold,
-    /// A feature this version does not implement (transforms, computed attributes,
-    /// roles, lifecycle).
-    UnsupportedFeature,
+    /// Computed attributes whose inputs form a cycle.
+    ComputedCycle,
+    /// A role granting on a system that is not configured.
+    UnknownSystem,
+    /// A role granting on an attribute that is not multi-valued.
+    GrantNotMulti,
 }
 
 impl ValidationErrorKind {
@@ -50,7 +53,9 @@ impl ValidationErrorKind {
             ValidationErrorKind::EmptyRule => "empty_rule",
             ValidationErrorKind::ConflictingOutbound => "conflicting_outbound",
             ValidationErrorKind::InvalidThreshold => "invalid_threshold",
-            ValidationErrorKind::UnsupportedFeature => "unsupported_feature",
+            ValidationErrorKind::ComputedCycle => "computed_cycle",
+            ValidationErrorKind::UnknownSystem => "unknown_system",
+            ValidationErrorKind::GrantNotMulti => "grant_not_multi",
         }
     }
 }
@@ -208,47 +213,96 @@ impl Checker {
                     Some(target) => self.identity_attr(&identity_names, target, Place { path: format!("{path}.match"), ..place.clone() }),
                 }
             }
-            if attr.computed.is_some() {
-                self.unsupported(
-                    Place {
-                        path: format!("{path}.computed"),
-                        ..place
-                    },
-                    "computed attributes",
-                );
+            if let Some(computed) = &attr.computed {
+                for used in computed.attributes() {
+                    self.identity_attr(
+                        &identity_names,
+                        &used,
+                        Place {
+                            path: format!("{path}.computed"),
+                            ..place.clone()
+                        },
+                    );
+                }
             }
         }
-        if config.roles.is_some() {
-            self.unsupported(
+        if let Some(cycle) = computed_cycle(config) {
+            self.push(
+                ValidationErrorKind::ComputedCycle,
                 Place {
-                    path: "roles".into(),
+                    attribute: cycle.first().cloned(),
+                    path: "identity.attributes".into(),
                     ..Place::default()
                 },
-                "roles",
+                format!(
+                    "computed attributes depend on each other in a cycle: {}",
+                    cycle.join(" -> ")
+                ),
+                None,
             );
         }
-        if config.lifecycle.is_some() {
-            self.unsupported(
+        for (name, role) in &config.roles {
+            let path = format!("roles.{name}");
+            for used in role.criteria.attributes() {
+                self.identity_attr(
+                    &identity_names,
+                    &used,
+                    Place {
+                        path: format!("{path}.criteria"),
+                        ..Place::default()
+                    },
+                );
+            }
+            for (system_name, grants) in &role.grants {
+                let place = Place {
+                    system: Some(system_name.clone()),
+                    path: format!("{path}.grants.{system_name}"),
+                    ..Place::default()
+                };
+                let Some(system) = config.systems.get(system_name) else {
+                    let names: Vec<&str> = config.systems.keys().map(String::as_str).collect();
+                    let hint = suggest(system_name, &names);
+                    self.push(
+                        ValidationErrorKind::UnknownSystem,
+                        place,
+                        format!("system `{system_name}` is not configured"),
+                        hint,
+                    );
+                    continue;
+                };
+                for attribute in grants.keys() {
+                    let place = Place {
+                        attribute: Some(attribute.clone()),
+                        path: format!("{}.{attribute}", place.path),
+                        ..place.clone()
+                    };
+                    match system.attribute(attribute) {
+                        None => self.account_attr(system, attribute, place),
+                        Some(decl) if !decl.multi => self.push(
+                            ValidationErrorKind::GrantNotMulti,
+                            place,
+                            format!("role `{name}` grants values on `{attribute}`, which is not multi-valued"),
+                            None,
+                        ),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        if let Some(lifecycle) = &config.lifecycle {
+            self.identity_attr(
+                &identity_names,
+                &lifecycle.attribute,
                 Place {
-                    path: "lifecycle".into(),
+                    path: "lifecycle.attribute".into(),
                     ..Place::default()
                 },
-                "lifecycle settings",
             );
         }
         for (system_name, system) in &config.systems {
             self.system(system_name, system, &identity_names);
         }
         self.errors
-    }
-
-    fn unsupported(&mut self, place: Place, what: &str) {
-        self.push(
-            ValidationErrorKind::UnsupportedFeature,
-            place,
-            format!("{what} are not supported by this version of attrflow"),
-            None,
-        );
     }
 
     fn identity_attr(&mut self, names: &[&str], name: &str, place: Place) {
@@ -388,11 +442,17 @@ impl Checker {
                     );
                 }
             }
-            for (field, t) in [("in", &rule.transform_in), ("out", &rule.transform_out)] {
-                if t.is_some() {
-                    self.unsupported(
-                        at(format!("{path}.{field}"), Some(rule_name.clone()), Some(&rule.account)),
-                        "transforms",
+            if let Some(t) = &rule.transform_in {
+                for used in t.attributes() {
+                    self.account_attr(system, &used, at(format!("{path}.in"), Some(rule_name.clone()), None));
+                }
+            }
+            if let Some(t) = &rule.transform_out {
+                for used in t.attributes() {
+                    self.identity_attr(
+                        identity_names,
+                        &used,
+                        at(format!("{path}.out"), Some(rule_name.clone()), None),
                     );
                 }
             }
@@ -424,6 +484,54 @@ impl Checker {
             }
         }
     }
+}
+
+/// The first cycle among computed attributes' inputs, as a path `a -> b -> a`.
+pub(crate) fn computed_cycle(config: &Config) -> Option<Vec<String>> {
+    let inputs = |name: &str| -> Vec<String> {
+        config
+            .identity
+            .attributes
+            .get(name)
+            .and_then(|a| a.computed.as_ref())
+            .map(|t| t.attributes().into_iter().collect())
+            .unwrap_or_default()
+    };
+    // Depth-first search with colours: 1 = on the current path, 2 = done.
+    fn visit(
+        name: &str,
+        inputs: &dyn Fn(&str) -> Vec<String>,
+        colour: &mut HashMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match colour.get(name) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = path.iter().position(|p| p == name).unwrap_or(0);
+                let mut cycle: Vec<String> = path.get(start..).map(<[String]>::to_vec).unwrap_or_default();
+                cycle.push(name.to_owned());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        colour.insert(name.to_owned(), 1);
+        path.push(name.to_owned());
+        for next in inputs(name) {
+            if let Some(cycle) = visit(&next, inputs, colour, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        colour.insert(name.to_owned(), 2);
+        None
+    }
+    let mut colour = HashMap::new();
+    for name in config.identity.attributes.keys() {
+        if let Some(cycle) = visit(name, &inputs, &mut colour, &mut Vec::new()) {
+            return Some(cycle);
+        }
+    }
+    None
 }
 
 /// The declared name closest to `name`: same letters ignoring case, or within two edits.

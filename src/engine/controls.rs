@@ -32,6 +32,8 @@ pub struct ResumedImport {
     pub links: Vec<LinkEvent>,
     /// Resolution decisions.
     pub decisions: Vec<Decision>,
+    /// Event-based processing of the identities that changed.
+    pub processing: crate::processing::ProcessReport,
 }
 
 impl<S: Store> Engine<S> {
@@ -94,12 +96,13 @@ impl<S: Store> Engine<S> {
                 let Some(config) = self.config.system(&system).cloned() else {
                     continue;
                 };
-                let (links, decisions) = self.identity_phase(&system, &config, at, &works)?;
+                let (links, decisions, processing) = self.identity_phase(&system, &config, at, &works)?;
                 imports.push(ResumedImport {
                     plan,
                     system,
                     links,
                     decisions,
+                    processing,
                 });
             }
             Ok::<_, StoreError>(imports)

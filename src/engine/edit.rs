@@ -72,9 +72,12 @@ impl<S: Store> Engine<S> {
                 outcome: Outcome::Applied,
                 at: now,
                 outranked_by: None,
+                error: None,
             });
         }
         if !decisions.is_empty() {
+            let mut processing = crate::processing::ProcessReport::default();
+            self.after_change(&mut record, now, &mut processing);
             self.store.put_identities(vec![record])?;
         }
         Ok(decisions)

@@ -14,8 +14,10 @@ use crate::error::{ApproveError, ImportError};
 use crate::model::{Account, Identity, IdentityId, LinkState};
 use crate::outbound::{attribute_sync, create_op, Op};
 use crate::prepare::{check_columns, prepare, Snapshot};
+use crate::processing::ProcessReport;
 use crate::resolution::{resolve_group, Candidate, Decision, Outcome, Scores};
 use crate::store::{PendingPlan, PlanId, Store, StoreError};
+use crate::transform::AttributeSource;
 use crate::validate::ValidatedConfig;
 use crate::value::Value;
 
@@ -37,7 +39,7 @@ impl<S: Store> Engine<S> {
         let Some(system_config) = self.system(system) else {
             return Err(ImportError::UnknownSystem(system.to_owned()));
         };
-        if let Snapshot::Complete { columns, .. } = snapshot {
+        if let Some(columns) = snapshot.complete_columns() {
             check_columns(system, &system_config, columns)?;
         }
         let prepared = prepare(&self.config, system, snapshot, &self.store)?;
@@ -77,6 +79,7 @@ impl<S: Store> Engine<S> {
                 applied: false,
                 links: Vec::new(),
                 decisions: Vec::new(),
+                processing: ProcessReport::default(),
             });
         }
         self.apply_import(plan, &system_config)
@@ -85,13 +88,14 @@ impl<S: Store> Engine<S> {
     fn apply_import(&mut self, plan: ImportPlan, system: &SystemConfig) -> Result<ImportReport, ImportError> {
         self.store.begin()?;
         match self.apply_import_inner(&plan, system) {
-            Ok((links, decisions)) => {
+            Ok((links, decisions, processing)) => {
                 self.store.commit()?;
                 Ok(ImportReport {
                     plan,
                     applied: true,
                     links,
                     decisions,
+                    processing,
                 })
             }
             Err(e) => {
@@ -105,7 +109,7 @@ impl<S: Store> Engine<S> {
         &mut self,
         plan: &ImportPlan,
         system: &SystemConfig,
-    ) -> Result<(Vec<LinkEvent>, Vec<Decision>), StoreError> {
+    ) -> Result<(Vec<LinkEvent>, Vec<Decision>, ProcessReport), StoreError> {
         let name = plan.system.as_str();
         // 1. The account mirror, with the echoes of pushed values (SPEC 5.3).
         let mut put = Vec::new();
@@ -161,7 +165,7 @@ impl<S: Store> Engine<S> {
                 work,
             }));
             self.store.put_engine_state(state)?;
-            return Ok((Vec::new(), Vec::new()));
+            return Ok((Vec::new(), Vec::new(), ProcessReport::default()));
         }
         works.extend(plan.retry.iter().map(|key| AccountWork {
             account: key.clone(),
@@ -179,14 +183,17 @@ impl<S: Store> Engine<S> {
         system: &SystemConfig,
         at: DateTime<Utc>,
         works: &[AccountWork],
-    ) -> Result<(Vec<LinkEvent>, Vec<Decision>), StoreError> {
+    ) -> Result<(Vec<LinkEvent>, Vec<Decision>, ProcessReport), StoreError> {
         let mut work = Work::new(name, at);
         for item in works {
             if item.kind == ChangeKind::Delete {
                 if let Some(id) = item.previous_link {
-                    for c in &item.attributes {
-                        work.offer(system, &self.config, &item.account, id, &c.attribute, &Value::Empty);
-                    }
+                    let held: BTreeMap<String, Value> = item
+                        .attributes
+                        .iter()
+                        .map(|c| (c.attribute.clone(), c.old.clone()))
+                        .collect();
+                    work.offer(system, &self.config, &item.account, id, &held, Offer::Blanks);
                 }
                 continue;
             }
@@ -196,16 +203,22 @@ impl<S: Store> Engine<S> {
             };
             match account.identity() {
                 Some(id) => {
-                    for c in &item.attributes {
-                        work.offer(system, &self.config, &item.account, id, &c.attribute, &c.new);
-                    }
+                    let changed: Vec<&str> = item.attributes.iter().map(|c| c.attribute.as_str()).collect();
+                    work.offer(
+                        system,
+                        &self.config,
+                        &item.account,
+                        id,
+                        &account.attributes,
+                        Offer::Changed(&changed),
+                    );
                 }
                 None => self.correlate_account(system, account, &mut work)?,
             }
         }
-        // Resolution, grouped by identity attribute.
-        let decisions = self.resolve(work.candidates)?;
-        Ok((work.links, decisions))
+        // Resolution, grouped by identity attribute, then event-based processing.
+        let (decisions, processing) = self.resolve(work.candidates, at)?;
+        Ok((work.links, decisions, processing))
     }
 
     /// Correlates an unlinked account; links, projects or records it as unmatched or
@@ -216,7 +229,7 @@ impl<S: Store> Engine<S> {
         mut account: Account,
         work: &mut Work,
     ) -> Result<(), StoreError> {
-        let outcome = correlate(&self.config, system, &account, &self.store)?;
+        let outcome = correlate(&self.config, system, &account, &self.store, work.at)?;
         let mut projected = false;
         account.link = match outcome {
             Correlation::Linked(id) => LinkState::Linked(id),
@@ -230,9 +243,14 @@ impl<S: Store> Engine<S> {
             Correlation::NoMatch => LinkState::Unmatched,
         };
         if let LinkState::Linked(id) = account.link {
-            for (attribute, value) in &account.attributes {
-                work.offer(system, &self.config, &account.key, id, attribute, value);
-            }
+            work.offer(
+                system,
+                &self.config,
+                &account.key,
+                id,
+                &account.attributes,
+                Offer::Values,
+            );
         }
         work.links.push(LinkEvent {
             account: account.key.clone(),
@@ -242,7 +260,11 @@ impl<S: Store> Engine<S> {
         self.store.put_accounts(work.system, vec![account])
     }
 
-    fn resolve(&mut self, candidates: Vec<Candidate>) -> Result<Vec<Decision>, StoreError> {
+    fn resolve(
+        &mut self,
+        candidates: Vec<Candidate>,
+        at: DateTime<Utc>,
+    ) -> Result<(Vec<Decision>, ProcessReport), StoreError> {
         let mut groups: BTreeMap<(IdentityId, String), Vec<Candidate>> = BTreeMap::new();
         for c in candidates {
             groups.entry((c.identity, c.attribute.clone())).or_default().push(c);
@@ -270,13 +292,21 @@ impl<S: Store> Engine<S> {
             }
             decisions.extend(made);
         }
-        let changed: Vec<Identity> = identities
+        let mut processing = ProcessReport {
+            applied: true,
+            ..ProcessReport::default()
+        };
+        let mut changed: Vec<Identity> = identities
             .into_iter()
             .filter(|(id, _)| changed.contains_key(id))
             .map(|(_, i)| i)
             .collect();
+        for identity in &mut changed {
+            processing.examined += 1;
+            self.after_change(identity, at, &mut processing);
+        }
         self.store.put_identities(changed)?;
-        Ok(decisions)
+        Ok((decisions, processing))
     }
 
     // ---------------------------------------------------------------- approval
@@ -342,10 +372,10 @@ impl<S: Store> Engine<S> {
                     Some(Op::Create(c)) => {
                         let identity = self.store.identity(c.identity)?;
                         identity
-                            .and_then(|i| create_op(&p.system, &system, &i).ok())
+                            .and_then(|i| create_op(&self.config, &p.system, &system, &i, p.at).ok())
                             .map(|(op, _)| vec![Op::Create(op)])
                     }
-                    _ => Some(attribute_sync(&p.system, &system, &self.store)?.0),
+                    _ => Some(attribute_sync(&self.config, &p.system, &system, &self.store, p.at)?.0),
                 };
                 if fresh.as_ref() != Some(&p.ops) {
                     return Err(stale);
@@ -375,33 +405,91 @@ impl<'a> Work<'a> {
         }
     }
 
-    /// Offers an account attribute's value through every enabled inbound rule on it.
+    /// Offers values of one account through the system's enabled inbound rules: for
+    /// `Changed`, the rules reading a changed attribute; for `Values`, every rule giving
+    /// a non-empty value (a newly linked account); for `Blanks`, a blank through every
+    /// rule that read a held value (a deleted account).
     fn offer(
         &mut self,
         system: &SystemConfig,
         config: &ValidatedConfig,
         account: &str,
         identity: IdentityId,
-        attribute: &str,
-        value: &Value,
+        attributes: &BTreeMap<String, Value>,
+        mode: Offer<'_>,
     ) {
-        for (index, rule) in system.inbound_rules().filter(|(_, r)| r.account == attribute) {
+        for (index, rule) in system.inbound_rules() {
             let Some(target) = config.identity.attributes.get(&rule.identity) else {
                 continue;
             };
-            let converted = value.convert(target.value_type, target.multi, target.case_exact).ok();
+            let raw = match mode {
+                Offer::Changed(names) if !names.iter().any(|n| rule.reads_account_attribute(n)) => continue,
+                Offer::Blanks => {
+                    let held = attributes
+                        .iter()
+                        .any(|(n, v)| !v.is_empty() && rule.reads_account_attribute(n));
+                    if !held {
+                        continue;
+                    }
+                    Ok(Value::Empty)
+                }
+                _ => match &rule.transform_in {
+                    None => Ok(attributes.get(&rule.account).cloned().unwrap_or_default()),
+                    Some(t) => t
+                        .eval(&AccountSource { system, attributes }, self.at)
+                        .map_err(|e| e.to_string()),
+                },
+            };
+            if matches!((&mode, &raw), (Offer::Values, Ok(v)) if v.is_empty()) {
+                continue;
+            }
+            let (value, raw, error) = match raw {
+                Ok(raw) => (
+                    raw.convert(target.value_type, target.multi, target.case_exact).ok(),
+                    raw,
+                    None,
+                ),
+                Err(e) => (None, Value::Empty, Some(e)),
+            };
             self.candidates.push(Candidate {
                 system: self.system.to_owned(),
                 rule: index,
                 account: account.to_owned(),
                 identity,
                 attribute: rule.identity.clone(),
-                value: converted,
-                raw: value.clone(),
+                value,
+                raw,
+                error,
                 at: self.at,
                 scores: Scores::new(rule.create, rule.update, rule.delete),
             });
         }
+    }
+}
+
+/// Which values of an account to offer.
+#[derive(Clone, Copy)]
+enum Offer<'a> {
+    /// Through rules reading one of these changed attributes.
+    Changed(&'a [&'a str]),
+    /// Every non-empty value (a newly linked account).
+    Values,
+    /// Blanks for what a deleted account held.
+    Blanks,
+}
+
+/// An account's attributes as a transform source: schema attributes read as their
+/// value (empty if unset); other names are unknown.
+pub(crate) struct AccountSource<'a> {
+    pub(crate) system: &'a SystemConfig,
+    pub(crate) attributes: &'a BTreeMap<String, Value>,
+}
+
+impl AttributeSource for AccountSource<'_> {
+    fn get(&self, name: &str) -> Option<Value> {
+        self.system
+            .attribute(name)
+            .map(|_| self.attributes.get(name).cloned().unwrap_or_default())
     }
 }
 

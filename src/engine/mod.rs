@@ -6,8 +6,10 @@ mod controls;
 mod edit;
 mod import;
 mod outbound;
+mod processing;
 
 pub use controls::{ResumeReport, ResumedImport};
+pub(crate) use import::AccountSource;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,7 @@ use crate::diff::ImportPlan;
 
 use crate::model::{Account, Identity, IdentityId, LinkState};
 use crate::outbound::OutboundPlan;
+use crate::processing::ProcessReport;
 
 use crate::resolution::{Decision, Outcome};
 use crate::store::{MemoryStore, Store, StoreError};
@@ -48,6 +51,9 @@ pub struct ImportReport {
     pub links: Vec<LinkEvent>,
     /// Every resolution decision, applied or rejected.
     pub decisions: Vec<Decision>,
+    /// Event-based processing of the identities that changed: computed attributes,
+    /// role grants, evaluation errors.
+    pub processing: ProcessReport,
 }
 
 impl ImportReport {

@@ -23,7 +23,7 @@ impl<S: Store> Engine<S> {
         let Some(config) = self.system(system) else {
             return Err(OutboundError::UnknownSystem(system.to_owned()));
         };
-        let (ops, skipped) = attribute_sync(system, &config, &self.store)?;
+        let (ops, skipped) = attribute_sync(&self.config, system, &config, &self.store, now)?;
         self.finish_outbound(system, &config, ops, skipped, now)
     }
 
@@ -48,11 +48,12 @@ impl<S: Store> Engine<S> {
                 account,
             });
         }
-        let (op, skipped) = create_op(system, &config, &record).map_err(|attribute| OutboundError::NoAccountId {
-            identity,
-            system: system.to_owned(),
-            attribute,
-        })?;
+        let (op, skipped) =
+            create_op(&self.config, system, &config, &record, now).map_err(|attribute| OutboundError::NoAccountId {
+                identity,
+                system: system.to_owned(),
+                attribute,
+            })?;
         self.finish_outbound(system, &config, vec![Op::Create(op)], skipped, now)
     }
 

@@ -39,7 +39,7 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<SetStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<serde_json::Value>,
+    pub process: Option<ProcessStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -266,4 +266,14 @@ pub struct PendingExpect {
     pub inbox: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbox: Option<usize>,
+}
+
+/// A processing action: `{}` for scheduled processing of every identity, or
+/// `{"identities": [SEL, ...]}` for manual processing of chosen ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "fields as in SCENARIOS.md")]
+pub struct ProcessStep {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<Vec<String>>,
 }

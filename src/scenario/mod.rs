@@ -310,13 +310,29 @@ impl<S: Store> Runner<S> {
                 Err(e) => StepOutcome::error(e.kind()),
             });
         }
-        self.fail(
-            index,
-            "process",
-            "a supported action".into(),
-            "`process` is not supported yet".into(),
-        );
-        None
+        let process = step.process.as_ref()?;
+        let result = match &process.identities {
+            None => self.engine.process(now),
+            Some(selectors) => {
+                let mut ids = Vec::new();
+                for (i, selector) in selectors.iter().enumerate() {
+                    ids.push(self.select(index, &format!("process.identities[{i}]"), selector)?);
+                }
+                self.engine.process_identities(&ids, now)
+            }
+        };
+        Some(match result {
+            Ok(report) => StepOutcome {
+                errors: report
+                    .errors
+                    .iter()
+                    .map(|e| (e.kind.clone(), None))
+                    .chain(report.dangling.iter().map(|_| ("dangling_reference".to_owned(), None)))
+                    .collect(),
+                ..StepOutcome::default()
+            },
+            Err(_) => StepOutcome::error("store"),
+        })
     }
 
     fn replace_config(&mut self, json: &serde_json::Value, force: bool, now: DateTime<Utc>) -> StepOutcome {
