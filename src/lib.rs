@@ -8,6 +8,7 @@ mod correlation;
 pub mod diff;
 pub mod engine;
 pub mod error;
+pub mod lint;
 pub mod model;
 pub mod outbound;
 pub mod prepare;
