@@ -201,7 +201,7 @@ fn round_trips(config: &Config, samples: &BTreeMap<String, Vec<serde_json::Value
         };
         let mut values: Vec<Value> = builtin_samples(id_decl.value_type)
             .into_iter()
-            .map(|s| Value::single(s))
+            .map(Value::single)
             .collect();
         for raw in samples.get(&inbound.identity).into_iter().flatten() {
             if let Ok(v) = Value::from_json(raw, id_decl.value_type, id_decl.multi, id_decl.case_exact) {

@@ -359,7 +359,7 @@ impl<S: Store> Engine<S> {
                 }
                 p.exceeded.clear();
                 match self.apply_import(p, &system) {
-                    Ok(report) => Ok(Approval::Import(report)),
+                    Ok(report) => Ok(Approval::Import(Box::new(report))),
                     Err(ImportError::Store(e)) => Err(ApproveError::Store(e)),
                     Err(_) => Err(stale),
                 }

@@ -69,7 +69,7 @@ impl ImportReport {
 #[non_exhaustive]
 pub enum Approval {
     /// An import plan, now applied.
-    Import(ImportReport),
+    Import(Box<ImportReport>),
     /// An outbound plan, released: the host carries out its ops and confirms them.
     Outbound(OutboundPlan),
 }
