@@ -249,7 +249,9 @@ pub fn read_snapshot<R: Read>(reader: R, system: &SystemConfig, options: &CsvOpt
                 })
             }
         }
-        let line = record.position().map_or(last_line + 1, |p| line_number(p.line()));
+        let line = record
+            .position()
+            .map_or(last_line.saturating_add(1), |p| line_number(p.line()));
         last_line = line;
         match row_of(&record, &columns, &multi, &options.multi_separator) {
             Ok(row) => {
@@ -474,7 +476,7 @@ mod tests {
     fn rows(s: &CsvSnapshot) -> &[Row] {
         match &s.snapshot {
             Snapshot::Complete { rows, .. } => rows,
-            Snapshot::Incremental { .. } => panic!("not complete"),
+            Snapshot::Incremental { .. } | Snapshot::Table(_) => panic!("not complete"),
         }
     }
 

@@ -575,7 +575,6 @@ fn encode_segment(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::IdentityId;
-    use crate::store::PlanId;
     use crate::thresholds::{Base, Counts, Exceeded};
     use serde_json::json;
 
@@ -840,16 +839,12 @@ mod tests {
     fn blocked_plans_render_nothing() {
         let mut op = update("u1");
         op.set.insert("title".into(), Value::Single(text("Boss")));
-        let mut plan = OutboundPlan {
-            id: PlanId::from_raw(1),
-            system: "scim".into(),
-            at: chrono::DateTime::from_timestamp(0, 0).unwrap(),
-            ops: vec![Op::Update(op)],
-            skipped: Vec::new(),
-            counts: Counts::default(),
-            base: Base::default(),
-            exceeded: Vec::new(),
-        };
+        // Built from JSON so that fields added to the plan later keep their defaults.
+        let mut plan: OutboundPlan = serde_json::from_value(json!({
+            "id": 1, "system": "scim", "at": "2026-03-01T00:00:00Z", "ops": [Op::Update(op)],
+            "skipped": [], "counts": Counts::default(), "base": Base::default(), "exceeded": []
+        }))
+        .unwrap();
         assert_eq!(render_plan(&plan, &ScimMapping::core_user()).len(), 1);
         plan.exceeded.push(Exceeded {
             threshold: "max_updated".into(),
