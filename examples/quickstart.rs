@@ -1,9 +1,12 @@
 //! A small, realistic story: HR is authoritative, a directory (AD) and a phone system
-//! are correlated to it. It shows a precedence conflict, a rejected row, a blocked
-//! blank export and an outbound plan, each with the engine's explanation.
+//! are correlated to it. It shows the configuration lint, a precedence conflict, a
+//! rejected row, a blocked blank export, an outbound plan with role-granted groups, and a
+//! leaver whose computed lifecycle state revokes those groups when processing runs
+//! after the termination date, each with the engine's explanation.
 //!
 //! Run: `cargo run --release --example quickstart`
 
+use attrflow::lint::lint;
 use attrflow::{Engine, ImportReport, Op, OutboundPlan, Snapshot, ValidatedConfig};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
@@ -14,13 +17,18 @@ const CONFIG: &str = r#"{
     "displayName":    { "type": "string" },
     "department":     { "type": "string", "case_exact": false },
     "hireDate":       { "type": "date" },
-    "phone":          { "type": "string" }
+    "terminationDate": { "type": "date" },
+    "phone":          { "type": "string" },
+    "lifecycle":      { "type": "string", "computed":
+      { "if": [ { "and": [ { "not": { "is_empty": { "attr": "terminationDate" } } },
+                           { "lt": [ { "attr": "terminationDate" }, { "today": {} } ] } ] },
+                "inactive", "active" ] } }
   } },
   "systems": {
     "hr": {
       "schema": { "account_id": "emp_id", "account_name": "emp_id", "attributes": {
         "emp_id": { "type": "string" }, "name": { "type": "string" }, "dept": { "type": "string" },
-        "hired": { "type": "date" }, "phone": { "type": "string" } } },
+        "hired": { "type": "date" }, "term": { "type": "date" }, "phone": { "type": "string" } } },
       "authoritative": true,
       "correlation": [ [ { "account": "emp_id", "identity": "employeeNumber" } ] ],
       "flows": [
@@ -28,6 +36,7 @@ const CONFIG: &str = r#"{
         { "account": "name",   "identity": "displayName",    "direction": "inbound", "create": 80, "update": 80, "delete": 80 },
         { "account": "dept",   "identity": "department",     "direction": "inbound", "create": 60, "update": 60, "delete": 60 },
         { "account": "hired",  "identity": "hireDate",       "direction": "inbound", "create": 90, "update": 90 },
+        { "account": "term",   "identity": "terminationDate", "direction": "inbound", "create": 90, "update": 90, "delete": 90 },
         { "account": "phone",  "identity": "phone",          "direction": "inbound", "create": 50, "update": 50, "delete": 50 }
       ],
       "thresholds": { "max_deleted": 1, "max_pct_deleted": 20.0 }
@@ -36,7 +45,8 @@ const CONFIG: &str = r#"{
       "schema": { "account_id": "sAMAccountName", "account_name": "sAMAccountName", "attributes": {
         "sAMAccountName": { "type": "string", "case_exact": false }, "employeeID": { "type": "string" },
         "displayName": { "type": "string" }, "department": { "type": "string", "case_exact": false },
-        "telephoneNumber": { "type": "string" } } },
+        "telephoneNumber": { "type": "string" },
+        "memberOf": { "type": "string", "multi": true, "entitlement": true } } },
       "correlation": [ [ { "account": "employeeID", "identity": "employeeNumber" } ] ],
       "flows": [
         { "account": "displayName", "identity": "displayName", "direction": "outbound" },
@@ -51,7 +61,12 @@ const CONFIG: &str = r#"{
       "correlation": [ [ { "account": "owner", "identity": "employeeNumber" } ] ],
       "flows": [ { "account": "number", "identity": "phone", "direction": "inbound", "create": 40, "update": 55 } ]
     }
-  }
+  },
+  "roles": {
+    "staff": { "criteria": { "eq": [ { "attr": "lifecycle" }, "active" ] }, "grants": { "ad": { "memberOf": [ "CN=Staff" ] } } },
+    "sales": { "criteria": { "eq": [ { "attr": "department" }, "Sales" ] }, "grants": { "ad": { "memberOf": [ "CN=Sales" ] } } }
+  },
+  "lifecycle": { "attribute": "lifecycle", "revoke_roles_in": [ "inactive" ] }
 }"#;
 
 fn day(d: u32, h: u32) -> DateTime<Utc> {
@@ -124,23 +139,37 @@ fn plan(title: &str, p: &OutboundPlan) {
                 for (attribute, value) in &u.set {
                     println!("   {} `{}`: set {attribute} = {value}", u.system, u.account);
                 }
+                for (attribute, values) in &u.add {
+                    println!("   {} `{}`: add {attribute} {}", u.system, u.account, list(values));
+                }
+                for (attribute, values) in &u.remove {
+                    println!("   {} `{}`: remove {attribute} {}", u.system, u.account, list(values));
+                }
             }
             Op::Create(c) => println!("   {}: create `{}`", c.system, c.account),
         }
     }
 }
 
+fn list(values: &[attrflow::Scalar]) -> String {
+    values.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = ValidatedConfig::from_json(CONFIG)?;
+    println!("== 0. The configuration lint, before anything runs");
+    for finding in lint(config.config()) {
+        println!("   warning: {finding}");
+    }
     let mut engine = Engine::new(config);
 
-    let hr_columns = ["emp_id", "name", "dept", "hired", "phone"];
+    let hr_columns = ["emp_id", "name", "dept", "hired", "term", "phone"];
     let hr = complete(
         &hr_columns,
         json!([
-            { "emp_id": "E1", "name": "Jane Doe",   "dept": "Sales",   "hired": "2019-04-01", "phone": "555-0100" },
-            { "emp_id": "E2", "name": "Ali Smith",  "dept": "Finance", "hired": "2021-09-15", "phone": null },
-            { "emp_id": "E3", "name": "Kim Lee",    "dept": "Legal",   "hired": "2023-01-09", "phone": "555-0300" }
+            { "emp_id": "E1", "name": "Jane Doe",   "dept": "Sales",   "hired": "2019-04-01", "term": null, "phone": "555-0100" },
+            { "emp_id": "E2", "name": "Ali Smith",  "dept": "Finance", "hired": "2021-09-15", "term": null, "phone": null },
+            { "emp_id": "E3", "name": "Kim Lee",    "dept": "Legal",   "hired": "2023-01-09", "term": null, "phone": "555-0300" }
         ]),
     );
     report(
@@ -155,11 +184,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "displayName",
             "department",
             "telephoneNumber",
+            "memberOf",
         ],
         json!([
-            { "sAMAccountName": "jdoe",   "employeeID": "E1", "displayName": "Jane Doe",  "department": "Marketing", "telephoneNumber": "555-0100" },
-            { "sAMAccountName": "asmith", "employeeID": "E2", "displayName": "A. Smith",  "department": "FINANCE",   "telephoneNumber": null },
-            { "sAMAccountName": "svc-backup", "employeeID": null, "displayName": "Backup", "department": null, "telephoneNumber": null }
+            { "sAMAccountName": "jdoe",   "employeeID": "E1", "displayName": "Jane Doe",  "department": "Marketing", "telephoneNumber": "555-0100", "memberOf": ["CN=VPN"] },
+            { "sAMAccountName": "asmith", "employeeID": "E2", "displayName": "A. Smith",  "department": "FINANCE",   "telephoneNumber": null, "memberOf": [] },
+            { "sAMAccountName": "svc-backup", "employeeID": null, "displayName": "Backup", "department": null, "telephoneNumber": null, "memberOf": null }
         ]),
     );
     report(
@@ -179,9 +209,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hr_bad = complete(
         &hr_columns,
         json!([
-            { "emp_id": "E1", "name": "Jane Doe",   "dept": "Sales",   "hired": "01/04/2019", "phone": "555-0100" },
-            { "emp_id": "E2", "name": "Ali Smith",  "dept": "Finance", "hired": "2021-09-15", "phone": null },
-            { "emp_id": "E3", "name": "Kim Lee",    "dept": "Legal",   "hired": "2023-01-09", "phone": "555-0300" }
+            { "emp_id": "E1", "name": "Jane Doe",   "dept": "Sales",   "hired": "01/04/2019", "term": null, "phone": "555-0100" },
+            { "emp_id": "E2", "name": "Ali Smith",  "dept": "Finance", "hired": "2021-09-15", "term": null, "phone": null },
+            { "emp_id": "E3", "name": "Kim Lee",    "dept": "Legal",   "hired": "2023-01-09", "term": null, "phone": "555-0300" }
         ]),
     );
     report(
@@ -207,5 +237,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "7. Asked again, the directory needs nothing",
         &engine.outbound("ad", day(5, 10))?,
     );
+
+    let leaver = Snapshot::Incremental {
+        upserts: rows(json!([{ "emp_id": "E2", "term": "2026-03-20" }])),
+        deletes: Vec::new(),
+    };
+    report(
+        "8. HR records a termination date for Ali Smith (a leaver)",
+        &engine.import("hr", &leaver, day(6, 8))?,
+    );
+    for (d, label) in [(15, "before"), (21, "after")] {
+        let processed = engine.process(day(d, 6))?;
+        println!("\n== 9. Scheduled processing on 2026-03-{d} ({label} the termination date)");
+        for change in &processed.changes {
+            println!(
+                "   {}: {} {} -> {}",
+                change.identity, change.attribute, change.old, change.new
+            );
+        }
+        for access in &processed.access {
+            println!(
+                "   {}: {} {} revoked {}",
+                access.identity,
+                access.system,
+                access.attribute,
+                list(&access.revoked)
+            );
+        }
+        if processed.changes.is_empty() {
+            println!("   nothing changes: {} identities examined", processed.examined);
+        }
+    }
+    let revoke = engine.outbound("ad", day(21, 7))?;
+    plan(
+        "10. Outbound to the directory removes the leaver's role group; the manual VPN group of jdoe stays",
+        &revoke,
+    );
+    let _ = engine.confirm(&revoke.ops, day(21, 7))?;
     Ok(())
 }
