@@ -297,6 +297,10 @@ pub(crate) fn resolve(identity: &mut Identity, c: &Candidate, case_exact: bool) 
 /// applicable score first (then account key, then rule order); once one of them wins
 /// (or confirms the current value), the others lose to it.
 pub(crate) fn resolve_group(identity: &mut Identity, mut group: Vec<Candidate>, case_exact: bool) -> Vec<Decision> {
+    // The common case, one candidate, needs no ranking.
+    if group.len() == 1 {
+        return group.pop().and_then(|c| resolve(identity, &c, case_exact)).into_iter().collect();
+    }
     let rank = |c: &Candidate| applicable(identity, c, case_exact).map_or(u8::MAX, |(_, s)| s);
     let mut ranked: Vec<(u8, Candidate)> = group.drain(..).map(|c| (rank(&c), c)).collect();
     ranked.sort_by(|(sa, a), (sb, b)| {
@@ -305,6 +309,7 @@ pub(crate) fn resolve_group(identity: &mut Identity, mut group: Vec<Candidate>, 
             .then(a.rule.cmp(&b.rule))
     });
     let mut decisions = Vec::new();
+    // The label of the candidate that won (or confirmed the value), once one has.
     let mut winner: Option<String> = None;
     for (_, c) in ranked {
         if let Some(winner) = &winner {
@@ -331,15 +336,11 @@ pub(crate) fn resolve_group(identity: &mut Identity, mut group: Vec<Candidate>, 
             });
             continue;
         }
-        match resolve(identity, &c, case_exact) {
-            None => winner = Some(format!("{} account `{}`", c.system, c.account)),
-            Some(d) => {
-                if d.outcome == Outcome::Applied {
-                    winner = Some(format!("{} account `{}`", c.system, c.account));
-                }
-                decisions.push(d);
-            }
+        let decision = resolve(identity, &c, case_exact);
+        if decision.as_ref().is_none_or(|d| d.outcome == Outcome::Applied) {
+            winner = Some(format!("{} account `{}`", c.system, c.account));
         }
+        decisions.extend(decision);
     }
     decisions
 }
@@ -529,7 +530,7 @@ mod tests {
         let d = resolve(&mut i, &cand("ad", text("777"), (30, 45, 0), 2), true).unwrap();
         let text = d.explain();
         assert!(
-            text.contains("lower_score") && text.contains("45 < strength 60") && text.contains("hr"),
+            text.contains("lower_score") && text.contains("45 < 60") && text.contains("hr"),
             "{text}"
         );
     }
