@@ -9,7 +9,7 @@ use crate::model::{IdentityId, Phase, Provenance, HOST_SYSTEM};
 use crate::resolution::{Decision, Outcome, WriteKind};
 use crate::store::Store;
 
-use crate::value::Value;
+use crate::value::{Value, ValueProblem};
 
 impl<S: Store> Engine<S> {
     // ---------------------------------------------------------------- host edits
@@ -34,7 +34,12 @@ impl<S: Store> Engine<S> {
             let value = Value::from_json(raw, decl.value_type, decl.multi, decl.case_exact).map_err(|p| {
                 EditError::InvalidValue {
                     attribute: attribute.clone(),
-                    reason: format!("{p:?} for a {} attribute", decl.value_type),
+                    reason: match p {
+                        ValueProblem::MultipleValues => {
+                            format!("several values for a single-valued {} attribute", decl.value_type)
+                        }
+                        ValueProblem::InvalidValue => format!("it does not parse as a {} value", decl.value_type),
+                    },
                 }
             })?;
             parsed.push((attribute.clone(), value, decl.case_exact));
