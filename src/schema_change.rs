@@ -47,10 +47,17 @@ impl<S: Store> Engine<S> {
         let mut problems = Vec::new();
         let mut rewrites: Vec<(String, Vec<Account>, Vec<String>, usize)> = Vec::new();
         let mut removed_systems = Vec::new();
+        let mut unstored_changes = Vec::new();
         for (name, old_system) in &old.systems {
             let mut accounts = Vec::new();
             self.store().visit_accounts(name, &mut |a| accounts.push(a.clone()))?;
+            let schema_changed = new.system(name).is_none_or(|n| n.schema != old_system.schema);
             if accounts.is_empty() {
+                // Nothing stored to check, but a plan computed under the old schema
+                // must not be applied under the new one.
+                if schema_changed {
+                    unstored_changes.push(name.clone());
+                }
                 continue;
             }
             let Some(new_system) = new.system(name) else {
@@ -80,6 +87,9 @@ impl<S: Store> Engine<S> {
         let store = self.store_mut();
         store.begin()?;
         let result = (|| {
+            for system in &unstored_changes {
+                store.bump_system_version(system)?;
+            }
             for system in &removed_systems {
                 store.remove_system(system)?;
                 store.bump_system_version(system)?;
