@@ -4,11 +4,12 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::SystemConfig;
-use crate::prepare::{Prepared, RowRejection};
+use crate::config::{AccountAttribute, SystemConfig};
+use crate::model::{Account, Fingerprint};
+use crate::prepare::{Prepared, PreparedRow, RowRejection};
 use crate::store::{PlanId, Store, StoreError};
 use crate::thresholds::{Base, Counts, Exceeded};
-use crate::value::Value;
+use crate::value::{Value, ValueType};
 
 /// What happens to one account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,8 +63,9 @@ pub struct ImportPlan {
     /// Unlinked (unmatched or ambiguous) accounts the import carried unchanged: their
     /// correlation is tried again.
     pub retry: Vec<String>,
-    /// Accounts the import carried unchanged whose pushed values had bounced: seeing
-    /// them kept resets the sync-loop count (SPEC 5.3).
+    /// Accounts the import carried unchanged that hold a pushed value not yet seen since
+    /// its push, or one that had bounced: seeing them kept resets the sync-loop count and
+    /// disarms the push (SPEC 5.3).
     #[serde(default)]
     pub kept: Vec<String>,
     /// Rejected rows.
@@ -86,70 +88,81 @@ impl ImportPlan {
 }
 
 /// Diffs prepared rows against the stored accounts: changes sorted by key, unlinked
-/// accounts to retry, and bounced accounts seen kept.
+/// accounts to retry, and bounced accounts seen kept (both sorted).
+///
+/// Stored accounts are lent by [`Store::visit_accounts_by_key`]; a row's cells are
+/// compared with the stored values in place, so an unchanged row builds no value.
 pub(crate) fn diff(
     system_name: &str,
     system: &SystemConfig,
-    prepared: &Prepared,
+    prepared: &Prepared<'_>,
     store: &dyn Store,
 ) -> Result<Diff, StoreError> {
+    let attributes: Vec<(&String, &AccountAttribute)> = system.schema.attributes.iter().collect();
+    // Schema positions in name order, to walk a stored account's (sorted) values along.
+    let mut by_name: Vec<usize> = (0..attributes.len()).collect();
+    by_name.sort_by(|&a, &b| attributes[a].0.cmp(attributes[b].0));
+    let keys: Vec<&str> = prepared.rows.iter().map(|r| r.key.as_ref()).collect();
+    // Fingerprints apply when every attribute holds a single text.
+    let hashable = prepared.complete
+        && attributes
+            .iter()
+            .all(|(_, a)| !a.multi && matches!(a.value_type, ValueType::String | ValueType::Reference));
+
     let mut changes = Vec::new();
     let mut retry = Vec::new();
     let mut kept = Vec::new();
-    for row in &prepared.rows {
-        match store.account(system_name, &row.key)? {
-            None => {
-                let attributes = row
-                    .values
-                    .iter()
-                    .filter(|(_, v)| !v.is_empty())
-                    .map(|(a, v)| AttributeChange {
-                        attribute: a.clone(),
-                        old: Value::Empty,
-                        new: v.clone(),
-                    })
-                    .collect();
-                changes.push(AccountChange {
-                    key: row.key.clone(),
-                    kind: ChangeKind::Insert,
-                    attributes,
-                });
+    store.visit_accounts_by_key(system_name, &keys, &mut |index, stored| {
+        let Some(row) = prepared.rows.get(index) else {
+            return;
+        };
+        let Some(stored) = stored else {
+            let attributes = prepared
+                .values(system, row)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(attribute, new)| AttributeChange {
+                    attribute,
+                    old: Value::Empty,
+                    new,
+                })
+                .collect();
+            changes.push(AccountChange {
+                key: row.key.to_string(),
+                kind: ChangeKind::Insert,
+                attributes,
+            });
+            return;
+        };
+        let same_hash = hashable
+            && stored.fingerprint != 0
+            && row_fingerprint(prepared, row, &attributes, &by_name) == Some(stored.fingerprint);
+        let changed = if same_hash || unchanged(prepared, row, stored, &attributes, &by_name) {
+            Vec::new()
+        } else {
+            changed_attributes(prepared, row, stored, &attributes)
+        };
+        if !changed.is_empty() {
+            changes.push(AccountChange {
+                key: row.key.to_string(),
+                kind: ChangeKind::Update,
+                attributes: changed,
+            });
+        } else {
+            if stored.identity().is_none() {
+                retry.push(row.key.to_string());
             }
-            Some(stored) => {
-                let attributes: Vec<AttributeChange> = row
-                    .values
-                    .iter()
-                    .filter(|(a, new)| {
-                        let exact = system.attribute(a).is_none_or(|d| d.case_exact);
-                        !stored.value(a).same_as(new, exact)
-                    })
-                    .map(|(a, new)| AttributeChange {
-                        attribute: a.clone(),
-                        old: stored.value(a).clone(),
-                        new: new.clone(),
-                    })
-                    .collect();
-                if !attributes.is_empty() {
-                    changes.push(AccountChange {
-                        key: row.key.clone(),
-                        kind: ChangeKind::Update,
-                        attributes,
-                    });
-                } else {
-                    if stored.identity().is_none() {
-                        retry.push(row.key.clone());
-                    }
-                    if stored.echoes.values().any(|e| e.bounces > 0) {
-                        kept.push(row.key.clone());
-                    }
-                }
+            if stored.echoes.values().any(|e| e.bounces > 0 || e.armed) {
+                kept.push(row.key.to_string());
             }
         }
-    }
+    })?;
+    retry.sort();
+    kept.sort();
     let mut deleted: Vec<String> = Vec::new();
     if prepared.complete {
         store.visit_accounts(system_name, &mut |a| {
-            if !prepared.seen.contains(&a.key) {
+            if !prepared.seen.contains_key(a.key.as_str()) {
                 deleted.push(a.key.clone());
             }
         })?;
@@ -175,6 +188,105 @@ pub(crate) fn diff(
     }
     changes.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(Diff { changes, retry, kept })
+}
+
+/// Whether every attribute a row carries equals the stored value: the common case of
+/// a complete import, checked without building values by walking the stored (sorted)
+/// values along the schema attributes in name order.
+fn unchanged(
+    prepared: &Prepared<'_>,
+    row: &PreparedRow<'_>,
+    stored: &Account,
+    attributes: &[(&String, &AccountAttribute)],
+    by_name: &[usize],
+) -> bool {
+    static EMPTY: Value = Value::Empty;
+    let mut held_values = stored.attributes.iter().peekable();
+    for &index in by_name {
+        let Some(&(name, attr)) = attributes.get(index) else {
+            return false;
+        };
+        let held = loop {
+            match held_values.peek() {
+                Some((k, _)) if k.as_str() < name.as_str() => {
+                    held_values.next();
+                }
+                Some((k, v)) if k.as_str() == name.as_str() => break *v,
+                _ => break &EMPTY,
+            }
+        };
+        let Some(cell) = prepared.source.cell(row.row, index, name) else {
+            if prepared.complete && !held.is_empty() {
+                return false;
+            }
+            continue;
+        };
+        let same = match cell.same_as_held(held, attr) {
+            Some(same) => same,
+            None => cell.parse(attr).is_ok_and(|new| held.same_as(&new, attr.case_exact)),
+        };
+        if !same {
+            return false;
+        }
+    }
+    true
+}
+
+/// The fingerprint of a complete row's cells, computed as
+/// [`Account::values_fingerprint`] would be for the values they parse to (non-empty
+/// texts of single string attributes, in name order); `None` for a cell that is not
+/// text.
+fn row_fingerprint(
+    prepared: &Prepared<'_>,
+    row: &PreparedRow<'_>,
+    attributes: &[(&String, &AccountAttribute)],
+    by_name: &[usize],
+) -> Option<u64> {
+    let mut hash = Fingerprint::new();
+    for &index in by_name {
+        let &(name, _) = attributes.get(index)?;
+        let text = match prepared.source.cell(row.row, index, name) {
+            Some(cell) => cell.text_or_null()?,
+            None => "",
+        };
+        if !text.is_empty() {
+            hash.add(name.as_bytes());
+            hash.add(text.as_bytes());
+        }
+    }
+    Some(hash.finish())
+}
+
+/// The attributes of a row that differ from the stored account, in schema order.
+fn changed_attributes(
+    prepared: &Prepared<'_>,
+    row: &PreparedRow<'_>,
+    stored: &Account,
+    attributes: &[(&String, &AccountAttribute)],
+) -> Vec<AttributeChange> {
+    let mut changed = Vec::new();
+    for (index, &(name, attr)) in attributes.iter().enumerate() {
+        let held = stored.value(name);
+        let new = match prepared.source.cell(row.row, index, name) {
+            Some(cell) => {
+                if cell.same_as_held(held, attr) == Some(true) {
+                    continue;
+                }
+                // A good row's cells parse (prepare checked them).
+                cell.parse(attr).unwrap_or_default()
+            }
+            None if prepared.complete => Value::Empty,
+            None => continue,
+        };
+        if !held.same_as(&new, attr.case_exact) {
+            changed.push(AttributeChange {
+                attribute: name.clone(),
+                old: held.clone(),
+                new,
+            });
+        }
+    }
+    changed
 }
 
 /// The account-level outcome of a diff.

@@ -167,7 +167,9 @@ impl fmt::Display for LinkState {
 
 /// The stored mirror of one account: what its system last gave (or what confirmed
 /// outbound ops wrote), and how it is linked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Equality ignores [`Account::fingerprint`], a cache of the values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Account {
     /// The account key (the `account_id` value; lower-cased when that attribute
@@ -184,6 +186,79 @@ pub struct Account {
     /// times in a row an import showed it back at a different value (SPEC 5.3).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub echoes: BTreeMap<String, Echo>,
+    /// [`Account::values_fingerprint`] of `attributes` when last stored, or 0 when
+    /// unknown. A store may set it when it stores the account (the [`MemoryStore`]
+    /// does); a complete import then skips comparing the values of a row whose cells
+    /// hash the same. Anything that changes `attributes` without storing the account
+    /// again must set it to 0.
+    ///
+    /// [`MemoryStore`]: crate::store::MemoryStore
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fingerprint: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl PartialEq for Account {
+    fn eq(&self, other: &Account) -> bool {
+        self.key == other.key
+            && self.attributes == other.attributes
+            && self.link == other.link
+            && self.pushed == other.pushed
+            && self.echoes == other.echoes
+    }
+}
+
+impl Eq for Account {}
+
+/// A fast, non-cryptographic 64-bit hash of a sequence of byte strings (each one
+/// length-prefixed), eight bytes per step with a 128-bit multiply fold. Not keyed:
+/// meant for change detection of values, not for tables fed by adversaries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fingerprint(u64);
+
+impl Fingerprint {
+    const K0: u64 = 0xa076_1d64_78bd_642f;
+    const K1: u64 = 0xe703_7ed1_a0b4_28db;
+
+    pub(crate) fn new() -> Fingerprint {
+        Fingerprint(Self::K0)
+    }
+
+    fn fold(a: u64, b: u64) -> u64 {
+        let r = u128::from(a).wrapping_mul(u128::from(b));
+        (r as u64) ^ ((r >> 64) as u64)
+    }
+
+    /// Adds one byte string.
+    pub(crate) fn add(&mut self, bytes: &[u8]) {
+        let mut h = Self::fold(self.0 ^ bytes.len() as u64, Self::K1);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            h = Self::fold(h ^ u64::from_le_bytes(word), Self::K1);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            h = Self::fold(h ^ u64::from_le_bytes(word), Self::K0);
+        }
+        self.0 = h;
+    }
+
+    /// The hash; never 0 (0 means "unknown").
+    pub(crate) fn finish(self) -> u64 {
+        let h = Self::fold(self.0, Self::K0 ^ Self::K1);
+        if h == 0 {
+            1
+        } else {
+            h
+        }
+    }
 }
 
 /// Sync-loop bookkeeping for one account attribute (SPEC 5.3).
@@ -220,7 +295,23 @@ impl Account {
             link: LinkState::Unmatched,
             pushed: BTreeMap::new(),
             echoes: BTreeMap::new(),
+            fingerprint: 0,
         }
+    }
+
+    /// A hash of the non-empty values, in attribute name order: each name and value
+    /// text, when every value is a single text (string or reference); 0 otherwise.
+    /// A complete import hashes a row's cells the same way.
+    pub fn values_fingerprint(&self) -> u64 {
+        let mut hash = Fingerprint::new();
+        for (name, value) in &self.attributes {
+            let Value::Single(Scalar::Text(text)) = value else {
+                return 0;
+            };
+            hash.add(name.as_bytes());
+            hash.add(text.as_bytes());
+        }
+        hash.finish()
     }
 
     /// The value of an attribute (empty if unset).
@@ -229,8 +320,10 @@ impl Account {
         self.attributes.get(attribute).unwrap_or(&EMPTY)
     }
 
-    /// Sets or (with an empty value) removes an attribute value.
+    /// Sets or (with an empty value) removes an attribute value; the fingerprint is
+    /// then unknown until the account is stored again.
     pub(crate) fn set(&mut self, attribute: &str, value: Value) {
+        self.fingerprint = 0;
         if value.is_empty() {
             self.attributes.remove(attribute);
         } else {

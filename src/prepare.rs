@@ -3,16 +3,17 @@
 //! account untouched; a complete snapshot with a dropped or unknown column is refused
 //! whole.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::SystemConfig;
+use crate::config::{AccountAttribute, SystemConfig};
 use crate::error::{ColumnProblem, ImportError};
 use crate::store::{Store, StoreError};
 use crate::validate::ValidatedConfig;
-use crate::value::{Value, ValueProblem};
+use crate::value::{Scalar, Value, ValueProblem, ValueType};
 
 /// One raw row: attribute name to a JSON value (`null`, `""` and `[]` are empty).
 pub type Row = serde_json::Map<String, serde_json::Value>;
@@ -37,6 +38,192 @@ pub enum Snapshot {
         #[serde(default)]
         deletes: Vec<serde_json::Value>,
     },
+    /// Every account of the system in column order: the compact form of
+    /// [`Snapshot::Complete`] for large exports (one text buffer instead of a map per
+    /// row). Row `i` behaves exactly as the `Complete` row mapping each column to its
+    /// cell as a JSON string (an empty cell is the empty value); the column checks,
+    /// row rejections and their order are the same.
+    Table(Table),
+}
+
+impl Snapshot {
+    /// The column list of a complete snapshot; `None` for an incremental one.
+    pub fn complete_columns(&self) -> Option<&[String]> {
+        match self {
+            Snapshot::Complete { columns, .. } => Some(columns),
+            Snapshot::Table(table) => Some(table.columns()),
+            Snapshot::Incremental { .. } => None,
+        }
+    }
+}
+
+/// A complete export in column order: the column list and, per row, one text cell per
+/// column, all kept in one buffer (no allocation per row or cell).
+///
+/// Serialized as `{"columns": [...], "rows": [[...], ...]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Table {
+    columns: Vec<String>,
+    text: String,
+    /// End offset in `text` of every cell, row after row.
+    ends: Vec<u32>,
+    rows: usize,
+}
+
+/// Why a row could not be added to a [`Table`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TableError {
+    /// The row does not have one cell per column.
+    #[error("a row has {found} cells; the table has {expected} columns")]
+    CellCount {
+        /// The number of columns.
+        expected: usize,
+        /// The number of cells given.
+        found: usize,
+    },
+    /// The table's text would exceed 4 GiB.
+    #[error("the table's text would exceed 4 GiB")]
+    TooLarge,
+}
+
+impl Table {
+    /// An empty table with these columns.
+    pub fn new(columns: Vec<String>) -> Table {
+        Table {
+            columns,
+            ..Table::default()
+        }
+    }
+
+    /// An empty table with room for `rows` rows holding `text_bytes` bytes of cells.
+    pub fn with_capacity(columns: Vec<String>, rows: usize, text_bytes: usize) -> Table {
+        let cells = rows.saturating_mul(columns.len());
+        Table {
+            columns,
+            text: String::with_capacity(text_bytes),
+            ends: Vec::with_capacity(cells),
+            rows: 0,
+        }
+    }
+
+    /// The column list.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether the table has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Appends a row: exactly one cell per column, in column order. A refused row
+    /// leaves the table as it was.
+    pub fn push_row<I, S>(&mut self, cells: I) -> Result<(), TableError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let (text_len, ends_len) = (self.text.len(), self.ends.len());
+        let mut found = 0;
+        for cell in cells {
+            found += 1;
+            if found > self.columns.len() {
+                continue;
+            }
+            self.text.push_str(cell.as_ref());
+            let Ok(end) = u32::try_from(self.text.len()) else {
+                self.text.truncate(text_len);
+                self.ends.truncate(ends_len);
+                return Err(TableError::TooLarge);
+            };
+            self.ends.push(end);
+        }
+        if found != self.columns.len() {
+            self.text.truncate(text_len);
+            self.ends.truncate(ends_len);
+            return Err(TableError::CellCount {
+                expected: self.columns.len(),
+                found,
+            });
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The cell of a row and column (`None` out of range).
+    pub fn cell(&self, row: usize, column: usize) -> Option<&str> {
+        if column >= self.columns.len() {
+            return None;
+        }
+        let index = row.checked_mul(self.columns.len())?.checked_add(column)?;
+        let end = *self.ends.get(index)? as usize;
+        let start = match index.checked_sub(1) {
+            Some(previous) => *self.ends.get(previous)? as usize,
+            None => 0,
+        };
+        self.text.get(start..end)
+    }
+
+    /// The cells of a row, in column order (empty when out of range).
+    pub fn row(&self, row: usize) -> impl Iterator<Item = &str> + '_ {
+        let columns = if row < self.rows { self.columns.len() } else { 0 };
+        (0..columns).filter_map(move |c| self.cell(row, c))
+    }
+
+    /// The equivalent rows of [`Snapshot::Complete`]: each column mapped to its cell as a
+    /// JSON string.
+    pub fn to_rows(&self) -> Vec<Row> {
+        (0..self.rows)
+            .map(|r| {
+                self.columns
+                    .iter()
+                    .zip(self.row(r))
+                    .map(|(c, v)| (c.clone(), serde_json::Value::String(v.to_owned())))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+#[derive(Serialize)]
+struct TableOut<'a> {
+    columns: &'a [String],
+    rows: Vec<Vec<&'a str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableIn {
+    columns: Vec<String>,
+    #[serde(default)]
+    rows: Vec<Vec<String>>,
+}
+
+impl Serialize for Table {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TableOut {
+            columns: &self.columns,
+            rows: (0..self.rows).map(|r| self.row(r).collect()).collect(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Table {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Table, D::Error> {
+        let input = TableIn::deserialize(deserializer)?;
+        let mut table = Table::new(input.columns);
+        for row in &input.rows {
+            table.push_row(row).map_err(serde::de::Error::custom)?;
+        }
+        Ok(table)
+    }
 }
 
 /// Why a row was rejected, in the order the checks run: a row is reported with the
@@ -109,44 +296,222 @@ impl fmt::Display for RowRejection {
     }
 }
 
-/// A row that passed every check: its key and the values it carries, typed.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct PreparedRow {
-    pub(crate) key: String,
-    /// Present attributes (complete mode: every schema attribute) in schema order.
-    pub(crate) values: Vec<(String, Value)>,
+/// One raw cell: a JSON value of a map row, or the text of a [`Table`] cell.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cell<'a> {
+    Json(&'a serde_json::Value),
+    Text(&'a str),
 }
 
-/// The outcome of prepare: good rows sorted by key, deletes, rejections, and every key
-/// that must be protected from deletion.
+impl<'a> Cell<'a> {
+    /// The cell's text when it is one string.
+    fn text(self) -> Option<&'a str> {
+        match self {
+            Cell::Text(s) => Some(s),
+            Cell::Json(serde_json::Value::String(s)) => Some(s),
+            Cell::Json(_) => None,
+        }
+    }
+
+    /// The cell's text, `""` for null; `None` for any other JSON value.
+    pub(crate) fn text_or_null(self) -> Option<&'a str> {
+        match self {
+            Cell::Json(serde_json::Value::Null) => Some(""),
+            other => other.text(),
+        }
+    }
+
+    /// Parses the cell for an attribute.
+    pub(crate) fn parse(self, attr: &AccountAttribute) -> Result<Value, ValueProblem> {
+        self.parse_as(attr.value_type, attr.multi, attr.case_exact)
+    }
+
+    /// Parses the cell as a value of type `ty`, single or `multi`.
+    fn parse_as(self, ty: ValueType, multi: bool, case_exact: bool) -> Result<Value, ValueProblem> {
+        match self {
+            Cell::Json(json) => Value::from_json(json, ty, multi, case_exact),
+            Cell::Text(text) => Value::from_text(text, ty, multi, case_exact),
+        }
+    }
+
+    /// Whether parsing cannot fail (text or null for a string-like attribute), so the
+    /// value need not be built to check the row.
+    fn always_valid(self, attr: &AccountAttribute) -> bool {
+        matches!(attr.value_type, ValueType::String | ValueType::Reference)
+            && (self.text().is_some() || matches!(self, Cell::Json(serde_json::Value::Null)))
+    }
+
+    /// Whether the parsed cell would be the same as `held`, when that can be told
+    /// without building the value (`None`: parse and compare).
+    pub(crate) fn same_as_held(self, held: &Value, attr: &AccountAttribute) -> Option<bool> {
+        if let Cell::Json(serde_json::Value::Null) = self {
+            return Some(held.is_empty());
+        }
+        if !matches!(attr.value_type, ValueType::String | ValueType::Reference) {
+            return None;
+        }
+        let text = self.text()?;
+        if text.is_empty() {
+            return Some(held.is_empty());
+        }
+        // A non-empty text parses to `Single(Text)` or to the one-element set.
+        let held_text = match (held, attr.multi) {
+            (Value::Single(Scalar::Text(t)), false) => t,
+            (Value::Multi(items), true) => match items.as_slice() {
+                [Scalar::Text(t)] => t,
+                _ => return Some(false),
+            },
+            _ => return Some(false),
+        };
+        Some(text == held_text || (!attr.case_exact && text.to_lowercase() == held_text.to_lowercase()))
+    }
+}
+
+/// The rows of a snapshot, read in place.
+#[derive(Debug, Clone, Copy)]
+enum RowsRef<'a> {
+    Maps(&'a [Row]),
+    Table(&'a Table),
+}
+
+/// Where prepare reads cells from: map rows or a [`Table`], with the table column of
+/// each schema attribute.
+#[derive(Debug)]
+pub(crate) struct Source<'a> {
+    rows: RowsRef<'a>,
+    /// Per schema attribute (by position): its table column.
+    columns: Vec<Option<usize>>,
+    /// The table column of the key attribute.
+    key_column: Option<usize>,
+}
+
+impl Default for Source<'_> {
+    fn default() -> Self {
+        Source {
+            rows: RowsRef::Maps(&[]),
+            columns: Vec::new(),
+            key_column: None,
+        }
+    }
+}
+
+impl<'a> Source<'a> {
+    fn new(rows: RowsRef<'a>, system: &SystemConfig) -> Source<'a> {
+        let (columns, key_column) = match rows {
+            RowsRef::Maps(_) => (Vec::new(), None),
+            RowsRef::Table(table) => {
+                let position = |name: &str| table.columns().iter().position(|c| c == name);
+                (
+                    system.schema.attributes.keys().map(|n| position(n)).collect(),
+                    position(&system.schema.account_id),
+                )
+            }
+        };
+        Source {
+            rows,
+            columns,
+            key_column,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self.rows {
+            RowsRef::Maps(rows) => rows.len(),
+            RowsRef::Table(table) => table.len(),
+        }
+    }
+
+    /// The cell of schema attribute `attr` (position `index`) in a row; `None` if the
+    /// row does not carry it.
+    pub(crate) fn cell(&self, row: usize, index: usize, attr: &str) -> Option<Cell<'a>> {
+        match self.rows {
+            RowsRef::Maps(rows) => rows.get(row)?.get(attr).map(Cell::Json),
+            RowsRef::Table(table) => table.cell(row, (*self.columns.get(index)?)?).map(Cell::Text),
+        }
+    }
+
+    fn key_cell(&self, row: usize, key_attr: &str) -> Option<Cell<'a>> {
+        match self.rows {
+            RowsRef::Maps(rows) => rows.get(row)?.get(key_attr).map(Cell::Json),
+            RowsRef::Table(table) => table.cell(row, self.key_column?).map(Cell::Text),
+        }
+    }
+
+    /// The first attribute of a map row the schema lacks (a table's columns are checked
+    /// as a whole before).
+    fn unknown_attribute(&self, row: usize, system: &SystemConfig) -> Option<&'a String> {
+        match self.rows {
+            RowsRef::Maps(rows) => rows.get(row)?.keys().find(|name| system.attribute(name).is_none()),
+            RowsRef::Table(_) => None,
+        }
+    }
+}
+
+/// A row that passed every check: its key and its position in the import. Its values
+/// are read from the source when needed (most rows of a complete import are unchanged
+/// and are never turned into values).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PreparedRow<'a> {
+    pub(crate) key: Cow<'a, str>,
+    pub(crate) row: usize,
+}
+
+/// The outcome of prepare: good rows in import order, deletes, rejections, and every
+/// key that must be protected from deletion.
 #[derive(Debug, Default)]
-pub(crate) struct Prepared {
-    pub(crate) rows: Vec<PreparedRow>,
+pub(crate) struct Prepared<'a> {
+    pub(crate) source: Source<'a>,
+    pub(crate) rows: Vec<PreparedRow<'a>>,
     pub(crate) deletes: Vec<String>,
     pub(crate) rejections: Vec<RowRejection>,
-    /// Keys present in the import (accepted or rejected).
-    pub(crate) seen: HashSet<String>,
+    /// Keys present in the import (accepted or rejected), with how often.
+    pub(crate) seen: HashMap<Cow<'a, str>, u32>,
     pub(crate) complete: bool,
+}
+
+impl Prepared<'_> {
+    /// The typed values of a good row, in schema order: every schema attribute in
+    /// complete mode, the present ones in incremental mode.
+    pub(crate) fn values(&self, system: &SystemConfig, row: &PreparedRow<'_>) -> Vec<(String, Value)> {
+        let mut values = Vec::with_capacity(system.schema.attributes.len());
+        for (index, (name, attr)) in system.schema.attributes.iter().enumerate() {
+            match self.source.cell(row.row, index, name) {
+                // A good row's cells parse (prepare checked them).
+                Some(cell) => values.push((name.clone(), cell.parse(attr).unwrap_or_default())),
+                None if self.complete => values.push((name.clone(), Value::Empty)),
+                None => {}
+            }
+        }
+        values
+    }
 }
 
 /// Canonical key text of a raw key value: its display form, lower-cased when the key
 /// attribute ignores case. `None` when empty.
 pub(crate) fn key_text(raw: &serde_json::Value, case_exact: bool) -> Option<String> {
-    let text = match raw {
-        serde_json::Value::Null => return None,
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(items) if items.len() == 1 => {
-            return items.first().and_then(|i| key_text(i, case_exact))
-        }
-        serde_json::Value::Array(items) if items.is_empty() => return None,
-        other => other.to_string(),
+    key_cow(Cell::Json(raw), case_exact).map(Cow::into_owned)
+}
+
+/// [`key_text`] of a cell, borrowing the cell's text when it is already canonical.
+fn key_cow(cell: Cell<'_>, case_exact: bool) -> Option<Cow<'_, str>> {
+    let text: Cow<'_, str> = match cell {
+        Cell::Text(s) => Cow::Borrowed(s),
+        Cell::Json(raw) => match raw {
+            serde_json::Value::Null => return None,
+            serde_json::Value::String(s) => Cow::Borrowed(s.as_str()),
+            serde_json::Value::Array(items) if items.len() == 1 => {
+                return items.first().and_then(|i| key_cow(Cell::Json(i), case_exact))
+            }
+            serde_json::Value::Array(items) if items.is_empty() => return None,
+            other => Cow::Owned(other.to_string()),
+        },
     };
     if text.is_empty() {
         None
-    } else if case_exact {
+    } else if case_exact || text.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
         Some(text)
     } else {
-        Some(text.to_lowercase())
+        Some(Cow::Owned(text.to_lowercase()))
     }
 }
 
@@ -177,133 +542,143 @@ pub(crate) fn check_columns(system_name: &str, system: &SystemConfig, columns: &
 }
 
 /// Runs every row check of SPEC 2.3.
-pub(crate) fn prepare(
+pub(crate) fn prepare<'a>(
     config: &ValidatedConfig,
     system_name: &str,
-    snapshot: &Snapshot,
+    snapshot: &'a Snapshot,
     store: &dyn Store,
-) -> Result<Prepared, StoreError> {
+) -> Result<Prepared<'a>, StoreError> {
     let Some(system) = config.system(system_name) else {
         return Ok(Prepared::default());
     };
     let key_attr = &system.schema.account_id;
     let key_exact = system.attribute(key_attr).is_none_or(|a| a.case_exact);
-    let (rows, deletes, complete): (&[Row], &[serde_json::Value], bool) = match snapshot {
-        Snapshot::Complete { rows, .. } => (rows, &[], true),
-        Snapshot::Incremental { upserts, deletes } => (upserts, deletes, false),
+    let (rows, deletes, complete): (RowsRef<'a>, &'a [serde_json::Value], bool) = match snapshot {
+        Snapshot::Complete { rows, .. } => (RowsRef::Maps(rows), &[], true),
+        Snapshot::Table(table) => (RowsRef::Table(table), &[], true),
+        Snapshot::Incremental { upserts, deletes } => (RowsRef::Maps(upserts), deletes, false),
     };
+    let source = Source::new(rows, system);
 
-    let mut out = Prepared {
-        complete,
-        ..Prepared::default()
-    };
     // Count keys across upserts and deletes: a key named twice is ambiguous.
-    let keys: Vec<Option<String>> = rows
-        .iter()
-        .map(|r| r.get(key_attr).and_then(|k| key_text(k, key_exact)))
+    let keys: Vec<Option<Cow<'a, str>>> = (0..source.len())
+        .map(|r| source.key_cell(r, key_attr).and_then(|k| key_cow(k, key_exact)))
         .collect();
-    let delete_keys: Vec<Option<String>> = deletes.iter().map(|k| key_text(k, key_exact)).collect();
-    let mut occurrences: HashMap<&str, usize> = HashMap::new();
+    let delete_keys: Vec<Option<Cow<'a, str>>> = deletes.iter().map(|k| key_cow(Cell::Json(k), key_exact)).collect();
+    let mut seen: HashMap<Cow<'a, str>, u32> = HashMap::with_capacity(keys.len() + delete_keys.len());
     for key in keys.iter().chain(&delete_keys).flatten() {
-        *occurrences.entry(key.as_str()).or_default() += 1;
+        *seen.entry(key.clone()).or_default() += 1;
     }
+    let duplicated = |key: &str| seen.get(key).copied().unwrap_or(0) > 1;
+    let mut out_rows = Vec::with_capacity(keys.len());
+    let mut rejections = Vec::new();
     let mut reported_duplicates = HashSet::new();
-    let references = ReferenceCheck::new(config, system, rows, store)?;
+    let references = ReferenceCheck::new(config, system, &source, store)?;
 
-    for (index, (row, key)) in rows.iter().zip(&keys).enumerate() {
+    for (index, key) in keys.iter().enumerate() {
         let reject = |reason, attribute: Option<&str>| RowRejection {
-            key: key.clone(),
+            key: key.as_ref().map(|k| k.clone().into_owned()),
             reason,
             attribute: attribute.map(str::to_owned),
             row: index,
         };
         let Some(key) = key else {
-            out.rejections.push(reject(RejectionReason::MissingKey, Some(key_attr)));
+            rejections.push(reject(RejectionReason::MissingKey, Some(key_attr)));
             continue;
         };
-        out.seen.insert(key.clone());
-        if occurrences.get(key.as_str()).copied().unwrap_or(0) > 1 {
+        if duplicated(key) {
             if reported_duplicates.insert(key.clone()) {
-                out.rejections
-                    .push(reject(RejectionReason::DuplicateKey, Some(key_attr)));
+                rejections.push(reject(RejectionReason::DuplicateKey, Some(key_attr)));
             }
             continue;
         }
-        match check_row(system, row, complete, &references) {
-            Ok(values) => out.rows.push(PreparedRow {
+        match check_row(system, &source, index, &references) {
+            Ok(()) => out_rows.push(PreparedRow {
                 key: key.clone(),
-                values,
+                row: index,
             }),
-            Err((reason, attribute)) => out.rejections.push(reject(reason, Some(&attribute))),
+            Err((reason, attribute)) => rejections.push(reject(reason, Some(&attribute))),
         }
     }
-    let row_count = rows.len();
-    for (index, key) in delete_keys.iter().cloned().enumerate() {
+    let row_count = source.len();
+    let mut out_deletes = Vec::new();
+    for (index, key) in delete_keys.iter().enumerate() {
         match key {
-            None => out.rejections.push(RowRejection {
+            None => rejections.push(RowRejection {
                 key: None,
                 reason: RejectionReason::MissingKey,
                 attribute: Some(key_attr.clone()),
                 row: row_count + index,
             }),
             Some(key) => {
-                out.seen.insert(key.clone());
-                if occurrences.get(key.as_str()).copied().unwrap_or(0) > 1 {
+                if duplicated(key) {
                     if reported_duplicates.insert(key.clone()) {
-                        out.rejections.push(RowRejection {
-                            key: Some(key),
+                        rejections.push(RowRejection {
+                            key: Some(key.clone().into_owned()),
                             reason: RejectionReason::DuplicateKey,
                             attribute: Some(key_attr.clone()),
                             row: row_count + index,
                         });
                     }
                 } else {
-                    out.deletes.push(key);
+                    out_deletes.push(key.clone().into_owned());
                 }
             }
         }
     }
-    out.rows.sort_by(|a, b| a.key.cmp(&b.key));
-    out.deletes.sort();
-    Ok(out)
+    out_deletes.sort();
+    Ok(Prepared {
+        source,
+        rows: out_rows,
+        deletes: out_deletes,
+        rejections,
+        seen,
+        complete,
+    })
 }
 
-/// Checks one row's values in reason order; returns them typed, in schema order.
+/// Checks one row's values in reason order, building values only where a check needs
+/// them (types that can fail to parse, references).
 fn check_row(
     system: &SystemConfig,
-    row: &Row,
-    complete: bool,
+    source: &Source<'_>,
+    row: usize,
     references: &ReferenceCheck,
-) -> Result<Vec<(String, Value)>, (RejectionReason, String)> {
-    if let Some(unknown) = row.keys().find(|name| system.attribute(name).is_none()) {
+) -> Result<(), (RejectionReason, String)> {
+    if let Some(unknown) = source.unknown_attribute(row, system) {
         return Err((RejectionReason::UnknownColumn, unknown.clone()));
     }
-    let mut parsed = Vec::with_capacity(system.schema.attributes.len());
-    let mut invalid: Option<String> = None;
-    for (name, attr) in &system.schema.attributes {
-        let raw = match row.get(name) {
-            Some(raw) => raw,
-            None if complete => &serde_json::Value::Null,
-            None => continue,
+    let mut to_resolve: Vec<(&str, Value)> = Vec::new();
+    let mut invalid: Option<&str> = None;
+    for (index, (name, attr)) in system.schema.attributes.iter().enumerate() {
+        let Some(cell) = source.cell(row, index, name) else {
+            // An absent attribute is empty (complete) or untouched (incremental): it
+            // parses, and empty resolves.
+            continue;
         };
-        match Value::from_json(raw, attr.value_type, attr.multi, attr.case_exact) {
-            Ok(value) => parsed.push((name.clone(), value)),
+        let checked = references.checks(name);
+        if cell.always_valid(attr) && !checked {
+            continue;
+        }
+        match cell.parse(attr) {
+            Ok(value) if checked => to_resolve.push((name, value)),
+            Ok(_) => {}
             Err(ValueProblem::MultipleValues) => return Err((RejectionReason::MultipleValues, name.clone())),
             Err(ValueProblem::InvalidValue) => {
-                invalid.get_or_insert_with(|| name.clone());
+                invalid.get_or_insert(name);
             }
         }
     }
     // multiple_values ranks before invalid_value, so invalid is reported only now.
     if let Some(name) = invalid {
-        return Err((RejectionReason::InvalidValue, name));
+        return Err((RejectionReason::InvalidValue, name.to_owned()));
     }
-    for (name, value) in &parsed {
+    for (name, value) in &to_resolve {
         if !references.resolves(name, value) {
-            return Err((RejectionReason::DanglingReference, name.clone()));
+            return Err((RejectionReason::DanglingReference, (*name).to_owned()));
         }
     }
-    Ok(parsed)
+    Ok(())
 }
 
 /// Resolution of reference attributes: a value resolves if an identity holds it in the
@@ -319,12 +694,16 @@ impl ReferenceCheck {
     fn new(
         config: &ValidatedConfig,
         system: &SystemConfig,
-        rows: &[Row],
+        source: &Source<'_>,
         store: &dyn Store,
     ) -> Result<Self, StoreError> {
         let mut attributes = HashMap::new();
+        let attribute_cell = |row: usize, name: &str| {
+            let index = system.schema.attributes.get_index_of(name)?;
+            source.cell(row, index, name)
+        };
         for (name, attr) in &system.schema.attributes {
-            if attr.value_type != crate::value::ValueType::Reference {
+            if attr.value_type != ValueType::Reference {
                 continue;
             }
             // The account attribute's own `match`, else the `match` of the identity
@@ -343,12 +722,12 @@ impl ReferenceCheck {
             // Values this import brings into the match attribute through inbound rules.
             let mut brought = HashSet::new();
             for (_, rule) in system.inbound_rules().filter(|(_, r)| r.identity == target) {
-                let Some(source) = system.attribute(&rule.account) else {
+                let Some(source_attr) = system.attribute(&rule.account) else {
                     continue;
                 };
-                for row in rows {
-                    if let Some(raw) = row.get(&rule.account) {
-                        if let Ok(v) = Value::from_json(raw, source.value_type, source.multi, source.case_exact) {
+                for row in 0..source.len() {
+                    if let Some(cell) = attribute_cell(row, &rule.account) {
+                        if let Ok(v) = cell.parse(source_attr) {
                             brought.extend(v.scalars().iter().map(|s| s.match_key(exact)));
                         }
                     }
@@ -357,10 +736,12 @@ impl ReferenceCheck {
             attributes.insert(name.clone(), (target, exact, brought));
         }
         let mut found = HashMap::new();
-        for row in rows {
+        for row in 0..source.len() {
             for (name, (target, exact, _)) in &attributes {
-                let Some(raw) = row.get(name) else { continue };
-                let Ok(value) = Value::from_json(raw, crate::value::ValueType::Reference, false, *exact) else {
+                let Some(cell) = attribute_cell(row, name) else {
+                    continue;
+                };
+                let Ok(value) = cell.parse_as(ValueType::Reference, false, *exact) else {
                     continue;
                 };
                 for s in value.scalars() {
@@ -373,6 +754,11 @@ impl ReferenceCheck {
             }
         }
         Ok(ReferenceCheck { attributes, found })
+    }
+
+    /// Whether values of this attribute must resolve.
+    fn checks(&self, attribute: &str) -> bool {
+        self.attributes.contains_key(attribute)
     }
 
     fn resolves(&self, attribute: &str, value: &Value) -> bool {
@@ -414,11 +800,28 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    fn run(snapshot: Snapshot) -> Prepared {
-        prepare(&config(), "hr", &snapshot, &MemoryStore::new()).unwrap()
+    /// The outcome of prepare, detached from the snapshot: rejections, good keys, seen
+    /// keys and the good rows' values.
+    struct Outcome {
+        rejections: Vec<RowRejection>,
+        rows: Vec<(String, Vec<(String, Value)>)>,
+        seen: HashSet<String>,
+        deletes: Vec<String>,
     }
 
-    fn reasons(p: &Prepared) -> Vec<(Option<&str>, &str)> {
+    fn run(snapshot: Snapshot) -> Outcome {
+        let c = config();
+        let p = prepare(&c, "hr", &snapshot, &MemoryStore::new()).unwrap();
+        let hr = c.system("hr").unwrap();
+        Outcome {
+            rejections: p.rejections.clone(),
+            rows: p.rows.iter().map(|r| (r.key.to_string(), p.values(hr, r))).collect(),
+            seen: p.seen.keys().map(|k| k.to_string()).collect(),
+            deletes: p.deletes.clone(),
+        }
+    }
+
+    fn reasons(p: &Outcome) -> Vec<(Option<&str>, &str)> {
         p.rejections
             .iter()
             .map(|r| (r.key.as_deref(), r.reason.as_str()))
@@ -449,7 +852,7 @@ mod tests {
                 (Some("E"), "dangling_reference"),
             ]
         );
-        let good: Vec<_> = p.rows.iter().map(|r| r.key.as_str()).collect();
+        let good: Vec<_> = p.rows.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(good, vec!["A", "F"], "F's manager A arrives in the same import");
         assert!(
             p.seen.contains("B") && p.seen.contains("C"),
@@ -482,8 +885,59 @@ mod tests {
             columns: vec![],
             rows: rows(json!([{"id": "A"}])),
         });
-        assert_eq!(p.rows[0].values.len(), 5);
-        assert!(p.rows[0].values.iter().skip(1).all(|(_, v)| v.is_empty()));
+        assert_eq!(p.rows[0].1.len(), 5);
+        assert!(p.rows[0].1.iter().skip(1).all(|(_, v)| v.is_empty()));
+    }
+
+    #[test]
+    fn a_table_prepares_exactly_as_its_map_rows() {
+        let columns: Vec<String> = ["id", "hired", "title", "mgr", "groups"]
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let mut table = Table::new(columns.clone());
+        for row in [
+            ["A", "2020-01-01", "x", "", "g1"],
+            ["", "", "", "", ""],
+            ["B", "", "", "", ""],
+            ["B", "2020-01-02", "", "", ""],
+            ["C", "01/01/2020", "", "", ""],
+            ["E", "", "", "nobody", ""],
+            ["F", "", "Title", "A", "G2"],
+        ] {
+            table.push_row(row).unwrap();
+        }
+        assert_eq!(
+            table.push_row(["too", "few"]),
+            Err(TableError::CellCount { expected: 5, found: 2 })
+        );
+        assert_eq!(table.len(), 7, "a refused row leaves the table as it was");
+        let maps = run(Snapshot::Complete {
+            columns: columns.clone(),
+            rows: table.to_rows(),
+        });
+        let snapshot = Snapshot::Table(table);
+        let tabled = run(snapshot.clone());
+        assert_eq!(tabled.rejections, maps.rejections);
+        assert_eq!(tabled.rows, maps.rows);
+        assert_eq!(tabled.seen, maps.seen);
+        assert_eq!(tabled.deletes, maps.deletes);
+        assert_eq!(
+            reasons(&tabled),
+            vec![
+                (None, "missing_key"),
+                (Some("B"), "duplicate_key"),
+                (Some("C"), "invalid_value"),
+                (Some("E"), "dangling_reference"),
+            ]
+        );
+        // The JSON form round-trips, and the column checks see the table's columns.
+        let json = serde_json::to_string(&snapshot).unwrap();
+        assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), snapshot);
+        assert_eq!(snapshot.complete_columns(), Some(columns.as_slice()));
+        assert!(
+            serde_json::from_str::<Snapshot>(r#"{"mode": "table", "columns": ["id"], "rows": [["a", "b"]]}"#).is_err()
+        );
     }
 
     #[test]

@@ -299,7 +299,11 @@ pub(crate) fn resolve(identity: &mut Identity, c: &Candidate, case_exact: bool) 
 pub(crate) fn resolve_group(identity: &mut Identity, mut group: Vec<Candidate>, case_exact: bool) -> Vec<Decision> {
     // The common case, one candidate, needs no ranking.
     if group.len() == 1 {
-        return group.pop().and_then(|c| resolve(identity, &c, case_exact)).into_iter().collect();
+        return group
+            .pop()
+            .and_then(|c| resolve(identity, &c, case_exact))
+            .into_iter()
+            .collect();
     }
     let rank = |c: &Candidate| applicable(identity, c, case_exact).map_or(u8::MAX, |(_, s)| s);
     let mut ranked: Vec<(u8, Candidate)> = group.drain(..).map(|c| (rank(&c), c)).collect();

@@ -9,19 +9,19 @@
 //! |---|---|
 //! | `attrflow_meta` | `schema_version`, the counters `next_identity` / `next_plan`, the engine state (JSON) |
 //! | `attrflow_systems` | one version per system |
-//! | `attrflow_accounts` | `(system, key)`, the linked identity id (or `NULL`), the number of multi-valued values, the [`Account`] as JSON |
+//! | `attrflow_accounts` | `(system, key)`, linked identity (or `NULL`), multi-valued value count, [`Account`] JSON |
 //! | `attrflow_identities` | id, the [`Identity`] as JSON |
 //! | `attrflow_index_spec` | the attributes of [`Store::set_index`] with their `case_exact` |
-//! | `attrflow_identity_index` | `(attribute, match_key, identity)` for the indexed attributes, kept by `put_identities` |
+//! | `attrflow_identity_index` | `(attribute, match_key, identity)` of the indexed attributes |
 //! | `attrflow_pending_plans` | id, system, the [`PendingPlan`] as JSON, the exact bits of its floats |
 //!
 //! A threshold base (`account_base`) and the accounts of an identity (`accounts_of`)
 //! are computed with SQL from `attrflow_accounts`. The store answers exactly as
 //! [`crate::MemoryStore`] does.
 //!
-//! Floating-point numbers (the figures of exceeded thresholds, numbers in the engine
-//! state) are kept bit for bit beside their JSON, since JSON cannot spell an infinite
-//! percentage and does not promise an exact round trip.
+//! Floating-point numbers (the figures of exceeded thresholds in pending plans, and any
+//! float in the engine state) are kept bit for bit beside their JSON, since JSON cannot
+//! spell an infinite percentage and does not promise an exact round trip.
 //!
 //! # Atomicity
 //! [`Store::begin`] starts a transaction (`BEGIN IMMEDIATE`, so the write lock is
@@ -132,6 +132,22 @@ impl From<OpenError> for StoreError {
 
 /// A [`Store`] in a SQLite database. See the [module documentation](self) for the
 /// tables and the transaction rules.
+///
+/// A host opens it once and hands it to the engine:
+/// `Engine::with_store(config, SqliteStore::open("attrflow.db")?)`.
+///
+/// ```
+/// use attrflow::sqlite_store::SqliteStore;
+/// use attrflow::Store;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut store = SqliteStore::open_in_memory()?;
+/// store.begin()?;
+/// let id = store.allocate_identity_id()?;
+/// store.rollback();
+/// assert_eq!(store.allocate_identity_id()?, id, "the rolled-back allocation is undone");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct SqliteStore {
     conn: Connection,
@@ -516,6 +532,30 @@ impl SqliteStore {
             .transpose()
     }
 
+    fn visit_accounts_by_key_inner(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+    ) -> Result<(), StoreError> {
+        let op = "visit_accounts_by_key";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM attrflow_accounts WHERE system = ?1 AND key = ?2")
+            .map_err(sql_error(op))?;
+        for (index, key) in keys.iter().enumerate() {
+            let data: Option<String> = stmt
+                .query_row([system, key], |row| row.get(0))
+                .optional()
+                .map_err(sql_error(op))?;
+            let account: Option<Account> = data
+                .map(|d| serde_json::from_str(&d).map_err(json_error(op)))
+                .transpose()?;
+            visit(index, account.as_ref());
+        }
+        Ok(())
+    }
+
     fn visit_accounts_inner(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
         let op = "visit_accounts";
         let mut stmt = self
@@ -581,7 +621,8 @@ impl SqliteStore {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT identity FROM attrflow_identity_index WHERE attribute = ?1 AND match_key = ?2 ORDER BY identity",
+                "SELECT identity FROM attrflow_identity_index \
+                 WHERE attribute = ?1 AND match_key = ?2 ORDER BY identity",
             )
             .map_err(sql_error(op))?;
         let rows = stmt
@@ -718,6 +759,15 @@ impl Store for SqliteStore {
         self.guard(self.account_inner(system, key))
     }
 
+    fn visit_accounts_by_key(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+    ) -> Result<(), StoreError> {
+        self.guard(self.visit_accounts_by_key_inner(system, keys, visit))
+    }
+
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
         self.guard(self.visit_accounts_inner(system, visit))
     }
@@ -738,7 +788,11 @@ impl Store for SqliteStore {
             for account in &accounts {
                 let identity = account.identity().map(|id| to_i64(op, id.get())).transpose()?;
                 let link_values = to_i64(op, account.link_values())?;
-                let data = serde_json::to_string(account).map_err(json_error(op))?;
+                // As the memory store does: the stored fingerprint always matches the
+                // stored values, so a stale one can never hide a change from the diff.
+                let mut account = account.clone();
+                account.fingerprint = account.values_fingerprint();
+                let data = serde_json::to_string(&account).map_err(json_error(op))?;
                 insert
                     .execute(params![system, account.key, identity, link_values, data])
                     .map_err(sql_error(op))?;

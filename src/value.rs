@@ -195,6 +195,20 @@ impl Value {
         }
     }
 
+    /// Parses the text of one cell (as a JSON string would be) for an attribute of
+    /// type `ty`, single or `multi`: `""` is empty.
+    pub fn from_text(text: &str, ty: ValueType, multi: bool, case_exact: bool) -> Result<Value, ValueProblem> {
+        if text.is_empty() {
+            return Ok(Value::Empty);
+        }
+        let one = Scalar::parse(text, ty).ok_or(ValueProblem::InvalidValue)?;
+        Ok(if multi {
+            Value::multi(vec![one], case_exact)
+        } else {
+            Value::single(one)
+        })
+    }
+
     /// Parses a JSON value for an attribute of type `ty`, single or `multi`.
     pub fn from_json(
         json: &serde_json::Value,
@@ -389,6 +403,28 @@ mod tests {
         assert!(!a.same_as(&b, true));
         let set = Value::from_json(&json!(["G1", "g1", "G2"]), ValueType::String, true, false).unwrap();
         assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn text_parses_as_the_same_json_string() {
+        let types = [
+            ValueType::String,
+            ValueType::Integer,
+            ValueType::Boolean,
+            ValueType::Date,
+            ValueType::Datetime,
+        ];
+        for text in ["", "x", " 12 ", "true", "2020-01-15", "2026-01-01T10:00:00+02:00", "Ab"] {
+            for ty in types {
+                for (multi, exact) in [(false, true), (true, true), (true, false)] {
+                    assert_eq!(
+                        Value::from_text(text, ty, multi, exact),
+                        Value::from_json(&json!(text), ty, multi, exact),
+                        "{text:?} {ty} {multi} {exact}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

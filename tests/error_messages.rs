@@ -2,6 +2,8 @@
 //! administrator would read it (`cargo test --test error_messages -- --nocapture`).
 //! Each message must name what was wrong and where, and read as words, not as Rust.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed setup is a failed test")]
+
 use attrflow::lint::lint;
 use attrflow::transform::Transform;
 use attrflow::{Config, Engine, Op, PlanId, Snapshot, ValidatedConfig};

@@ -39,7 +39,7 @@ impl<S: Store> Engine<S> {
         let Some(system_config) = self.system(system) else {
             return Err(ImportError::UnknownSystem(system.to_owned()));
         };
-        if let Snapshot::Complete { columns, .. } = snapshot {
+        if let Some(columns) = snapshot.complete_columns() {
             check_columns(system, &system_config, columns)?;
         }
         let prepared = prepare(&self.config, system, snapshot, &self.store)?;

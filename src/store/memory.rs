@@ -82,6 +82,19 @@ impl Store for MemoryStore {
         Ok(self.systems.get(system).and_then(|s| s.accounts.get(key)).cloned())
     }
 
+    fn visit_accounts_by_key(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+    ) -> Result<(), StoreError> {
+        let accounts = self.systems.get(system).map(|s| &s.accounts);
+        for (index, key) in keys.iter().enumerate() {
+            visit(index, accounts.and_then(|a| a.get(*key)));
+        }
+        Ok(())
+    }
+
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
         if let Some(s) = self.systems.get(system) {
             s.accounts.values().for_each(visit);
@@ -97,7 +110,8 @@ impl Store for MemoryStore {
     }
 
     fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
-        for account in accounts {
+        for mut account in accounts {
+            account.fingerprint = account.values_fingerprint();
             let previous = self
                 .systems
                 .get_mut(system)

@@ -131,6 +131,23 @@ pub trait Store: std::fmt::Debug {
 
     /// One account of a system.
     fn account(&self, system: &str, key: &str) -> Result<Option<Account>, StoreError>;
+    /// Calls `visit` once per key with the key's position in `keys` and its stored
+    /// account (`None` when absent), in any order, lending the account instead of
+    /// copying it. The default reads each with [`Store::account`]; a store that can lend
+    /// its records (like [`MemoryStore`]) should override it: a complete import reads
+    /// every stored account of the system through it.
+    fn visit_accounts_by_key(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+    ) -> Result<(), StoreError> {
+        for (index, key) in keys.iter().enumerate() {
+            let account = self.account(system, key)?;
+            visit(index, account.as_ref());
+        }
+        Ok(())
+    }
     /// Calls `visit` for every account of a system, in any order.
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError>;
     /// How many accounts and multi-valued values a system holds.

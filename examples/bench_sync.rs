@@ -1,0 +1,638 @@
+//! Times a complete-mode import of N accounts x 20 string attributes against a store
+//! already holding the previous export, then an incremental import of 1,000 changes.
+//!
+//! ```text
+//! python3 ../shared/perf/gen.py 1000000 /tmp/gen1m
+//! cargo run --release --example bench_sync -- --accounts 1000000 --dir /tmp/gen1m
+//! cargo run --release --example bench_sync -- --accounts 100000     # data made in process
+//! ```
+//!
+//! With `--dir`, `DIR/old.csv` is the stored state, `DIR/new.csv` the fresh export and
+//! the plan's counters are checked against `DIR/expected.json`. Without it, equivalent
+//! data (an `id` and 19 string attributes; 1% of rows updated in 1-3 attributes, 0.5%
+//! deleted, 0.5% inserted; shuffled; seeded) is generated in process.
+//!
+//! Phases: load (read `old.csv` and import it into an empty store: every account
+//! inserted, correlated, projected to a new identity, its values resolved), prepare +
+//! diff + thresholds (the import, which a `max_pct_deleted` limit of 0.1% blocks so that
+//! the plan can be timed apart), apply + resolution (approval of that plan: mirror,
+//! correlation, resolution), outbound plan (`Engine::outbound`), and an incremental import
+//! of 1,000 changes. With `--bulk-load`, the store is instead filled directly through
+//! the `Store` API (one linked account and one identity per row, as the load would
+//! leave them): the engine's load of 1M rows needs more memory than the 23 GB machine
+//! has, the import after it does not. Peak memory is the process's `VmHWM`. This is host code: it reads
+//! files and the clock; the engine does neither.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "a benchmark fails loudly"
+)]
+#![allow(
+    clippy::disallowed_methods,
+    reason = "host code: the example times the engine with the clock"
+)]
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use attrflow::prepare::Table;
+use attrflow::{
+    Account, Approval, ChangeKind, Engine, Identity, IdentityId, LinkState, MemoryStore, Phase, Provenance, Scalar,
+    Snapshot, Store, ValidatedConfig, Value,
+};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Map, Value as Json};
+
+/// The columns of `gen.py`.
+const HEADER: [&str; 20] = [
+    "id",
+    "givenName",
+    "sn",
+    "mail",
+    "title",
+    "department",
+    "manager",
+    "employeeType",
+    "phone",
+    "mobile",
+    "location",
+    "company",
+    "costCenter",
+    "hireDate",
+    "terminationDate",
+    "status",
+    "upn",
+    "displayName",
+    "employeeNumber",
+    "country",
+];
+
+const INCREMENTAL: usize = 1_000;
+
+fn at(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, day, 8, 0, 0)
+        .single()
+        .expect("a valid date")
+}
+
+/// `hr` is authoritative and keyed by `id`; every attribute flows into the identity
+/// attribute of the same name; a deletion of more than 0.1% blocks the plan.
+fn config() -> ValidatedConfig {
+    let mut account = Map::new();
+    let mut identity = Map::new();
+    let mut flows = vec![json!({ "account": "id", "identity": "hrId", "direction": "inbound",
+                                 "create": 100, "update": 100 })];
+    account.insert("id".into(), json!({ "type": "string" }));
+    identity.insert("hrId".into(), json!({ "type": "string" }));
+    for name in &HEADER[1..] {
+        account.insert((*name).into(), json!({ "type": "string" }));
+        identity.insert((*name).into(), json!({ "type": "string" }));
+        flows.push(json!({ "account": name, "identity": name, "direction": "inbound",
+                           "create": 50, "update": 50, "delete": 50 }));
+    }
+    let config = json!({
+        "identity": { "attributes": identity },
+        "systems": { "hr": {
+            "schema": { "account_id": "id", "account_name": "id", "attributes": account },
+            "authoritative": true,
+            "correlation": [ [ { "account": "id", "identity": "hrId" } ] ],
+            "flows": flows,
+            "thresholds": { "max_pct_deleted": 0.1 }
+        } }
+    });
+    ValidatedConfig::from_json(&config.to_string()).expect("the configuration is valid")
+}
+
+// ------------------------------------------------------------------ CSV reading
+
+/// Splits one CSV line (RFC 4180 quoting, no newline inside fields: `gen.py`'s files).
+fn split_line<'a>(line: &'a str, cells: &mut Vec<Cow<'a, str>>) {
+    cells.clear();
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    loop {
+        if bytes.get(i) == Some(&b'"') {
+            let mut text = String::new();
+            let mut j = i + 1;
+            let mut start = j;
+            while j < bytes.len() {
+                if bytes[j] == b'"' {
+                    text.push_str(&line[start..j]);
+                    if bytes.get(j + 1) == Some(&b'"') {
+                        text.push('"');
+                        j += 2;
+                        start = j;
+                        continue;
+                    }
+                    j += 1;
+                    break;
+                }
+                j += 1;
+            }
+            cells.push(Cow::Owned(text));
+            i = j; // at the comma or the end
+        } else {
+            let end = line[i..].find(',').map_or(line.len(), |p| i + p);
+            cells.push(Cow::Borrowed(&line[i..end]));
+            i = end;
+        }
+        if i >= bytes.len() {
+            break;
+        }
+        i += 1; // the comma
+        if i == bytes.len() {
+            cells.push(Cow::Borrowed(""));
+            break;
+        }
+    }
+}
+
+fn read_table(path: &str) -> Table {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let mut lines = text.lines();
+    let mut cells = Vec::new();
+    split_line(lines.next().expect("a header"), &mut cells);
+    let columns: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+    let rows = text.bytes().filter(|&b| b == b'\n').count();
+    let mut table = Table::with_capacity(columns, rows, text.len());
+    for line in lines {
+        split_line(line, &mut cells);
+        table.push_row(&cells).expect("one cell per column");
+    }
+    table
+}
+
+// ------------------------------------------------------------------ generation
+
+/// SplitMix64: a small seeded generator.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+const GIVEN: [&str; 12] = [
+    "James",
+    "Mary",
+    "Robert",
+    "Patricia",
+    "Zoë",
+    "Søren",
+    "Björn",
+    "Ana-María",
+    "Wei",
+    "Hiroshi",
+    "Olivia",
+    "Noah",
+];
+const SURNAMES: [&str; 12] = [
+    "Smith",
+    "Johnson",
+    "O'Brien",
+    "Müller",
+    "Wiśniewski",
+    "van der Berg",
+    "Nguyen",
+    "Tanaka",
+    "Okonkwo",
+    "Rossi",
+    "Fitzgerald-Montgomery",
+    "Chen",
+];
+const TITLES: [&str; 6] = [
+    "Software Engineer",
+    "Staff Engineer",
+    "Data Analyst",
+    "VP, Global Operations",
+    "Head of Research & Development",
+    "Recruiter",
+];
+const DEPARTMENTS: [&str; 6] = [
+    "Engineering",
+    "Sales, EMEA",
+    "Finance",
+    "Legal",
+    "Support \"Tier 2\"",
+    "IT",
+];
+const TYPES: [&str; 4] = ["Employee", "Contractor", "Intern", "Vendor"];
+const LOCATIONS: [&str; 6] = ["New York", "London", "München", "Zürich", "São Paulo", "Tokyo"];
+const COMPANIES: [&str; 4] = ["Contoso Ltd.", "Fabrikam, Inc.", "Northwind Traders", "Contoso GmbH"];
+const STATUSES: [&str; 4] = ["active", "active", "active", "disabled"];
+const COUNTRIES: [&str; 6] = ["US", "GB", "DE", "CH", "BR", "JP"];
+
+fn new_id(rng: &mut Rng) -> String {
+    let (a, b) = (rng.next(), rng.next());
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// A fresh value for attribute `col` (1..20) of a row.
+fn attr_value(rng: &mut Rng, col: usize, row: &[String], ids: &[String]) -> String {
+    let phone = |rng: &mut Rng| {
+        format!(
+            "+1 {} {} {:04}",
+            200 + rng.below(790),
+            200 + rng.below(800),
+            rng.below(10_000)
+        )
+    };
+    match HEADER[col] {
+        "givenName" => rng.pick(&GIVEN).to_owned(),
+        "sn" => rng.pick(&SURNAMES).to_owned(),
+        "mail" => format!(
+            "{}.{}{}@contoso.example.com",
+            row[1].to_lowercase(),
+            row[2].to_lowercase(),
+            rng.below(100)
+        ),
+        "title" => rng.pick(&TITLES).to_owned(),
+        "department" => rng.pick(&DEPARTMENTS).to_owned(),
+        "manager" if !ids.is_empty() => ids[rng.below(ids.len())].clone(),
+        "employeeType" => rng.pick(&TYPES).to_owned(),
+        "phone" => phone(rng),
+        "mobile" if rng.below(10) < 7 => phone(rng),
+        "location" => rng.pick(&LOCATIONS).to_owned(),
+        "company" => rng.pick(&COMPANIES).to_owned(),
+        "costCenter" => format!("CC-{:04}-{}", rng.below(9999) + 1, (b'A' + rng.below(8) as u8) as char),
+        "hireDate" => format!(
+            "{}-{:02}-{:02}",
+            1985 + rng.below(41),
+            1 + rng.below(12),
+            1 + rng.below(28)
+        ),
+        "terminationDate" if rng.below(20) == 0 => format!("{}-{:02}-01", 2024 + rng.below(4), 1 + rng.below(12)),
+        "status" => rng.pick(&STATUSES).to_owned(),
+        "upn" => format!(
+            "{}.{}{}@corp.contoso.example.com",
+            row[1].to_lowercase(),
+            row[2].to_lowercase(),
+            rng.below(1000)
+        ),
+        "displayName" => format!("{}, {}", row[2], row[1]),
+        "employeeNumber" => format!("{:07}", rng.below(9_999_999) + 1),
+        "country" => rng.pick(&COUNTRIES).to_owned(),
+        _ => String::new(),
+    }
+}
+
+fn make_row(rng: &mut Rng, id: String, ids: &[String]) -> Vec<String> {
+    let mut row = vec![id];
+    for col in 1..HEADER.len() {
+        let v = attr_value(rng, col, &row, ids);
+        row.push(v);
+    }
+    row
+}
+
+/// Old and new tables plus the expected counters, like `gen.py`.
+fn generate(n: usize) -> (Table, Table, Expected) {
+    let mut rng = Rng(20_261_122);
+    let mut seen = std::collections::HashSet::new();
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        let id = new_id(&mut rng);
+        if seen.insert(id.clone()) {
+            ids.push(id);
+        }
+    }
+    let old: Vec<Vec<String>> = ids.iter().map(|id| make_row(&mut rng, id.clone(), &ids)).collect();
+    let (n_upd, n_del, n_ins) = (n / 100, n / 200, n / 200);
+    // Distinct rows to update and delete: a shuffled prefix of the positions.
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in 0..(n_upd + n_del).min(n) {
+        let j = i + rng.below(n - i);
+        order.swap(i, j);
+    }
+    let mut new = old.clone();
+    let mut changed_cells = 0;
+    for &i in &order[..n_upd] {
+        let k = 1 + rng.below(3);
+        let mut cols: Vec<usize> = Vec::new();
+        while cols.len() < k {
+            let c = 1 + rng.below(HEADER.len() - 1);
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        }
+        for c in cols {
+            let mut v = new[i][c].clone();
+            for _ in 0..100 {
+                v = attr_value(&mut rng, c, &new[i], &ids);
+                if v != new[i][c] {
+                    break;
+                }
+            }
+            if v == new[i][c] {
+                v.push_str(" (updated)");
+            }
+            new[i][c] = v;
+            changed_cells += 1;
+        }
+    }
+    let deleted: std::collections::HashSet<usize> = order[n_upd..n_upd + n_del].iter().copied().collect();
+    let mut new: Vec<Vec<String>> = new
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !deleted.contains(i))
+        .map(|(_, r)| r)
+        .collect();
+    for _ in 0..n_ins {
+        let mut id = new_id(&mut rng);
+        while !seen.insert(id.clone()) {
+            id = new_id(&mut rng);
+        }
+        new.push(make_row(&mut rng, id, &ids));
+    }
+    for i in (1..new.len()).rev() {
+        let j = rng.below(i + 1);
+        new.swap(i, j);
+    }
+    let table = |rows: &[Vec<String>]| {
+        let mut t = Table::new(HEADER.iter().map(|c| (*c).to_owned()).collect());
+        for r in rows {
+            t.push_row(r).expect("one cell per column");
+        }
+        t
+    };
+    let expected = Expected {
+        inserted: n_ins as u64,
+        updated: n_upd as u64,
+        deleted: n_del as u64,
+        changed_cells,
+    };
+    (table(&old), table(&new), expected)
+}
+
+// ------------------------------------------------------------------ measuring
+
+#[derive(Debug, PartialEq)]
+struct Expected {
+    inserted: u64,
+    updated: u64,
+    deleted: u64,
+    changed_cells: u64,
+}
+
+fn read_expected(dir: &str) -> Expected {
+    let text = std::fs::read_to_string(format!("{dir}/expected.json")).expect("expected.json");
+    let v: Json = serde_json::from_str(&text).expect("expected.json is JSON");
+    let get = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("expected.json lacks {k}"));
+    Expected {
+        inserted: get("inserted"),
+        updated: get("updated"),
+        deleted: get("deleted"),
+        changed_cells: get("changed_cells"),
+    }
+}
+
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// A delta of `n` upserts: existing accounts (from the table) with 1-3 attributes
+/// changed, carrying only the key and the changed attributes.
+fn delta(table: &Table, n: usize) -> Snapshot {
+    let mut rng = Rng(7);
+    let mut upserts = Vec::with_capacity(n);
+    let rows = table.len();
+    for c in 0..n {
+        let r = (c * 7919 + 13) % rows;
+        let mut row = Map::new();
+        row.insert("id".into(), json!(table.cell(r, 0).expect("a key")));
+        for _ in 0..=rng.below(3) {
+            let col = 1 + rng.below(HEADER.len() - 1);
+            row.insert(
+                HEADER[col].into(),
+                json!(format!("{}-changed-{}", HEADER[col], rng.next())),
+            );
+        }
+        upserts.push(row);
+    }
+    Snapshot::Incremental {
+        upserts,
+        deletes: Vec::new(),
+    }
+}
+
+/// The state a load leaves, built through the `Store` API: per row an identity holding
+/// the values (provenance `hr`) and the account linked to it.
+fn bulk_load(config: ValidatedConfig, table: &Table) -> Engine<MemoryStore> {
+    let mut store = MemoryStore::new();
+    let mut accounts = Vec::with_capacity(table.len());
+    let mut identities = Vec::with_capacity(table.len());
+    for r in 0..table.len() {
+        let id = IdentityId::from_raw(r as u64 + 1);
+        let mut identity = Identity::new(id, at(1));
+        let mut account = Account::new(table.cell(r, 0).expect("a key"));
+        for (c, text) in table.row(r).enumerate() {
+            if text.is_empty() {
+                continue;
+            }
+            let value = Value::single(Scalar::Text(text.to_owned()));
+            let (name, strength) = if c == 0 { ("hrId", 100) } else { (HEADER[c], 50) };
+            identity.attributes.insert(name.to_owned(), value.clone());
+            identity
+                .provenance
+                .insert(name.to_owned(), Provenance::new("hr", strength, Phase::Create, at(1)));
+            account.attributes.insert(HEADER[c].to_owned(), value);
+        }
+        account.link = LinkState::Linked(id);
+        accounts.push(account);
+        identities.push(identity);
+    }
+    store.put_identities(identities).expect("memory store");
+    store.put_accounts("hr", accounts).expect("memory store");
+    store.bump_system_version("hr").expect("memory store");
+    Engine::with_store(config, store).expect("memory store")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let accounts: usize = arg("--accounts").map_or(100_000, |v| v.parse().expect("--accounts N"));
+    let dir = arg("--dir");
+    println!(
+        "bench_sync: {accounts} accounts x {} attributes, source: {}",
+        HEADER.len(),
+        dir.as_deref().unwrap_or("generated in process")
+    );
+
+    let config = config();
+    let bulk = args.iter().any(|a| a == "--bulk-load");
+    let mut engine = Engine::new(config.clone());
+    let rss0 = status_kib("VmRSS:");
+
+    // ---- load
+    let t = Instant::now();
+    let (old, pending_new, expected) = match &dir {
+        Some(d) => (read_table(&format!("{d}/old.csv")), None, Some(read_expected(d))),
+        None => {
+            let (old, new, expected) = generate(accounts);
+            (old, Some(new), Some(expected))
+        }
+    };
+    let read_old = t.elapsed();
+    assert_eq!(old.len(), accounts, "old.csv holds --accounts rows");
+    let old_bytes: usize = (0..old.len())
+        .map(|r| old.row(r).map(|c| c.len() + 1).sum::<usize>())
+        .sum();
+    let t = Instant::now();
+    if bulk {
+        engine = bulk_load(config, &old);
+        drop(old);
+    } else {
+        let snapshot = Snapshot::Table(old);
+        let report = engine.import("hr", &snapshot, at(1)).expect("the load is accepted");
+        assert!(report.applied && report.plan.rejections.is_empty(), "the load applies");
+        assert_eq!(report.plan.counts.inserted, accounts as u64);
+    }
+    let load_import = t.elapsed();
+    let store_kib = status_kib("VmRSS:").saturating_sub(rss0);
+
+    // ---- complete import
+    let t = Instant::now();
+    let new = match (&dir, pending_new) {
+        (Some(d), _) => read_table(&format!("{d}/new.csv")),
+        (None, Some(new)) => new,
+        (None, None) => unreachable!(),
+    };
+    let read_new = t.elapsed();
+    let snapshot = Snapshot::Table(new);
+    let t = Instant::now();
+    let report = engine.import("hr", &snapshot, at(2)).expect("the import is accepted");
+    let prepare_diff = t.elapsed();
+    assert!(!report.applied, "the 0.1% deletion limit blocks the plan");
+    let plan = report.plan;
+    let counts = plan.counts;
+    let changed_cells: u64 = plan
+        .changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Update)
+        .map(|c| c.attributes.len() as u64)
+        .sum();
+    let got = Expected {
+        inserted: counts.inserted,
+        updated: counts.updated,
+        deleted: counts.deleted,
+        changed_cells,
+    };
+    println!(
+        "counters: inserted={} updated={} deleted={} changed_cells={}",
+        got.inserted, got.updated, got.deleted, got.changed_cells
+    );
+    if let Some(expected) = &expected {
+        assert_eq!(&got, expected, "the plan's counters match the expected ones");
+        println!(
+            "counters match {}",
+            if dir.is_some() {
+                "expected.json"
+            } else {
+                "the generator"
+            }
+        );
+    }
+    let t = Instant::now();
+    let approval = engine.approve(plan.id, at(2)).expect("the plan is approved");
+    let apply = t.elapsed();
+    let Approval::Import(applied) = approval else {
+        panic!("an import plan")
+    };
+    assert!(applied.applied);
+    let decisions = applied.decisions.len();
+    drop(applied);
+    drop(snapshot);
+
+    let t = Instant::now();
+    let outbound = engine.outbound("hr", at(2)).expect("an outbound plan");
+    let outbound_time = t.elapsed();
+    let ops = outbound.ops.len();
+
+    // ---- incremental
+    let delta_rows = {
+        let export = engine.store();
+        let mut keys = Vec::new();
+        Store::visit_accounts(export, "hr", &mut |a| keys.push(a.key.clone())).expect("visit");
+        keys.sort();
+        let mut t = Table::new(vec!["id".into()]);
+        for k in keys {
+            t.push_row([k]).expect("one cell");
+        }
+        t
+    };
+    let delta = delta(&delta_rows, INCREMENTAL);
+    let t = Instant::now();
+    let report = engine.import("hr", &delta, at(3)).expect("the delta is accepted");
+    let incremental = t.elapsed();
+    assert!(report.applied && report.plan.rejections.is_empty());
+
+    let s = |d: std::time::Duration| d.as_secs_f64();
+    let import = prepare_diff + apply;
+    println!("phase                                  seconds");
+    println!("read old.csv into a table              {:>8.3}", s(read_old));
+    let how = if bulk {
+        "bulk load through Store API    "
+    } else {
+        "load: import old into empty store"
+    };
+    println!("{how}      {:>8.3}", s(load_import));
+    println!("read new.csv into a table              {:>8.3}", s(read_new));
+    println!("prepare + diff + thresholds            {:>8.3}", s(prepare_diff));
+    println!("apply + resolution ({decisions} decisions) {:>8.3}", s(apply));
+    println!("outbound plan ({ops} ops)                {:>8.3}", s(outbound_time));
+    println!(
+        "incremental import of {INCREMENTAL} changes     {:>8.3}",
+        s(incremental)
+    );
+    println!("import (prepare..resolution)           {:>8.3}", s(import));
+    println!(
+        "import + outbound plan                 {:>8.3}",
+        s(import + outbound_time)
+    );
+    println!(
+        "load + import (incl. reading both CSVs) {:>8.3}",
+        s(read_old + load_import + read_new + import)
+    );
+    println!(
+        "accounts/s (import)                    {:>8.0}",
+        accounts as f64 / s(import)
+    );
+    println!("old.csv cells: {:.1} MiB", old_bytes as f64 / 1_048_576.0);
+    println!("store RSS after load (tables dropped): {:.1} MiB", mib(store_kib));
+    println!("peak memory (VmHWM): {:.1} MiB", mib(status_kib("VmHWM:")));
+}

@@ -1,0 +1,658 @@
+//! The SQLite store: an engine on it answers exactly as one on the memory store, and
+//! keeps doing so after a restart; a rolled-back (or never committed) unit of work
+//! leaves nothing; a database of another schema version is refused.
+#![cfg(feature = "sqlite")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers fail loudly; clippy.toml allows these only inside #[test] functions"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use attrflow::sqlite_store::{OpenError, SqliteStore, SCHEMA_VERSION};
+use attrflow::store::Store;
+use attrflow::{
+    Account, Approval, Engine, EngineState, Identity, IdentityId, LinkState, MemoryStore, PendingPlan, Scalar,
+    Snapshot, ValidatedConfig, Value,
+};
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{json, Value as Json};
+
+// ---------------------------------------------------------------- fixtures
+
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let unique = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("attrflow-sqlite-{}-{name}-{unique}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn at(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 5, day, 8, 0, 0).unwrap()
+}
+
+/// `hr` (authoritative, blocks any delete), `ad` (correlated on `employeeID`, outbound,
+/// provisionable) and `phone` (a first load over its percentage limit is blocked).
+fn config() -> ValidatedConfig {
+    let json = json!({
+        "identity": { "attributes": {
+            "employeeNumber": { "type": "string" },
+            "title": { "type": "string" },
+            "hireDate": { "type": "date" },
+            "groups": { "type": "string", "multi": true },
+            "mail": { "type": "string", "case_exact": false }
+        } },
+        "systems": {
+            "hr": {
+                "schema": { "account_id": "id", "account_name": "id", "attributes": {
+                    "id": { "type": "string" },
+                    "title": { "type": "string" },
+                    "hired": { "type": "date" },
+                    "groups": { "type": "string", "multi": true },
+                    "mail": { "type": "string", "case_exact": false }
+                } },
+                "authoritative": true,
+                "correlation": [ [ { "account": "id", "identity": "employeeNumber" } ] ],
+                "flows": [
+                    { "account": "id", "identity": "employeeNumber", "direction": "inbound", "create": 100, "update": 100 },
+                    { "account": "title", "identity": "title", "direction": "inbound", "create": 50, "update": 50, "delete": 50 },
+                    { "account": "hired", "identity": "hireDate", "direction": "inbound", "create": 50, "update": 50, "delete": 50 },
+                    { "account": "groups", "identity": "groups", "direction": "inbound", "create": 50, "update": 50, "delete": 50 },
+                    { "account": "mail", "identity": "mail", "direction": "inbound", "create": 50, "update": 50, "delete": 50 }
+                ],
+                "thresholds": { "max_deleted": 0 }
+            },
+            "ad": {
+                "schema": { "account_id": "sam", "account_name": "sam", "attributes": {
+                    "sam": { "type": "string" },
+                    "employeeID": { "type": "string" },
+                    "title": { "type": "string" },
+                    "memberOf": { "type": "string", "multi": true, "entitlement": true }
+                } },
+                "correlation": [ [ { "account": "employeeID", "identity": "employeeNumber" } ] ],
+                "flows": [
+                    { "account": "sam", "identity": "employeeNumber", "direction": "disabled" },
+                    { "account": "employeeID", "identity": "employeeNumber", "direction": "outbound" },
+                    { "account": "title", "identity": "title", "direction": "outbound" },
+                    { "account": "memberOf", "identity": "groups", "direction": "outbound" }
+                ]
+            },
+            "phone": {
+                "schema": { "account_id": "ext", "account_name": "ext", "attributes": {
+                    "ext": { "type": "string" }, "owner": { "type": "string" }
+                } },
+                "flows": [ { "account": "owner", "identity": "mail", "direction": "outbound" } ],
+                "thresholds": { "max_pct_inserted": 50 }
+            }
+        }
+    });
+    ValidatedConfig::from_json(&json.to_string()).unwrap()
+}
+
+fn snapshot(value: Json) -> Snapshot {
+    serde_json::from_value(value).unwrap()
+}
+
+fn hr(rows: Json) -> Snapshot {
+    snapshot(json!({ "mode": "complete", "columns": ["id", "title", "hired", "groups", "mail"], "rows": rows }))
+}
+
+fn hr_rows() -> Json {
+    json!([
+        { "id": "E1", "title": "Engineer", "hired": "2020-01-15", "groups": ["G1", "G2"], "mail": "Ann@Example.org" },
+        { "id": "E2", "title": "Analyst", "hired": "2021-06-01", "groups": [], "mail": "bob@example.org" },
+        { "id": "E3", "title": "Clerk", "hired": "2022-03-01", "groups": ["G1"], "mail": "cy@example.org" }
+    ])
+}
+
+fn ad() -> Snapshot {
+    snapshot(
+        json!({ "mode": "complete", "columns": ["sam", "employeeID", "title", "memberOf"], "rows": [
+        { "sam": "ann", "employeeID": "E1", "title": "Engineer", "memberOf": ["G1"] },
+        { "sam": "bob", "employeeID": "E2", "title": "Trainee", "memberOf": ["G9"] },
+        { "sam": "ghost", "employeeID": "E9", "title": "Nobody", "memberOf": [] }
+    ] }),
+    )
+}
+
+fn phone() -> Snapshot {
+    snapshot(json!({ "mode": "complete", "columns": ["ext", "owner"], "rows": [
+        { "ext": "100", "owner": "ann@example.org" },
+        { "ext": "101", "owner": "nobody@example.org" }
+    ] }))
+}
+
+fn id_of<S: Store>(engine: &Engine<S>, employee: &str) -> IdentityId {
+    let found = engine.find_identities("employeeNumber", &json!(employee)).unwrap();
+    assert_eq!(found.len(), 1, "one identity with employeeNumber {employee}");
+    found[0]
+}
+
+/// Everything an engine lets one observe of its store.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    identities: Vec<Identity>,
+    identity_count: usize,
+    accounts: Vec<(String, Vec<Account>)>,
+    bases: Vec<(String, u64, u64)>,
+    versions: Vec<(String, u64)>,
+    accounts_of: Vec<(IdentityId, Vec<(String, String)>)>,
+    pending: Vec<PendingPlan>,
+    state: EngineState,
+    index_answers: Vec<(String, String, Vec<IdentityId>)>,
+    engine_answers: Vec<(String, Json, Vec<IdentityId>)>,
+    unlinked: Vec<(String, String, LinkState)>,
+}
+
+fn observe<S: Store>(engine: &Engine<S>) -> Observed {
+    let store = engine.store();
+    let mut identities = Vec::new();
+    store.visit_identities(&mut |i| identities.push(i.clone())).unwrap();
+    let systems = ["ad", "hr", "phone", "unknown"];
+    let mut accounts = Vec::new();
+    let mut bases = Vec::new();
+    let mut versions = Vec::new();
+    for system in systems {
+        let mut held = Vec::new();
+        store.visit_accounts(system, &mut |a| held.push(a.clone())).unwrap();
+        held.sort_by(|a, b| a.key.cmp(&b.key));
+        for account in &held {
+            assert_eq!(store.account(system, &account.key).unwrap().as_ref(), Some(account));
+        }
+        accounts.push((system.to_owned(), held));
+        let base = store.account_base(system).unwrap();
+        bases.push((system.to_owned(), base.accounts, base.link_values));
+        versions.push((system.to_owned(), store.system_version(system).unwrap()));
+    }
+    let mut accounts_of = Vec::new();
+    for id in identities.iter().map(|i| i.id).chain([IdentityId::from_raw(999)]) {
+        accounts_of.push((id, store.accounts_of(id).unwrap()));
+    }
+    let mut index_answers = Vec::new();
+    for (attribute, key) in [
+        ("employeeNumber", "E1"),
+        ("employeeNumber", "E2"),
+        ("employeeNumber", "E3"),
+        ("employeeNumber", "E4"),
+        ("employeeNumber", "e1"),
+        ("employeeNumber", "E9"),
+        ("mail", "ann@example.org"),
+        ("mail", "Ann@Example.org"),
+        ("title", "Engineer"),
+    ] {
+        index_answers.push((
+            attribute.to_owned(),
+            key.to_owned(),
+            store.find_identities(attribute, key).unwrap(),
+        ));
+    }
+    let mut engine_answers = Vec::new();
+    for (attribute, value) in [
+        ("title", json!("Lead")),
+        ("title", json!("Analyst")),
+        ("groups", json!("G1")),
+        ("mail", json!("ANN@example.org")),
+    ] {
+        let found = engine.find_identities(attribute, &value).unwrap();
+        engine_answers.push((attribute.to_owned(), value, found));
+    }
+    Observed {
+        identity_count: store.identity_count().unwrap(),
+        identities,
+        accounts,
+        bases,
+        versions,
+        accounts_of,
+        pending: store.pending_plans().unwrap(),
+        state: store.engine_state().unwrap(),
+        index_answers,
+        engine_answers,
+        unlinked: engine.unlinked().unwrap(),
+    }
+}
+
+/// The steps before the restart: imports of two systems with correlation, two blocked
+/// plans (one over a percentage limit on a first load), a host edit, outbound with
+/// confirmation, and provisioning with confirmation.
+fn before_restart<S: Store>(engine: &mut Engine<S>) {
+    let report = engine.import("hr", &hr(hr_rows()), at(1)).unwrap();
+    assert!(report.applied);
+    let report = engine.import("ad", &ad(), at(2)).unwrap();
+    assert!(report.applied);
+    let report = engine.import("phone", &phone(), at(2)).unwrap();
+    assert!(!report.applied, "a first load over a percentage limit is blocked");
+    let rows = json!([hr_rows()[0].clone(), hr_rows()[1].clone()]);
+    let report = engine.import("hr", &hr(rows), at(3)).unwrap();
+    assert!(!report.applied, "a delete is blocked");
+
+    let e1 = id_of(engine, "E1");
+    engine
+        .set_attributes(e1, &[("title".into(), json!("Lead"))], at(4))
+        .unwrap();
+    let plan = engine.outbound("ad", at(5)).unwrap();
+    assert!(!plan.ops.is_empty());
+    assert!(!plan.is_blocked());
+    engine.confirm(&plan.ops, at(5)).unwrap();
+
+    let e3 = id_of(engine, "E3");
+    let plan = engine.provision("ad", e3, at(6)).unwrap();
+    assert_eq!(plan.ops.len(), 1);
+    engine.confirm(&plan.ops, at(6)).unwrap();
+}
+
+/// The steps after the restart: approvals of both blocked plans (ids and counters must
+/// have survived), then a pause: a new hire waits in the inbox, outbound ops in the
+/// outbox.
+fn after_restart<S: Store>(engine: &mut Engine<S>) {
+    let pending = engine.pending_plans().unwrap();
+    assert_eq!(pending.len(), 2);
+    for plan in pending {
+        let Approval::Import(report) = engine.approve(plan.id(), at(7)).unwrap() else {
+            panic!("only import plans were blocked");
+        };
+        assert!(report.applied);
+    }
+    engine.pause(at(8)).unwrap();
+    let rows = json!([
+        hr_rows()[0].clone(),
+        { "id": "E2", "title": "Senior Analyst", "hired": "2021-06-01", "groups": ["G2"], "mail": "bob@example.org" },
+        { "id": "E4", "title": "Engineer", "hired": "2026-05-08", "groups": ["G2"], "mail": "dee@example.org" }
+    ]);
+    let report = engine.import("hr", &hr(rows), at(8)).unwrap();
+    assert!(report.applied, "the mirror is updated while paused");
+    assert!(!engine.inbox().unwrap().is_empty());
+    let plan = engine.outbound("ad", at(9)).unwrap();
+    assert!(plan.ops.is_empty(), "held while paused");
+}
+
+/// After the second restart: resume, and sync what the inbox brought.
+fn after_resume<S: Store>(engine: &mut Engine<S>) {
+    let resumed = engine.resume(at(10)).unwrap();
+    assert_eq!(resumed.imports.len(), 1);
+    let plan = engine.outbound("ad", at(10)).unwrap();
+    assert!(!plan.ops.is_empty());
+    engine.confirm(&plan.ops, at(10)).unwrap();
+}
+
+// ---------------------------------------------------------------- restart
+
+#[test]
+fn restart_keeps_everything_observable() {
+    let dir = TempDir::new("restart");
+    let path = dir.file("attrflow.db");
+
+    let mut memory = Engine::with_store(config(), MemoryStore::new()).unwrap();
+    before_restart(&mut memory);
+
+    let mut sqlite = Engine::with_store(config(), SqliteStore::open(&path).unwrap()).unwrap();
+    before_restart(&mut sqlite);
+    let expected = observe(&memory);
+    assert_eq!(observe(&sqlite), expected, "before the restart");
+    assert_eq!(expected.pending.len(), 2);
+    assert!(
+        expected.pending.iter().any(|p| matches!(p, PendingPlan::Import(i)
+            if i.exceeded.iter().any(|e| e.percent == Some(f64::INFINITY)))),
+        "the phone plan's percentage is infinite"
+    );
+    drop(sqlite);
+
+    let mut sqlite = Engine::with_store(config(), SqliteStore::open(&path).unwrap()).unwrap();
+    assert_eq!(observe(&sqlite), expected, "after the restart");
+
+    after_restart(&mut memory);
+    after_restart(&mut sqlite);
+    let expected = observe(&memory);
+    assert_eq!(observe(&sqlite), expected, "steps after the restart");
+    assert!(expected.pending.is_empty());
+    assert!(expected.state.paused);
+    assert!(!expected.state.inbox.is_empty() && !expected.state.outbox.is_empty());
+    drop(sqlite);
+
+    let mut sqlite = Engine::with_store(config(), SqliteStore::open(&path).unwrap()).unwrap();
+    assert_eq!(observe(&sqlite), expected, "after a second restart");
+
+    after_resume(&mut memory);
+    after_resume(&mut sqlite);
+    let expected = observe(&memory);
+    assert_eq!(observe(&sqlite), expected, "after resuming");
+    assert_eq!(expected.identity_count, 4);
+    assert_eq!(expected.state, EngineState::default());
+    drop(sqlite);
+    let sqlite = Engine::with_store(config(), SqliteStore::open(&path).unwrap()).unwrap();
+    assert_eq!(observe(&sqlite), expected, "after a third restart");
+}
+
+// ---------------------------------------------------------------- the store's answers
+
+fn text(s: &str) -> Value {
+    Value::Single(Scalar::Text(s.to_owned()))
+}
+
+fn person(id: u64, mail: &str, groups: &[&str]) -> Identity {
+    let mut identity = Identity::new(IdentityId::from_raw(id), at(1));
+    identity.attributes.insert("mail".into(), text(mail));
+    if !groups.is_empty() {
+        let items = groups.iter().map(|g| Scalar::Text((*g).to_owned())).collect();
+        identity.attributes.insert("groups".into(), Value::Multi(items));
+    }
+    identity
+}
+
+fn account(key: &str, identity: Option<u64>, groups: &[&str]) -> Account {
+    let mut account = Account::new(key);
+    if let Some(id) = identity {
+        account.link = LinkState::Linked(IdentityId::from_raw(id));
+    }
+    if !groups.is_empty() {
+        let items = groups.iter().map(|g| Scalar::Text((*g).to_owned())).collect();
+        account.attributes.insert("groups".into(), Value::Multi(items));
+    }
+    account
+}
+
+/// Every answer the store gives about a fixed set of questions.
+fn answers(store: &dyn Store) -> String {
+    let mut out = String::new();
+    for (attribute, key) in [
+        ("mail", "ann@x"),
+        ("mail", "Ann@X"),
+        ("mail", "bob@x"),
+        ("groups", "G1"),
+        ("groups", "g1"),
+        ("groups", "G2"),
+    ] {
+        out += &format!(
+            "find {attribute} {key}: {:?}\n",
+            store.find_identities(attribute, key).unwrap()
+        );
+    }
+    for system in ["a", "b"] {
+        let mut keys = Vec::new();
+        store.visit_accounts(system, &mut |a| keys.push(a.key.clone())).unwrap();
+        keys.sort();
+        let mut by_key = Vec::new();
+        store
+            .visit_accounts_by_key(system, &["k2", "absent", "k1", "z"], &mut |i, a| {
+                by_key.push((i, a.cloned()));
+            })
+            .unwrap();
+        by_key.sort_by_key(|(i, _)| *i);
+        out += &format!("{system} by key: {by_key:?}\n");
+        let base = store.account_base(system).unwrap();
+        out += &format!(
+            "{system}: {keys:?} base {} {} version {}\n",
+            base.accounts,
+            base.link_values,
+            store.system_version(system).unwrap()
+        );
+    }
+    for id in 1..=4 {
+        let id = IdentityId::from_raw(id);
+        out += &format!(
+            "{id}: {:?} {:?}\n",
+            store.accounts_of(id).unwrap(),
+            store.identity(id).unwrap()
+        );
+    }
+    out += &format!("count {}\n", store.identity_count().unwrap());
+    out
+}
+
+#[test]
+fn direct_calls_answer_as_the_memory_store() {
+    let mut sqlite = SqliteStore::open_in_memory().unwrap();
+    let mut memory = MemoryStore::new();
+    type Step = Box<dyn Fn(&mut dyn Store)>;
+    let steps: Vec<Step> = vec![
+        Box::new(|s| s.set_index(&[("mail".into(), false)]).unwrap()),
+        Box::new(|s| {
+            s.put_identities(vec![person(1, "Ann@X", &["G1"]), person(2, "bob@x", &["G1", "G2"])])
+                .unwrap()
+        }),
+        Box::new(|s| {
+            s.put_accounts(
+                "a",
+                vec![account("k1", Some(1), &["G1", "G2"]), account("k2", None, &[])],
+            )
+            .unwrap()
+        }),
+        Box::new(|s| s.put_accounts("b", vec![account("z", Some(1), &["X"])]).unwrap()),
+        Box::new(|s| s.bump_system_version("a").unwrap()),
+        // re-link k1 to identity 2, drop a group
+        Box::new(|s| s.put_accounts("a", vec![account("k1", Some(2), &["G1"])]).unwrap()),
+        // the index follows a changed spec: groups exact, mail now exact too
+        Box::new(|s| s.set_index(&[("mail".into(), true), ("groups".into(), true)]).unwrap()),
+        Box::new(|s| s.put_identities(vec![person(1, "ann@x", &["G2"])]).unwrap()),
+        Box::new(|s| s.set_index(&[("groups".into(), false)]).unwrap()),
+        Box::new(|s| s.remove_accounts("a", &["k2".into(), "absent".into()]).unwrap()),
+        Box::new(|s| s.remove_system("b").unwrap()),
+        Box::new(|s| s.bump_system_version("b").unwrap()),
+    ];
+    for (i, step) in steps.iter().enumerate() {
+        step(&mut sqlite);
+        step(&mut memory);
+        assert_eq!(answers(&sqlite), answers(&memory), "after step {i}");
+    }
+}
+
+// ---------------------------------------------------------------- atomicity
+
+/// Writes one of everything inside a unit of work, checking it is visible there.
+fn write_everything(store: &mut SqliteStore, plan: PendingPlan) {
+    store.set_index(&[("mail".into(), false)]).unwrap();
+    store.begin().unwrap();
+    let id = store.allocate_identity_id().unwrap();
+    store.put_identities(vec![person(id.get(), "ann@x", &[])]).unwrap();
+    store
+        .put_accounts("a", vec![account("k1", Some(id.get()), &["G1"])])
+        .unwrap();
+    store.bump_system_version("a").unwrap();
+    let plan_id = plan.id();
+    store.put_pending_plan(plan).unwrap();
+    let mut state = EngineState::default();
+    state.paused = true;
+    store.put_engine_state(state).unwrap();
+    // read-your-writes inside the unit
+    assert_eq!(store.identity_count().unwrap(), 1);
+    assert_eq!(store.find_identities("mail", "ann@x").unwrap(), vec![id]);
+    assert_eq!(store.accounts_of(id).unwrap(), vec![("a".to_owned(), "k1".to_owned())]);
+    assert_eq!(store.system_version("a").unwrap(), 1);
+    assert_eq!(store.pending_plans().unwrap().len(), 1);
+    assert_eq!(store.pending_plans().unwrap()[0].id(), plan_id);
+    assert!(store.engine_state().unwrap().paused);
+}
+
+fn assert_nothing_written(store: &mut SqliteStore) {
+    assert_eq!(store.identity_count().unwrap(), 0);
+    assert_eq!(store.identity(IdentityId::from_raw(1)).unwrap(), None);
+    assert_eq!(store.find_identities("mail", "ann@x").unwrap(), vec![]);
+    assert_eq!(store.account("a", "k1").unwrap(), None);
+    assert_eq!(store.accounts_of(IdentityId::from_raw(1)).unwrap(), vec![]);
+    assert_eq!(store.account_base("a").unwrap().accounts, 0);
+    assert_eq!(store.system_version("a").unwrap(), 0);
+    assert!(store.pending_plans().unwrap().is_empty());
+    assert_eq!(store.engine_state().unwrap(), EngineState::default());
+    assert_eq!(
+        store.allocate_identity_id().unwrap().get(),
+        1,
+        "the id counter was rolled back"
+    );
+}
+
+/// A real blocked plan (the phone system's first load).
+fn a_pending_plan() -> PendingPlan {
+    let mut engine = Engine::new(config());
+    assert!(!engine.import("phone", &phone(), at(1)).unwrap().applied);
+    engine.pending_plans().unwrap().remove(0)
+}
+
+#[test]
+fn rollback_leaves_nothing() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    write_everything(&mut store, a_pending_plan());
+    assert!(store.in_unit_of_work());
+    store.rollback();
+    assert!(!store.in_unit_of_work());
+    assert_nothing_written(&mut store);
+}
+
+#[test]
+fn a_crash_before_commit_leaves_the_previous_state() {
+    let dir = TempDir::new("crash");
+    let path = dir.file("crash.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    write_everything(&mut store, a_pending_plan());
+    drop(store); // never committed
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert_nothing_written(&mut store);
+}
+
+#[test]
+fn a_committed_unit_survives_and_plans_keep_their_floats() {
+    let dir = TempDir::new("commit");
+    let path = dir.file("commit.db");
+    let plan = a_pending_plan();
+    let mut store = SqliteStore::open(&path).unwrap();
+    write_everything(&mut store, plan.clone());
+    store.commit().unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.identity_count().unwrap(), 1);
+    assert_eq!(store.pending_plans().unwrap(), vec![plan]);
+}
+
+#[test]
+fn a_failure_inside_a_unit_rolls_the_whole_unit_back() {
+    let dir = TempDir::new("failure");
+    let path = dir.file("failure.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.put_accounts("a", vec![account("bad", None, &[])]).unwrap();
+    {
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.execute("UPDATE attrflow_accounts SET data = 'not json' WHERE key = 'bad'", [])
+            .unwrap();
+    }
+    store.begin().unwrap();
+    store.put_accounts("a", vec![account("good", None, &[])]).unwrap();
+    let err = store.account("a", "bad").unwrap_err();
+    assert!(err.message().contains("account"), "{err}");
+    assert!(!store.in_unit_of_work(), "the failure ended the unit");
+    let err = store.commit().unwrap_err();
+    assert!(err.message().contains("rolled back"), "{err}");
+    assert_eq!(store.account("a", "good").unwrap(), None);
+    // the store works on afterwards
+    store.begin().unwrap();
+    store.put_accounts("a", vec![account("good", None, &[])]).unwrap();
+    store.commit().unwrap();
+    assert!(store.account("a", "good").unwrap().is_some());
+}
+
+#[test]
+fn nested_units_use_savepoints() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    store.begin().unwrap();
+    store.put_accounts("a", vec![account("outer", None, &[])]).unwrap();
+    store.begin().unwrap();
+    store.put_accounts("a", vec![account("inner", None, &[])]).unwrap();
+    store.rollback();
+    assert!(store.in_unit_of_work());
+    store.begin().unwrap();
+    store.put_accounts("a", vec![account("kept", None, &[])]).unwrap();
+    store.commit().unwrap();
+    store.commit().unwrap();
+    assert!(!store.in_unit_of_work());
+    let mut keys = Vec::new();
+    store.visit_accounts("a", &mut |a| keys.push(a.key.clone())).unwrap();
+    keys.sort();
+    assert_eq!(keys, ["kept", "outer"]);
+    assert!(store.commit().is_err(), "a commit without a unit of work is refused");
+}
+
+// ---------------------------------------------------------------- schema version
+
+fn set_schema_version(path: &Path, sql: &str) {
+    let raw = rusqlite::Connection::open(path).unwrap();
+    raw.execute_batch(sql).unwrap();
+}
+
+#[test]
+fn another_schema_version_is_refused() {
+    let dir = TempDir::new("schema");
+    let path = dir.file("schema.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.put_accounts("a", vec![account("k", None, &[])]).unwrap();
+    drop(store);
+
+    set_schema_version(
+        &path,
+        "UPDATE attrflow_meta SET value = 99 WHERE name = 'schema_version'",
+    );
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert_eq!(
+        err,
+        OpenError::SchemaVersion {
+            found: Some(99),
+            supported: SCHEMA_VERSION
+        }
+    );
+    assert!(err.to_string().contains("99"), "{err}");
+    let as_store_error: attrflow::StoreError = err.into();
+    assert!(as_store_error.message().contains("schema version"));
+
+    set_schema_version(&path, "DELETE FROM attrflow_meta WHERE name = 'schema_version'");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, OpenError::SchemaVersion { found: None, .. }), "{err:?}");
+
+    // back at this build's version, the data is still there
+    set_schema_version(
+        &path,
+        &format!("INSERT INTO attrflow_meta (name, value) VALUES ('schema_version', {SCHEMA_VERSION})"),
+    );
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(store.account("a", "k").unwrap().is_some());
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_store_error() {
+    let dir = TempDir::new("garbage");
+    let path = dir.file("garbage.db");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, OpenError::Store(_)), "{err:?}");
+    assert!(err.to_string().contains("open"), "{err}");
+}
+
+#[test]
+fn a_shared_database_keeps_the_hosts_tables() {
+    let dir = TempDir::new("shared");
+    let path = dir.file("shared.db");
+    set_schema_version(
+        &path,
+        "CREATE TABLE host_things (x INTEGER); INSERT INTO host_things VALUES (1);",
+    );
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.put_accounts("a", vec![account("k", None, &[])]).unwrap();
+    drop(store);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let x: i64 = raw.query_row("SELECT x FROM host_things", [], |r| r.get(0)).unwrap();
+    assert_eq!(x, 1);
+}
