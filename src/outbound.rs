@@ -230,89 +230,115 @@ pub(crate) fn attribute_sync(
     store: &dyn Store,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Op>, Vec<OutboundSkip>), StoreError> {
-    let mut linked = Vec::new();
-    if system.allow_flow {
-        store.visit_accounts(system_name, &mut |a| {
-            if a.identity().is_some() {
-                linked.push(a.clone());
-            }
-        })?;
+    let grants = config.roles.values().any(|r| r.grants.contains_key(system_name));
+    if !system.allow_flow || (system.outbound_rules().next().is_none() && !grants) {
+        // Nothing can flow out of this system: no need to look at its accounts.
+        return Ok((Vec::new(), Vec::new()));
     }
-    linked.sort_by(|a, b| a.key.cmp(&b.key));
     let mut identities: HashMap<IdentityId, Option<Identity>> = HashMap::new();
     let mut ops = Vec::new();
     let mut skipped = Vec::new();
-    for account in linked {
-        let Some(id) = account.identity() else { continue };
+    let mut failure: Option<StoreError> = None;
+    // Accounts are lent by the store, not cloned; each identity is read once.
+    store.visit_accounts(system_name, &mut |account| {
+        let Some(id) = account.identity() else { return };
+        if failure.is_some() {
+            return;
+        }
         if let std::collections::hash_map::Entry::Vacant(e) = identities.entry(id) {
-            e.insert(store.identity(id)?);
+            match store.identity(id) {
+                Ok(identity) => {
+                    e.insert(identity);
+                }
+                Err(err) => {
+                    failure = Some(err);
+                    return;
+                }
+            }
         }
         let Some(Some(identity)) = identities.get(&id) else {
-            continue;
+            return;
         };
-        let mut problems = Vec::new();
-        let rules = system.outbound_rules().map(|(_, r)| r);
-        let wanted = targets(config, system_name, system, rules, identity, now, &mut problems);
-        skipped.extend(problems.into_iter().map(|(attribute, reason)| OutboundSkip {
-            account: account.key.clone(),
-            attribute,
-            reason,
-        }));
-        let mut op = UpdateOp {
-            system: system_name.to_owned(),
-            account: account.key.clone(),
-            identity: id,
-            set: BTreeMap::new(),
-            add: BTreeMap::new(),
-            remove: BTreeMap::new(),
-        };
-        for (attribute, target) in wanted {
-            let Some(decl) = system.attribute(&attribute) else {
-                continue;
-            };
-            // A value that came back different too often is not pushed again until the
-            // host clears the loop (SPEC 5.3).
-            if account.echoes.get(&attribute).is_some_and(|e| e.bounces >= LOOP_LIMIT) {
-                continue;
-            }
-            let held = account.value(&attribute);
-            let want = target.want;
-            if !decl.multi {
-                if !want.same_as(held, decl.case_exact) {
-                    op.set.insert(attribute, want);
-                }
-                continue;
-            }
-            let add: Vec<Scalar> = want
-                .scalars()
-                .iter()
-                .filter(|s| !held.contains(s, decl.case_exact))
-                .cloned()
-                .collect();
-            // Without `authoritative`, only values the engine itself wrote are removed:
-            // manual assignments stay.
-            let pushed = account.pushed.get(&attribute);
-            let remove: Vec<Scalar> = held
-                .scalars()
-                .iter()
-                .filter(|s| !want.contains(s, decl.case_exact))
-                .filter(|s| {
-                    target.authoritative || pushed.is_some_and(|p| p.iter().any(|x| x.same_as(s, decl.case_exact)))
-                })
-                .cloned()
-                .collect();
-            if !add.is_empty() {
-                op.add.insert(attribute.clone(), add);
-            }
-            if !remove.is_empty() {
-                op.remove.insert(attribute, remove);
-            }
-        }
-        if !(op.set.is_empty() && op.add.is_empty() && op.remove.is_empty()) {
+        if let Some(op) = sync_account(config, system_name, system, account, identity, now, &mut skipped) {
             ops.push(Op::Update(op));
         }
+    })?;
+    if let Some(err) = failure {
+        return Err(err);
     }
+    ops.sort_by(|a, b| a.account().cmp(b.account()));
+    skipped.sort_by(|a, b| (&a.account, &a.attribute).cmp(&(&b.account, &b.attribute)));
     Ok((ops, skipped))
+}
+
+/// The update op that brings one linked account in line with its identity, if any.
+fn sync_account(
+    config: &Config,
+    system_name: &str,
+    system: &SystemConfig,
+    account: &crate::model::Account,
+    identity: &Identity,
+    now: DateTime<Utc>,
+    skipped: &mut Vec<OutboundSkip>,
+) -> Option<UpdateOp> {
+    let mut problems = Vec::new();
+    let rules = system.outbound_rules().map(|(_, r)| r);
+    let wanted = targets(config, system_name, system, rules, identity, now, &mut problems);
+    skipped.extend(problems.into_iter().map(|(attribute, reason)| OutboundSkip {
+        account: account.key.clone(),
+        attribute,
+        reason,
+    }));
+    let mut op = UpdateOp {
+        system: system_name.to_owned(),
+        account: account.key.clone(),
+        identity: identity.id,
+        set: BTreeMap::new(),
+        add: BTreeMap::new(),
+        remove: BTreeMap::new(),
+    };
+    for (attribute, target) in wanted {
+        let Some(decl) = system.attribute(&attribute) else {
+            continue;
+        };
+        // A value that came back different too often is not pushed again until the
+        // host clears the loop (SPEC 5.3).
+        if account.echoes.get(&attribute).is_some_and(|e| e.bounces >= LOOP_LIMIT) {
+            continue;
+        }
+        let held = account.value(&attribute);
+        let want = target.want;
+        if !decl.multi {
+            if !want.same_as(held, decl.case_exact) {
+                op.set.insert(attribute, want);
+            }
+            continue;
+        }
+        let add: Vec<Scalar> = want
+            .scalars()
+            .iter()
+            .filter(|s| !held.contains(s, decl.case_exact))
+            .cloned()
+            .collect();
+        // Without `authoritative`, only values the engine itself wrote are removed:
+        // manual assignments stay.
+        let pushed = account.pushed.get(&attribute);
+        let remove: Vec<Scalar> = held
+            .scalars()
+            .iter()
+            .filter(|s| !want.contains(s, decl.case_exact))
+            .filter(|s| target.authoritative || pushed.is_some_and(|p| p.iter().any(|x| x.same_as(s, decl.case_exact))))
+            .cloned()
+            .collect();
+        if !add.is_empty() {
+            op.add.insert(attribute.clone(), add);
+        }
+        if !remove.is_empty() {
+            op.remove.insert(attribute, remove);
+        }
+    }
+    let empty = op.set.is_empty() && op.add.is_empty() && op.remove.is_empty();
+    (!empty).then_some(op)
 }
 
 /// The create op for provisioning an identity: every non-empty value of the enabled
