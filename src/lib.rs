@@ -41,7 +41,7 @@ pub use outbound::{CreateOp, Op, OutboundPlan, UpdateOp};
 pub use prepare::{RejectionReason, Row, RowRejection, Snapshot};
 pub use resolution::{Decision, Outcome, RejectReason, WriteKind};
 pub use schema_change::ConfigChange;
-pub use store::{EngineState, MemoryStore, PendingPlan, PlanId, Store, StoreError};
+pub use store::{DecodeError, EngineState, MemoryStore, PendingPlan, PlanId, Store, StoreError};
 pub use thresholds::{Counts, Exceeded, Thresholds};
 pub use validate::{ValidatedConfig, ValidationError, ValidationErrorKind, ValidationErrors};
 pub use value::{Scalar, Value, ValueType};

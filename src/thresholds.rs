@@ -93,7 +93,8 @@ pub struct Exceeded {
     pub count: u64,
     /// The configured limit (a count or a percentage).
     pub limit: f64,
-    /// For percentage limits: the count as a percentage of `base`; `None` for counts.
+    /// For percentage limits: the count as a percentage of `base`; `None` for counts and
+    /// when nothing was stored (any change then exceeds a percentage limit).
     pub percent: Option<f64>,
     /// For percentage limits: what was stored before.
     pub base: Option<u64>,
@@ -183,18 +184,19 @@ impl Thresholds {
                 }
             }
             if let Some(limit) = pct_limit {
+                // With nothing stored a percentage is undefined: any change exceeds it.
                 let (over, percent) = if base == 0 {
-                    (count > 0, if count > 0 { f64::INFINITY } else { 0.0 })
+                    (count > 0, None)
                 } else {
                     let percent = count as f64 * 100.0 / base as f64;
-                    (percent > limit, percent)
+                    (percent > limit, Some(percent))
                 };
                 if over {
                     exceeded.push(Exceeded {
                         threshold: pct_name.to_owned(),
                         count,
                         limit,
-                        percent: Some(percent),
+                        percent,
                         base: Some(base),
                     });
                 }

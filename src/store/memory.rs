@@ -1,5 +1,7 @@
 //! The in-memory store: the embedded default.
 
+pub mod persist;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{Account, Identity, IdentityId};

@@ -16,6 +16,7 @@
 
 mod memory;
 
+pub use memory::persist::DecodeError;
 pub use memory::MemoryStore;
 
 use serde::{Deserialize, Serialize};
