@@ -290,6 +290,19 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
             miss("loops".into(), format!("{expected:?}"), format!("{actual:?}"));
         }
     }
+    if let Some(lint) = &expect.lint {
+        let expected: BTreeSet<&str> = lint.iter().map(|l| l.kind.as_str()).collect();
+        let findings = crate::lint::lint(engine.config().config());
+        let actual: BTreeSet<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+        if expected != actual {
+            let detail: Vec<String> = findings.iter().map(ToString::to_string).collect();
+            miss(
+                "lint".into(),
+                format!("{expected:?}"),
+                format!("{actual:?} ({})", detail.join("; ")),
+            );
+        }
+    }
     if let Some(pending) = &expect.pending {
         let inbox = engine.inbox().map(|i| i.len()).unwrap_or(0);
         let outbox = engine.outbox().map(|o| o.len()).unwrap_or(0);

@@ -244,6 +244,10 @@ pub struct Expect {
     pub loops: Option<Vec<LoopRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingExpect>,
+    /// The exact set of lint finding kinds of the configuration in force (a crate
+    /// extension of the format: `[{"kind": "unstable_round_trip"}, ...]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lint: Option<Vec<LintExpect>>,
 }
 
 /// A sync loop `{system, account, attribute}` (the `clear_loop` action and the `loops`
@@ -276,4 +280,12 @@ pub struct PendingExpect {
 pub struct ProcessStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identities: Option<Vec<String>>,
+}
+
+/// An expected lint finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "the kind names of the lint module")]
+pub struct LintExpect {
+    pub kind: String,
 }
