@@ -19,28 +19,9 @@ use chrono::{DateTime, TimeZone, Utc};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
 use serde_json::{json, Map, Value as Json};
 
-/// The 19 string attributes besides the key.
-const ATTRIBUTES: [&str; 19] = [
-    "givenName",
-    "sn",
-    "mail",
-    "title",
-    "department",
-    "manager",
-    "employeeType",
-    "phone",
-    "mobile",
-    "location",
-    "company",
-    "costCenter",
-    "hireDate",
-    "terminationDate",
-    "status",
-    "upn",
-    "displayName",
-    "employeeNumber",
-    "country",
-];
+mod common;
+
+use common::ATTRIBUTES;
 
 const ROWS: usize = 10_000;
 const INCREMENTAL_CHANGES: usize = 1_000;
