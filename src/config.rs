@@ -224,10 +224,27 @@ impl FlowRule {
     }
 }
 
+impl Config {
+    /// Whether identity attribute `name` compares exactly (an undeclared one does).
+    pub fn identity_case_exact(&self, name: &str) -> bool {
+        self.identity.attributes.get(name).is_none_or(|a| a.case_exact)
+    }
+}
+
 impl SystemConfig {
     /// Declaration of an account attribute.
     pub fn attribute(&self, name: &str) -> Option<&AccountAttribute> {
         self.schema.attributes.get(name)
+    }
+
+    /// Whether account attribute `name` compares exactly (an undeclared one does).
+    pub fn case_exact(&self, name: &str) -> bool {
+        self.attribute(name).is_none_or(|a| a.case_exact)
+    }
+
+    /// Whether account keys compare exactly (else they are stored lower-cased).
+    pub fn key_case_exact(&self) -> bool {
+        self.case_exact(&self.schema.account_id)
     }
 
     /// Enabled inbound rules, with their position in `flows` (the rule number), when the

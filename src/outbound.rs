@@ -362,7 +362,7 @@ pub(crate) fn create_op(
         .map(|(a, t)| (a, t.want))
         .collect();
     let key_attr = &system.schema.account_id;
-    let exact = system.attribute(key_attr).is_none_or(|a| a.case_exact);
+    let exact = system.key_case_exact();
     let key = attributes
         .get(key_attr)
         .and_then(|v| key_text(&v.to_json(), exact))

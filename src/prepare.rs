@@ -552,7 +552,7 @@ pub(crate) fn prepare<'a>(
         return Ok(Prepared::default());
     };
     let key_attr = &system.schema.account_id;
-    let key_exact = system.attribute(key_attr).is_none_or(|a| a.case_exact);
+    let key_exact = system.key_case_exact();
     let (rows, deletes, complete): (RowsRef<'a>, &'a [serde_json::Value], bool) = match snapshot {
         Snapshot::Complete { rows, .. } => (RowsRef::Maps(rows), &[], true),
         Snapshot::Table(table) => (RowsRef::Table(table), &[], true),
@@ -718,7 +718,7 @@ impl ReferenceCheck {
                 })
             });
             let Some(target) = target else { continue };
-            let exact = config.identity.attributes.get(&target).is_none_or(|a| a.case_exact);
+            let exact = config.identity_case_exact(&target);
             // Values this import brings into the match attribute through inbound rules.
             let mut brought = HashSet::new();
             for (_, rule) in system.inbound_rules().filter(|(_, r)| r.identity == target) {

@@ -233,11 +233,7 @@ pub(crate) fn recompute_access(
             }
             for (system, attributes) in &role.grants {
                 for (attribute, values) in attributes {
-                    let exact = config
-                        .systems
-                        .get(system)
-                        .and_then(|s| s.attribute(attribute))
-                        .is_none_or(|a| a.case_exact);
+                    let exact = config.systems.get(system).is_none_or(|s| s.case_exact(attribute));
                     let entry = wanted
                         .entry(system.clone())
                         .or_default()

@@ -205,7 +205,7 @@ fn check_system(
     // Re-key by the new key attribute where it gives a unique value.
     let mut removed_keys = Vec::new();
     if old.schema.account_id != new.schema.account_id {
-        let exact = new.attribute(&new.schema.account_id).is_none_or(|d| d.case_exact);
+        let exact = new.key_case_exact();
         let new_keys: Vec<Option<String>> = accounts
             .iter()
             .map(|a| key_text(&a.value(&new.schema.account_id).to_json(), exact))

@@ -280,12 +280,7 @@ impl<S: Store> Engine<S> {
                     None => continue,
                 },
             };
-            let exact = self
-                .config
-                .identity
-                .attributes
-                .get(&attribute)
-                .is_none_or(|a| a.case_exact);
+            let exact = self.config.identity_case_exact(&attribute);
             let made = resolve_group(identity, group, exact);
             if made.iter().any(|d| d.outcome == Outcome::Applied) {
                 changed.insert(id, ());
@@ -498,7 +493,7 @@ impl AttributeSource for AccountSource<'_> {
 fn observe_echoes(system: &SystemConfig, account: &mut Account) {
     let Account { attributes, echoes, .. } = account;
     for (attribute, echo) in echoes.iter_mut() {
-        let exact = system.attribute(attribute).is_none_or(|a| a.case_exact);
+        let exact = system.case_exact(attribute);
         let multi = system.attribute(attribute).is_some_and(|a| a.multi);
         let held = attributes.get(attribute).cloned().unwrap_or_default();
         // For a multi-valued attribute, "kept" means every pushed value is still there.

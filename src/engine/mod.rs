@@ -147,11 +147,7 @@ impl<S: Store> Engine<S> {
     /// One stored account (`key` as the system gives it; matched ignoring case when the
     /// key attribute ignores case).
     pub fn account(&self, system: &str, key: &str) -> Result<Option<Account>, StoreError> {
-        let exact = self
-            .config
-            .system(system)
-            .and_then(|s| s.attribute(&s.schema.account_id))
-            .is_none_or(|a| a.case_exact);
+        let exact = self.config.system(system).is_none_or(SystemConfig::key_case_exact);
         let key = if exact { key.to_owned() } else { key.to_lowercase() };
         self.store.account(system, &key)
     }

@@ -158,7 +158,7 @@ impl<S: Store> Engine<S> {
                     }
                     for (attribute, items) in u.add.iter().chain(&u.remove) {
                         known(attribute)?;
-                        let exact = system.attribute(attribute).is_none_or(|a| a.case_exact);
+                        let exact = system.case_exact(attribute);
                         let adding = u.add.get(attribute).is_some_and(|a| std::ptr::eq(a, items));
                         let mut held: Vec<Scalar> = account.value(attribute).scalars().to_vec();
                         let pushed = account.pushed.entry(attribute.clone()).or_default();

@@ -64,12 +64,7 @@ impl<S: Store> Engine<S> {
         else {
             return Ok(None);
         };
-        let exact = self
-            .config
-            .identity
-            .attributes
-            .get(&target)
-            .is_none_or(|a| a.case_exact);
+        let exact = self.config.identity_case_exact(&target);
         let Some(raw) = record.value(attribute).scalars().first() else {
             return Ok(None);
         };
@@ -140,7 +135,7 @@ impl<S: Store> Engine<S> {
                 continue;
             }
             let Some(target) = &decl.match_attribute else { continue };
-            let exact = self.config.identity.attributes.get(target).is_none_or(|a| a.case_exact);
+            let exact = self.config.identity_case_exact(target);
             for raw in identity.value(name).scalars() {
                 if self.store.find_identities(target, &raw.match_key(exact))?.is_empty() {
                     report.dangling.push(DanglingReference {

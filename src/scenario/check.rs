@@ -348,8 +348,7 @@ fn canonical_key<S: Store>(engine: &Engine<S>, system: &str, key: &str) -> (Stri
     let exact = engine
         .config()
         .system(system)
-        .and_then(|s| s.attribute(&s.schema.account_id))
-        .is_none_or(|a| a.case_exact);
+        .is_none_or(crate::config::SystemConfig::key_case_exact);
     (
         system.to_owned(),
         key_text(&Json::String(key.to_owned()), exact).unwrap_or_default(),
