@@ -42,7 +42,6 @@ use attrflow::{
     Account, Approval, ChangeKind, Engine, Identity, IdentityId, LinkState, MemoryStore, Phase, Provenance, Scalar,
     Snapshot, Store, ValidatedConfig, Value,
 };
-use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Map, Value as Json};
 
 /// The columns of `gen.py`.
@@ -71,38 +70,17 @@ const HEADER: [&str; 20] = [
 
 const INCREMENTAL: usize = 1_000;
 
-fn at(day: u32) -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 5, day, 8, 0, 0)
-        .single()
-        .expect("a valid date")
-}
+/// The workload shared with the criterion benches: `hr` authoritative, keyed by `id`,
+/// every attribute flowing into the identity attribute of the same name.
+#[path = "../benches/common/mod.rs"]
+mod common;
 
-/// `hr` is authoritative and keyed by `id`; every attribute flows into the identity
-/// attribute of the same name; a deletion of more than 0.1% blocks the plan.
+use common::at;
+
+/// The shared configuration, with a deletion limit of 0.1% so that the import's plan
+/// blocks and its phases can be timed apart.
 fn config() -> ValidatedConfig {
-    let mut account = Map::new();
-    let mut identity = Map::new();
-    let mut flows = vec![json!({ "account": "id", "identity": "hrId", "direction": "inbound",
-                                 "create": 100, "update": 100 })];
-    account.insert("id".into(), json!({ "type": "string" }));
-    identity.insert("hrId".into(), json!({ "type": "string" }));
-    for name in &HEADER[1..] {
-        account.insert((*name).into(), json!({ "type": "string" }));
-        identity.insert((*name).into(), json!({ "type": "string" }));
-        flows.push(json!({ "account": name, "identity": name, "direction": "inbound",
-                           "create": 50, "update": 50, "delete": 50 }));
-    }
-    let config = json!({
-        "identity": { "attributes": identity },
-        "systems": { "hr": {
-            "schema": { "account_id": "id", "account_name": "id", "attributes": account },
-            "authoritative": true,
-            "correlation": [ [ { "account": "id", "identity": "hrId" } ] ],
-            "flows": flows,
-            "thresholds": { "max_pct_deleted": 0.1 }
-        } }
-    });
-    ValidatedConfig::from_json(&config.to_string()).expect("the configuration is valid")
+    common::config(json!({ "thresholds": { "max_pct_deleted": 0.1 } }))
 }
 
 // ------------------------------------------------------------------ CSV reading
