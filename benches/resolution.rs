@@ -27,7 +27,7 @@ fn resolution(c: &mut Criterion) {
     let Approval::Import(applied) = common::copy(&engine).approve(plan, common::at(2)).expect("approved") else {
         panic!("an import plan")
     };
-    let decisions = applied.decisions.len() as u64;
+    let decisions = applied.decisions.total();
     assert!(decisions > 0);
 
     let mut group = c.benchmark_group("resolution");

@@ -552,7 +552,7 @@ fn main() {
         panic!("an import plan")
     };
     assert!(applied.applied);
-    let decisions = applied.decisions.len();
+    let decisions = applied.decisions.total();
     drop(applied);
     drop(snapshot);
 

@@ -157,7 +157,8 @@ fn print_report(r: &ImportReport, read: &CsvSnapshot) {
         let how = if link.projected { " (new identity)" } else { "" };
         println!("   account `{}`: {}{how}", link.account, link.state);
     }
-    for d in &r.decisions {
+    println!("   {}", r.decisions);
+    for d in &r.rejected {
         println!("   - {}", d.explain());
     }
 }

@@ -7,7 +7,7 @@
 //! Run: `cargo run --release --example quickstart`
 
 use attrflow::lint::lint;
-use attrflow::{Engine, ImportReport, Op, OutboundPlan, Snapshot, ValidatedConfig};
+use attrflow::{Decision, Engine, ImportReport, Observer, Op, OutboundPlan, Snapshot, ValidatedConfig};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
@@ -84,7 +84,30 @@ fn complete(columns: &[&str], value: serde_json::Value) -> Snapshot {
     }
 }
 
-fn report(title: &str, r: &ImportReport) {
+/// Imports with an observer that keeps each applied decision's explanation (the report
+/// itself keeps counts and the rejected decisions).
+fn import(
+    engine: &mut Engine,
+    system: &str,
+    snapshot: &Snapshot,
+    now: DateTime<Utc>,
+) -> Result<(ImportReport, Vec<String>), attrflow::ImportError> {
+    let mut applied = Vec::new();
+    let mut on_decision = |d: &Decision| {
+        if d.reason().is_none() {
+            applied.push(d.explain());
+        }
+    };
+    let report = engine.import_observed(
+        system,
+        snapshot,
+        now,
+        &mut Observer::new().on_decision(&mut on_decision),
+    )?;
+    Ok((report, applied))
+}
+
+fn report(title: &str, (r, applied): &(ImportReport, Vec<String>)) {
     println!("\n== {title}");
     let c = r.plan.counts;
     println!(
@@ -116,14 +139,13 @@ fn report(title: &str, r: &ImportReport) {
         println!("   account `{}`: {}{how}", link.account, link.state);
     }
     // Show every rejected decision; summarise long runs of applied ones.
-    let (rejected, applied): (Vec<_>, Vec<_>) = r.decisions.iter().partition(|d| d.reason().is_some());
     for d in applied.iter().take(3) {
-        println!("   - {}", d.explain());
+        println!("   - {d}");
     }
     if applied.len() > 3 {
         println!("   - ... and {} more values applied", applied.len() - 3);
     }
-    for d in rejected {
+    for d in &r.rejected {
         println!("   - {}", d.explain());
     }
 }
@@ -174,7 +196,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     report(
         "1. HR, the authoritative source, is loaded: each employee becomes an identity",
-        &engine.import("hr", &hr, day(1, 8))?,
+        &import(&mut engine, "hr", &hr, day(1, 8))?,
     );
 
     let ad = complete(
@@ -194,7 +216,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     report(
         "2. The directory is correlated by employeeID; a manual department edit loses to HR (45 < 60)",
-        &engine.import("ad", &ad, day(2, 8))?,
+        &import(&mut engine, "ad", &ad, day(2, 8))?,
     );
 
     let tel = complete(
@@ -203,7 +225,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     report(
         "3. The phone system's number displaces HR's initial value (update 55 >= create 50)",
-        &engine.import("tel", &tel, day(3, 8))?,
+        &import(&mut engine, "tel", &tel, day(3, 8))?,
     );
 
     let hr_bad = complete(
@@ -216,13 +238,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     report(
         "4. A bad date in HR: the row is rejected and E1 keeps its stored data",
-        &engine.import("hr", &hr_bad, day(4, 8))?,
+        &import(&mut engine, "hr", &hr_bad, day(4, 8))?,
     );
 
     let blank = complete(&hr_columns, json!([]));
     report(
         "5. HR sends a blank file: the thresholds block it before anyone is deleted",
-        &engine.import("hr", &blank, day(5, 8))?,
+        &import(&mut engine, "hr", &blank, day(5, 8))?,
     );
     println!("   pending plans awaiting review: {}", engine.pending_plans()?.len());
 
@@ -244,7 +266,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     report(
         "8. HR records a termination date for Ali Smith (a leaver)",
-        &engine.import("hr", &leaver, day(6, 8))?,
+        &import(&mut engine, "hr", &leaver, day(6, 8))?,
     );
     for (d, label) in [(15, "before"), (21, "after")] {
         let processed = engine.process(day(d, 6))?;

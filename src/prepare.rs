@@ -55,6 +55,20 @@ impl Snapshot {
             Snapshot::Incremental { .. } => None,
         }
     }
+
+    /// How many rows (upserts and deletes for an incremental snapshot) it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Snapshot::Complete { rows, .. } => rows.len(),
+            Snapshot::Table(table) => table.len(),
+            Snapshot::Incremental { upserts, deletes } => upserts.len() + deletes.len(),
+        }
+    }
+
+    /// Whether it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A complete export in column order: the column list and, per row, one text cell per

@@ -7,24 +7,63 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Identity, IdentityId, Phase, Provenance};
+use crate::observe::DecisionLog;
 use crate::value::Value;
 
-/// A value offered for an identity attribute by one account through one rule.
+/// A value offered for an identity attribute by one account through one rule. It
+/// borrows the account key and the attribute name: candidates live only while one
+/// identity is resolved.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Candidate {
-    pub(crate) system: String,
+pub(crate) struct Candidate<'a> {
+    pub(crate) account: &'a str,
+    pub(crate) attribute: &'a str,
+    /// The flow rule's position in the system's `flows`.
     pub(crate) rule: usize,
-    pub(crate) account: String,
-    pub(crate) identity: IdentityId,
-    pub(crate) attribute: String,
-    /// The value after conversion to the identity attribute's type; `None` if it does
-    /// not convert.
-    pub(crate) value: Option<Value>,
-    pub(crate) raw: Value,
-    /// Why the `in` transform could not be evaluated, if it could not.
-    pub(crate) error: Option<String>,
-    pub(crate) at: DateTime<Utc>,
     pub(crate) scores: Scores,
+    pub(crate) offer: Offer,
+}
+
+/// What a candidate brings.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Offer {
+    /// The value, converted to the identity attribute's type (empty for a blank).
+    Value(Value),
+    /// The raw value, which does not convert to the identity attribute's type.
+    Invalid(Value),
+    /// The rule's `in` transform failed with this error.
+    Failed(String),
+}
+
+impl Offer {
+    fn value(&self) -> Option<&Value> {
+        match self {
+            Offer::Value(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The value a decision shows as offered.
+    fn shown(&self) -> Value {
+        match self {
+            Offer::Value(v) | Offer::Invalid(v) => v.clone(),
+            Offer::Failed(_) => Value::Empty,
+        }
+    }
+
+    fn error(&self) -> Option<String> {
+        match self {
+            Offer::Failed(e) => Some(e.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// What every candidate of one round of resolution shares: the offering system and
+/// the time of the change.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Round<'a> {
+    pub(crate) system: &'a str,
+    pub(crate) at: DateTime<Utc>,
 }
 
 /// The three scores of a rule.
@@ -218,20 +257,25 @@ impl fmt::Display for Decision {
 
 /// The score a candidate brings against the identity's current state, and what it
 /// would do; `None` when it offers the current value (nothing happens).
-pub(crate) fn applicable(identity: &Identity, c: &Candidate, case_exact: bool) -> Option<(WriteKind, u8)> {
-    let Some(value) = &c.value else {
+pub(crate) fn applicable(
+    identity: &Identity,
+    round: Round<'_>,
+    c: &Candidate<'_>,
+    case_exact: bool,
+) -> Option<(WriteKind, u8)> {
+    let Some(value) = c.offer.value() else {
         return Some((WriteKind::Update, 0));
     };
-    let current = identity.value(&c.attribute);
+    let current = identity.value(c.attribute);
     if value.same_as(current, case_exact) {
         return None;
     }
-    let incumbent = identity.provenance.get(&c.attribute);
+    let incumbent = identity.provenance.get(c.attribute);
     Some(match (current.is_empty(), value.is_empty()) {
         (true, _) => (WriteKind::Create, c.scores.create),
         (false, true) => (WriteKind::Delete, c.scores.delete),
         (false, false) => {
-            let displacing_create = incumbent.is_some_and(|p| p.system != c.system && p.phase == Phase::Create);
+            let displacing_create = incumbent.is_some_and(|p| p.system != round.system && p.phase == Phase::Create);
             let score = if displacing_create {
                 c.scores.update.max(c.scores.create)
             } else {
@@ -242,111 +286,134 @@ pub(crate) fn applicable(identity: &Identity, c: &Candidate, case_exact: bool) -
     })
 }
 
-/// Resolves one candidate against an identity, writing the value if it wins. `None`
-/// when the candidate offers the current value.
-pub(crate) fn resolve(identity: &mut Identity, c: &Candidate, case_exact: bool) -> Option<Decision> {
-    let (kind, score) = applicable(identity, c, case_exact)?;
-    let previous = identity.value(&c.attribute).clone();
-    let incumbent = identity.provenance.get(&c.attribute).cloned();
-    let same_source = incumbent.as_ref().is_none_or(|p| p.system == c.system);
-    let outcome = match &c.value {
-        None if c.error.is_some() => Outcome::Rejected(RejectReason::TransformError),
-        None => Outcome::Rejected(RejectReason::InvalidValue),
-        Some(_) if incumbent.as_ref().is_some_and(|p| c.at < p.at) => Outcome::Rejected(RejectReason::Stale),
-        Some(_) if score == 0 => Outcome::Rejected(RejectReason::ZeroScore),
+/// Resolves one candidate against an identity, writing the value if it wins, and
+/// records the decision (an applied one is built only when someone watches). `None`
+/// when the candidate offers the current value; otherwise whether it was applied.
+pub(crate) fn resolve(
+    identity: &mut Identity,
+    round: Round<'_>,
+    c: Candidate<'_>,
+    case_exact: bool,
+    log: &mut DecisionLog<'_, '_>,
+) -> Option<bool> {
+    let (kind, score) = applicable(identity, round, &c, case_exact)?;
+    let incumbent = identity.provenance.get(c.attribute);
+    let same_source = incumbent.is_none_or(|p| p.system == round.system);
+    let outcome = match &c.offer {
+        Offer::Failed(_) => Outcome::Rejected(RejectReason::TransformError),
+        Offer::Invalid(_) => Outcome::Rejected(RejectReason::InvalidValue),
+        Offer::Value(_) if incumbent.is_some_and(|p| round.at < p.at) => Outcome::Rejected(RejectReason::Stale),
+        Offer::Value(_) if score == 0 => Outcome::Rejected(RejectReason::ZeroScore),
         // Creates fill an empty attribute; updates and deletes must match the incumbent's
         // strength unless they come from the same source. Ties go to the later change,
         // which the incoming candidate is (stale ones were refused above).
-        Some(_) if kind == WriteKind::Create || same_source => Outcome::Applied,
-        Some(_) if incumbent.as_ref().is_some_and(|p| score >= p.strength) => Outcome::Applied,
-        Some(_) => Outcome::Rejected(RejectReason::LowerScore),
+        Offer::Value(_) if kind == WriteKind::Create || same_source => Outcome::Applied,
+        Offer::Value(_) if incumbent.is_some_and(|p| score >= p.strength) => Outcome::Applied,
+        Offer::Value(_) => Outcome::Rejected(RejectReason::LowerScore),
     };
-    let offered = c.value.clone().unwrap_or_else(|| c.raw.clone());
-    if outcome == Outcome::Applied {
+    let applied = outcome == Outcome::Applied;
+    let decision = (!applied || log.wants_applied()).then(|| Decision {
+        identity: identity.id,
+        attribute: c.attribute.to_owned(),
+        system: round.system.to_owned(),
+        account: c.account.to_owned(),
+        rule: c.rule,
+        kind,
+        offered: c.offer.shown(),
+        previous: identity.value(c.attribute).clone(),
+        score,
+        incumbent: incumbent.cloned(),
+        outcome,
+        at: round.at,
+        outranked_by: None,
+        error: c.offer.error(),
+    });
+    if applied {
         let phase = if kind == WriteKind::Create {
             Phase::Create
         } else {
             Phase::Update
         };
-        identity.write(
-            &c.attribute,
-            offered.clone(),
-            Provenance::new(&c.system, score, phase, c.at),
-        );
-        identity.modified = identity.modified.max(c.at);
+        if let Offer::Value(value) = c.offer {
+            identity.write(
+                c.attribute,
+                value,
+                Provenance::new(round.system, score, phase, round.at),
+            );
+            identity.modified = identity.modified.max(round.at);
+        }
     }
-    Some(Decision {
-        identity: identity.id,
-        attribute: c.attribute.clone(),
-        system: c.system.clone(),
-        account: c.account.clone(),
-        rule: c.rule,
-        kind,
-        offered,
-        previous,
-        score,
-        incumbent,
-        outcome,
-        at: c.at,
-        outranked_by: None,
-        error: c.error.clone(),
-    })
+    match decision {
+        Some(decision) => log.record(decision),
+        None => log.applied_unbuilt(),
+    }
+    Some(applied)
 }
 
 /// Resolves the candidates of one import for one identity attribute: the highest
 /// applicable score first (then account key, then rule order); once one of them wins
-/// (or confirms the current value), the others lose to it.
-pub(crate) fn resolve_group(identity: &mut Identity, mut group: Vec<Candidate>, case_exact: bool) -> Vec<Decision> {
+/// (or confirms the current value), the others lose to it. Returns whether a value
+/// was written.
+pub(crate) fn resolve_group(
+    identity: &mut Identity,
+    round: Round<'_>,
+    mut group: Vec<Candidate<'_>>,
+    case_exact: bool,
+    log: &mut DecisionLog<'_, '_>,
+) -> bool {
     // The common case, one candidate, needs no ranking.
     if group.len() == 1 {
         return group
             .pop()
-            .and_then(|c| resolve(identity, &c, case_exact))
-            .into_iter()
-            .collect();
+            .and_then(|c| resolve(identity, round, c, case_exact, log))
+            .unwrap_or(false);
     }
-    let rank = |c: &Candidate| applicable(identity, c, case_exact).map_or(u8::MAX, |(_, s)| s);
-    let mut ranked: Vec<(u8, Candidate)> = group.drain(..).map(|c| (rank(&c), c)).collect();
+    let rank = |c: &Candidate<'_>| applicable(identity, round, c, case_exact).map_or(u8::MAX, |(_, s)| s);
+    let mut ranked: Vec<(u8, Candidate<'_>)> = group.drain(..).map(|c| (rank(&c), c)).collect();
     ranked.sort_by(|(sa, a), (sb, b)| {
         sb.cmp(sa)
-            .then_with(|| a.account.cmp(&b.account))
+            .then_with(|| a.account.cmp(b.account))
             .then(a.rule.cmp(&b.rule))
     });
-    let mut decisions = Vec::new();
-    // The label of the candidate that won (or confirmed the value), once one has.
-    let mut winner: Option<String> = None;
+    let mut written = false;
+    // The account of the candidate that won (or confirmed the value), once one has.
+    let mut winner: Option<&str> = None;
     for (_, c) in ranked {
-        if let Some(winner) = &winner {
-            let current = identity.value(&c.attribute);
-            if c.value.as_ref().is_some_and(|v| v.same_as(current, case_exact)) {
+        if let Some(winner) = winner {
+            let current = identity.value(c.attribute);
+            if c.offer.value().is_some_and(|v| v.same_as(current, case_exact)) {
                 continue;
             }
-            let (kind, score) = applicable(identity, &c, case_exact).unwrap_or((WriteKind::Update, 0));
-            decisions.push(Decision {
+            let (kind, score) = applicable(identity, round, &c, case_exact).unwrap_or((WriteKind::Update, 0));
+            log.record(Decision {
                 identity: identity.id,
-                attribute: c.attribute.clone(),
-                system: c.system.clone(),
-                account: c.account.clone(),
+                attribute: c.attribute.to_owned(),
+                system: round.system.to_owned(),
+                account: c.account.to_owned(),
                 rule: c.rule,
                 kind,
-                offered: c.value.clone().unwrap_or(c.raw.clone()),
+                offered: c.offer.shown(),
                 previous: current.clone(),
                 score,
-                incumbent: identity.provenance.get(&c.attribute).cloned(),
+                incumbent: identity.provenance.get(c.attribute).cloned(),
                 outcome: Outcome::Rejected(RejectReason::LowerScore),
-                at: c.at,
-                outranked_by: Some(winner.clone()),
+                at: round.at,
+                outranked_by: Some(format!("{} account `{winner}`", round.system)),
                 error: None,
             });
             continue;
         }
-        let decision = resolve(identity, &c, case_exact);
-        if decision.as_ref().is_none_or(|d| d.outcome == Outcome::Applied) {
-            winner = Some(format!("{} account `{}`", c.system, c.account));
+        let account = c.account;
+        match resolve(identity, round, c, case_exact, log) {
+            None => winner = Some(account),
+            Some(true) => {
+                written = true;
+                winner = Some(account);
+            }
+            Some(false) => {}
         }
-        decisions.extend(decision);
     }
-    decisions
+    written
 }
 
 #[cfg(test)]
@@ -363,19 +430,39 @@ mod tests {
         Value::single(Scalar::Text(s.into()))
     }
 
-    fn cand(system: &str, value: Value, scores: (i64, i64, i64), day: u32) -> Candidate {
-        Candidate {
-            system: system.into(),
-            rule: 0,
-            account: format!("{system}-acct"),
-            identity: IdentityId(1),
-            attribute: "phone".into(),
-            raw: value.clone(),
-            value: Some(value),
-            error: None,
-            at: t(day),
-            scores: Scores::new(scores.0, scores.1, scores.2),
+    /// A candidate with the round it belongs to.
+    struct Cand {
+        round: Round<'static>,
+        c: Candidate<'static>,
+    }
+
+    fn cand(system: &'static str, value: Value, scores: (i64, i64, i64), day: u32) -> Cand {
+        Cand {
+            round: Round { system, at: t(day) },
+            c: Candidate {
+                rule: 0,
+                account: "acct",
+                attribute: "phone",
+                offer: Offer::Value(value),
+                scores: Scores::new(scores.0, scores.1, scores.2),
+            },
         }
+    }
+
+    /// Every decision `run` records, applied ones included.
+    fn watched(run: impl FnOnce(&mut DecisionLog<'_, '_>)) -> Vec<Decision> {
+        let mut all = Vec::new();
+        let mut on_decision = |d: &Decision| all.push(d.clone());
+        let mut observer = crate::observe::Observer::new().on_decision(&mut on_decision);
+        run(&mut DecisionLog::new(&mut observer));
+        all
+    }
+
+    fn decide(identity: &mut Identity, c: Cand) -> Option<Decision> {
+        watched(|log| {
+            resolve(identity, c.round, c.c, true, log);
+        })
+        .pop()
     }
 
     fn identity_with(system: &str, value: &str, strength: u8, phase: Phase, day: u32) -> Identity {
@@ -384,26 +471,26 @@ mod tests {
         i
     }
 
-    fn outcome(identity: &mut Identity, c: &Candidate) -> Option<Outcome> {
-        resolve(identity, c, true).map(|d| d.outcome)
+    fn outcome(identity: &mut Identity, c: Cand) -> Option<Outcome> {
+        decide(identity, c).map(|d| d.outcome)
     }
 
     #[test]
     fn equal_value_does_nothing() {
         let mut i = identity_with("hr", "1", 50, Phase::Create, 1);
-        assert_eq!(outcome(&mut i, &cand("tel", text("1"), (0, 0, 0), 2)), None);
+        assert_eq!(outcome(&mut i, cand("tel", text("1"), (0, 0, 0), 2)), None);
     }
 
     #[test]
     fn create_needs_a_positive_create_score() {
         let mut i = Identity::new(IdentityId(1), t(1));
         assert_eq!(
-            outcome(&mut i, &cand("hr", text("1"), (0, 90, 90), 2)),
+            outcome(&mut i, cand("hr", text("1"), (0, 90, 90), 2)),
             Some(Outcome::Rejected(RejectReason::ZeroScore))
         );
         assert!(i.value("phone").is_empty());
         assert_eq!(
-            outcome(&mut i, &cand("hr", text("1"), (10, 0, 0), 2)),
+            outcome(&mut i, cand("hr", text("1"), (10, 0, 0), 2)),
             Some(Outcome::Applied)
         );
         let p = &i.provenance["phone"];
@@ -417,13 +504,13 @@ mod tests {
     fn update_from_another_source_needs_at_least_the_incumbent_strength() {
         let mut i = identity_with("hr", "1", 60, Phase::Update, 1);
         assert_eq!(
-            outcome(&mut i, &cand("ad", text("2"), (99, 59, 0), 2)),
+            outcome(&mut i, cand("ad", text("2"), (99, 59, 0), 2)),
             Some(Outcome::Rejected(RejectReason::LowerScore))
         );
         assert_eq!(i.value("phone"), &text("1"));
         // a tie goes to the later change
         assert_eq!(
-            outcome(&mut i, &cand("ad", text("2"), (0, 60, 0), 2)),
+            outcome(&mut i, cand("ad", text("2"), (0, 60, 0), 2)),
             Some(Outcome::Applied)
         );
         assert_eq!(i.provenance["phone"].phase, Phase::Update);
@@ -434,7 +521,7 @@ mod tests {
         let mut i = identity_with("hr", "1", 50, Phase::Create, 1);
         // update 40 alone would lose; max(update, create) = 55 wins
         assert_eq!(
-            outcome(&mut i, &cand("tel", text("2"), (55, 40, 0), 2)),
+            outcome(&mut i, cand("tel", text("2"), (55, 40, 0), 2)),
             Some(Outcome::Applied)
         );
         assert_eq!(i.provenance["phone"].strength, 55);
@@ -444,7 +531,7 @@ mod tests {
     fn create_only_source_never_changes_its_own_value() {
         let mut i = identity_with("hr", "1", 50, Phase::Create, 1);
         assert_eq!(
-            outcome(&mut i, &cand("hr", text("2"), (50, 0, 0), 2)),
+            outcome(&mut i, cand("hr", text("2"), (50, 0, 0), 2)),
             Some(Outcome::Rejected(RejectReason::ZeroScore))
         );
     }
@@ -453,7 +540,7 @@ mod tests {
     fn same_source_updates_regardless_of_strength() {
         let mut i = identity_with("hr", "1", 90, Phase::Update, 1);
         assert_eq!(
-            outcome(&mut i, &cand("hr", text("2"), (0, 5, 0), 2)),
+            outcome(&mut i, cand("hr", text("2"), (0, 5, 0), 2)),
             Some(Outcome::Applied)
         );
         assert_eq!(i.provenance["phone"].strength, 5);
@@ -463,15 +550,15 @@ mod tests {
     fn delete_rules() {
         let mut i = identity_with("hr", "1", 70, Phase::Create, 1);
         assert_eq!(
-            outcome(&mut i, &cand("ad", Value::Empty, (60, 60, 0), 2)),
+            outcome(&mut i, cand("ad", Value::Empty, (60, 60, 0), 2)),
             Some(Outcome::Rejected(RejectReason::ZeroScore))
         );
         assert_eq!(
-            outcome(&mut i, &cand("ad", Value::Empty, (60, 60, 40), 2)),
+            outcome(&mut i, cand("ad", Value::Empty, (60, 60, 40), 2)),
             Some(Outcome::Rejected(RejectReason::LowerScore))
         );
         assert_eq!(
-            outcome(&mut i, &cand("ad", Value::Empty, (0, 0, 70), 2)),
+            outcome(&mut i, cand("ad", Value::Empty, (0, 0, 70), 2)),
             Some(Outcome::Applied)
         );
         assert!(i.value("phone").is_empty());
@@ -481,7 +568,7 @@ mod tests {
         );
         let mut j = identity_with("hr", "1", 90, Phase::Create, 1);
         assert_eq!(
-            outcome(&mut j, &cand("hr", Value::Empty, (0, 0, 1), 2)),
+            outcome(&mut j, cand("hr", Value::Empty, (0, 0, 1), 2)),
             Some(Outcome::Applied)
         );
     }
@@ -490,7 +577,7 @@ mod tests {
     fn an_older_candidate_is_stale() {
         let mut i = identity_with("hr", "1", 10, Phase::Create, 5);
         assert_eq!(
-            outcome(&mut i, &cand("hr", text("2"), (100, 100, 100), 4)),
+            outcome(&mut i, cand("hr", text("2"), (100, 100, 100), 4)),
             Some(Outcome::Rejected(RejectReason::Stale))
         );
     }
@@ -499,18 +586,21 @@ mod tests {
     fn unconvertible_values_are_rejected_as_invalid() {
         let mut i = Identity::new(IdentityId(1), t(1));
         let mut c = cand("hr", text("x"), (100, 100, 100), 2);
-        c.value = None;
-        assert_eq!(outcome(&mut i, &c), Some(Outcome::Rejected(RejectReason::InvalidValue)));
+        c.c.offer = Offer::Invalid(text("x"));
+        assert_eq!(outcome(&mut i, c), Some(Outcome::Rejected(RejectReason::InvalidValue)));
     }
 
     #[test]
     fn group_resolves_highest_score_first_and_others_lose() {
         let mut i = Identity::new(IdentityId(1), t(1));
         let mut low = cand("hr", text("low"), (10, 10, 10), 2);
-        low.account = "A".into();
+        low.c.account = "A";
         let mut high = cand("hr", text("high"), (80, 80, 80), 2);
-        high.account = "B".into();
-        let decisions = resolve_group(&mut i, vec![low, high], true);
+        high.c.account = "B";
+        let round = low.round;
+        let decisions = watched(|log| {
+            resolve_group(&mut i, round, vec![low.c, high.c], true, log);
+        });
         assert_eq!(i.value("phone"), &text("high"));
         assert_eq!(decisions.len(), 2);
         assert_eq!(decisions[1].outcome, Outcome::Rejected(RejectReason::LowerScore));
@@ -521,17 +611,20 @@ mod tests {
     fn group_ties_go_by_account_key() {
         let mut i = Identity::new(IdentityId(1), t(1));
         let mut b = cand("hr", text("from-b"), (50, 50, 50), 2);
-        b.account = "B".into();
+        b.c.account = "B";
         let mut a = cand("hr", text("from-a"), (50, 50, 50), 2);
-        a.account = "A".into();
-        resolve_group(&mut i, vec![b, a], true);
+        a.c.account = "A";
+        let round = a.round;
+        watched(|log| {
+            resolve_group(&mut i, round, vec![b.c, a.c], true, log);
+        });
         assert_eq!(i.value("phone"), &text("from-a"));
     }
 
     #[test]
     fn explanations_name_rule_scores_and_incumbent() {
         let mut i = identity_with("hr", "555", 60, Phase::Create, 1);
-        let d = resolve(&mut i, &cand("ad", text("777"), (30, 45, 0), 2), true).unwrap();
+        let d = decide(&mut i, cand("ad", text("777"), (30, 45, 0), 2)).unwrap();
         let text = d.explain();
         assert!(
             text.contains("lower_score") && text.contains("45 < 60") && text.contains("hr"),

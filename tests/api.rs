@@ -451,7 +451,8 @@ fn rows_with_wrong_types_are_rejected_and_keep_their_stored_account() {
     // Rejected rows in complete mode are not deletes; nothing changes.
     assert!(report.plan.changes.is_empty(), "{:?}", report.plan.changes);
     assert!(report.plan.counts.is_zero());
-    assert!(report.decisions.is_empty());
+    assert_eq!(report.decisions.total(), 0);
+    assert!(report.rejected.is_empty());
     assert_eq!(account(&engine, "hr", "E1"), e1);
     assert_eq!(account(&engine, "hr", "E2"), e2);
     assert_eq!(account(&engine, "hr", "E3"), e3);

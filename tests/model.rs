@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use attrflow::store::Store;
 use attrflow::{
-    Approval, ChangeKind, ConfigChangeError, Engine, IdentityId, ImportReport, LinkState, Op, OutboundPlan, Phase,
-    Snapshot, ValidatedConfig, Value,
+    Approval, ChangeKind, ConfigChangeError, Decision, Engine, IdentityId, ImportReport, LinkState, Observer, Op,
+    OutboundPlan, Phase, Snapshot, ValidatedConfig, Value,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::collection::vec;
@@ -1698,7 +1698,8 @@ impl Bind {
 
 /// What the engine returned for a step, before identities are mapped.
 enum Raw {
-    Import(&'static str, Box<ImportReport>),
+    /// An import's report with every decision its observer saw.
+    Import(&'static str, Box<ImportReport>, Vec<Decision>),
     Outbound(&'static str, OutboundPlan),
     Other(String),
 }
@@ -1734,7 +1735,7 @@ fn op_of(op: &Op) -> Result<MOp, TestCaseError> {
 impl Raw {
     fn observe(&self, bind: &Bind) -> Result<Observed, TestCaseError> {
         Ok(match self {
-            Raw::Import(result, r) => Observed {
+            Raw::Import(result, r, seen) => Observed {
                 result: (*result).to_owned(),
                 applied: Some(r.applied),
                 counts: Some(counts_of(&r.plan.counts)),
@@ -1768,8 +1769,7 @@ impl Raw {
                     .iter()
                     .map(|l| Ok((l.account.clone(), bind.link(&l.state)?, l.projected)))
                     .collect::<Result<_, TestCaseError>>()?,
-                decisions: r
-                    .decisions
+                decisions: seen
                     .iter()
                     .map(|d| {
                         Ok((
@@ -1872,6 +1872,14 @@ fn compare_state(engine: &Engine, model: &Model, bind: &Bind) -> Result<(), Test
 }
 
 /// Runs one step on the engine and the model; returns (expected, engine's raw result).
+/// Runs `call` with an observer collecting every decision.
+fn watched<T>(call: impl FnOnce(&mut Observer<'_>) -> T) -> (T, Vec<Decision>) {
+    let mut seen = Vec::new();
+    let mut on_decision = |d: &Decision| seen.push(d.clone());
+    let result = call(&mut Observer::new().on_decision(&mut on_decision));
+    (result, seen)
+}
+
 fn step(engine: &mut Engine, model: &mut Model, step: &Step) -> (Observed, Raw) {
     let n = model.cfg.n;
     match step {
@@ -1881,8 +1889,9 @@ fn step(engine: &mut Engine, model: &mut Model, step: &Step) -> (Observed, Raw) 
             let columns = model.cfg.schema(s).iter().map(|(a, _)| (*a).to_owned()).collect();
             let expected = model.import(s, &rows, None, *hour);
             let snapshot = Snapshot::Complete { columns, rows };
-            let report = engine.import(&Cfg::name(s), &snapshot, at(*hour)).unwrap();
-            (expected, Raw::Import("import", Box::new(report)))
+            let (report, seen) =
+                watched(|observer| engine.import_observed(&Cfg::name(s), &snapshot, at(*hour), observer));
+            (expected, Raw::Import("import", Box::new(report.unwrap()), seen))
         }
         Step::Incremental {
             system,
@@ -1899,13 +1908,15 @@ fn step(engine: &mut Engine, model: &mut Model, step: &Step) -> (Observed, Raw) 
                 .collect();
             let expected = model.import(s, &upserts, Some(&deletes), *hour);
             let snapshot = Snapshot::Incremental { upserts, deletes };
-            let report = engine.import(&Cfg::name(s), &snapshot, at(*hour)).unwrap();
-            (expected, Raw::Import("import", Box::new(report)))
+            let (report, seen) =
+                watched(|observer| engine.import_observed(&Cfg::name(s), &snapshot, at(*hour), observer));
+            (expected, Raw::Import("import", Box::new(report.unwrap()), seen))
         }
         Step::Approve { hour } => {
             let (expected, released) = model.approve();
-            let raw = match engine.approve_last(at(*hour)) {
-                Ok(Approval::Import(report)) => Raw::Import("approved_import", report),
+            let (approval, seen) = watched(|observer| engine.approve_last_observed(at(*hour), observer));
+            let raw = match approval {
+                Ok(Approval::Import(report)) => Raw::Import("approved_import", report, seen),
                 Ok(Approval::Outbound(plan)) => {
                     let _ = engine.confirm(&plan.ops, at(*hour)).unwrap();
                     Raw::Outbound("approved_outbound", plan)

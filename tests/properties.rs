@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use attrflow::store::Store;
 use attrflow::{
-    Account, Decision, Engine, Identity, IdentityId, ImportReport, Op, Outcome, PendingPlan, Snapshot, ValidatedConfig,
+    Account, Decision, Engine, Identity, IdentityId, ImportReport, Observer, Op, PendingPlan, Snapshot, ValidatedConfig,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
@@ -157,11 +157,43 @@ fn rejection_set(report: &ImportReport) -> Vec<String> {
     out
 }
 
+/// An import whose every decision (applied ones included) is collected through an
+/// observer; checks that the report's counts and rejected list agree with what the
+/// observer saw.
+fn import_watched<S: attrflow::Store>(
+    engine: &mut Engine<S>,
+    system: &str,
+    snapshot: &Snapshot,
+    now: DateTime<Utc>,
+) -> Result<(ImportReport, Vec<Decision>), TestCaseError> {
+    let mut seen = Vec::new();
+    let mut on_decision = |d: &Decision| seen.push(d.clone());
+    let report = engine
+        .import_observed(
+            system,
+            snapshot,
+            now,
+            &mut Observer::new().on_decision(&mut on_decision),
+        )
+        .unwrap();
+    check_streamed(&report, &seen)?;
+    Ok((report, seen))
+}
+
+/// The report keeps counts and exactly the rejected decisions the observer saw.
+fn check_streamed(report: &ImportReport, seen: &[Decision]) -> Result<(), TestCaseError> {
+    let rejected: Vec<&Decision> = seen.iter().filter(|d| d.reason().is_some()).collect();
+    prop_assert_eq!(report.decisions.total(), seen.len() as u64);
+    prop_assert_eq!(report.decisions.rejected, rejected.len() as u64);
+    prop_assert_eq!(report.rejected.iter().collect::<Vec<_>>(), rejected);
+    Ok(())
+}
+
 fn assert_no_change(report: &ImportReport) -> Result<(), TestCaseError> {
     prop_assert!(report.applied, "nothing to block: {:?}", report.plan.exceeded);
     prop_assert!(report.plan.changes.is_empty(), "changes: {:?}", report.plan.changes);
     prop_assert!(report.plan.counts.is_zero(), "counts: {:?}", report.plan.counts);
-    prop_assert!(report.decisions.is_empty(), "decisions: {:?}", report.decisions);
+    prop_assert_eq!(report.decisions.total(), 0, "decisions: {:?}", report.rejected);
     Ok(())
 }
 
@@ -356,21 +388,26 @@ proptest! {
             let report = guarded.import("hr", &snapshot, now).unwrap();
             prop_assert!(!report.applied);
             prop_assert!(!report.plan.exceeded.is_empty());
-            prop_assert!(report.decisions.is_empty());
+            prop_assert_eq!(report.decisions.total(), 0);
             prop_assert!(report.links.is_empty());
             prop_assert_eq!(&data(&guarded), &before);
             prop_assert_eq!(pending(&guarded).len(), 1);
 
-            let expected = free.import("hr", &snapshot, now).unwrap();
+            let (expected, expected_decisions) = import_watched(&mut free, "hr", &snapshot, now)?;
             prop_assert!(expected.applied);
-            let approval = guarded.approve_last(now + Duration::minutes(30)).unwrap();
+            let mut approved_decisions = Vec::new();
+            let mut on_decision = |d: &Decision| approved_decisions.push(d.clone());
+            let approval = guarded
+                .approve_last_observed(now + Duration::minutes(30), &mut Observer::new().on_decision(&mut on_decision))
+                .unwrap();
             let attrflow::Approval::Import(approved) = approval else {
                 return Err(TestCaseError::fail("an import plan approves as an import"));
             };
+            check_streamed(&approved, &approved_decisions)?;
             prop_assert!(approved.applied);
             prop_assert_eq!(&approved.plan.changes, &expected.plan.changes);
             prop_assert_eq!(approved.plan.counts, expected.plan.counts);
-            prop_assert_eq!(decision_set(&approved.decisions), decision_set(&expected.decisions));
+            prop_assert_eq!(decision_set(&approved_decisions), decision_set(&expected_decisions));
             prop_assert_eq!(data(&guarded), data(&free));
             prop_assert!(pending(&guarded).is_empty());
 
@@ -396,12 +433,12 @@ proptest! {
         ];
         for (i, (system, columns, rows, shuffled)) in steps.into_iter().enumerate() {
             let now = at(i as i64 + 1);
-            let a = one.import(system, &complete(columns, rows), now).unwrap();
-            let b = two.import(system, &complete(columns, shuffled), now).unwrap();
+            let (a, a_decisions) = import_watched(&mut one, system, &complete(columns, rows), now)?;
+            let (b, b_decisions) = import_watched(&mut two, system, &complete(columns, shuffled), now)?;
             prop_assert_eq!(&a.plan.changes, &b.plan.changes, "step {}", i);
             prop_assert_eq!(a.plan.counts, b.plan.counts, "step {}", i);
             prop_assert_eq!(rejection_set(&a), rejection_set(&b), "step {}", i);
-            prop_assert_eq!(decision_set(&a.decisions), decision_set(&b.decisions), "step {}", i);
+            prop_assert_eq!(decision_set(&a_decisions), decision_set(&b_decisions), "step {}", i);
             prop_assert_eq!(one.store(), two.store(), "step {}", i);
         }
     }
@@ -427,14 +464,13 @@ proptest! {
             ("ad", complete(&AD_COLUMNS, &ad_next), at(25)),
         ];
         for (system, snapshot, now) in &steps {
-            let report = engine.import(system, snapshot, *now).unwrap();
-            decisions.extend(report.decisions);
+            let (_, seen) = import_watched(&mut engine, system, snapshot, *now)?;
+            decisions.extend(seen);
         }
         if let Some(first) = first_identity(&engine) {
             decisions.extend(engine.set_attributes(first, &[("title".into(), json!("Chief"))], at(50)).unwrap());
         }
         for d in &decisions {
-            prop_assert_eq!(d.reason().is_some(), d.outcome != Outcome::Applied, "{:?}", d);
             let text = d.explain();
             prop_assert!(!text.trim().is_empty(), "{:?}", d);
             prop_assert!(text.contains(&d.attribute), "{}", text);

@@ -4,7 +4,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::controls::{ControlError, InboxEntry, OutboxEntry, SyncLoop, LOOP_LIMIT};
+use crate::diff::ChangeKind;
+use crate::engine::import::Item;
 use crate::engine::{Engine, LinkEvent};
+use crate::observe::{DecisionCounts, DecisionLog, Observer};
 use crate::outbound::Op;
 use crate::resolution::Decision;
 use crate::store::{PlanId, Store, StoreError};
@@ -30,8 +33,10 @@ pub struct ResumedImport {
     pub system: String,
     /// Correlation outcomes.
     pub links: Vec<LinkEvent>,
-    /// Resolution decisions.
-    pub decisions: Vec<Decision>,
+    /// How many resolution decisions were made.
+    pub decisions: DecisionCounts,
+    /// The rejected decisions, each explaining itself.
+    pub rejected: Vec<Decision>,
     /// Event-based processing of the identities that changed.
     pub processing: crate::processing::ProcessReport,
 }
@@ -70,6 +75,15 @@ impl<S: Store> Engine<S> {
     /// projection and resolution, its candidates keeping the import's time), then empties
     /// the outbox; the next outbound request computes afresh.
     pub fn resume(&mut self, now: DateTime<Utc>) -> Result<ResumeReport, ControlError> {
+        self.resume_observed(now, &mut Observer::new())
+    }
+
+    /// [`Engine::resume`], showing every decision and the progress to `observer`.
+    pub fn resume_observed(
+        &mut self,
+        now: DateTime<Utc>,
+        observer: &mut Observer<'_>,
+    ) -> Result<ResumeReport, ControlError> {
         let _ = now;
         let mut state = self.store.engine_state()?;
         if !state.paused {
@@ -96,12 +110,38 @@ impl<S: Store> Engine<S> {
                 let Some(config) = self.config.system(&system).cloned() else {
                     continue;
                 };
-                let (links, decisions, processing) = self.identity_phase(&system, &config, at, &works)?;
+                // The accounts as they are now (one may have gone since, by a later
+                // import while paused); correlation links the unlinked ones.
+                let mut accounts = Vec::new();
+                let mut items = Vec::new();
+                for work in &works {
+                    if work.kind == ChangeKind::Delete {
+                        if let Some(identity) = work.previous_link {
+                            items.push(Item::Deleted {
+                                key: &work.account,
+                                identity,
+                                held: &work.attributes,
+                            });
+                        }
+                    } else if let Some(account) = self.store.account(&system, &work.account)? {
+                        items.push(Item::Present {
+                            account: accounts.len(),
+                            changed: &work.attributes,
+                        });
+                        accounts.push(account);
+                    }
+                }
+                let unlinked: Vec<bool> = accounts.iter().map(|a| a.identity().is_none()).collect();
+                let mut log = DecisionLog::new(observer);
+                let (links, processing) = self.identity_phase(&system, &config, at, &mut accounts, &items, &mut log)?;
+                let correlated = accounts.into_iter().zip(unlinked).filter(|(_, u)| *u).map(|(a, _)| a);
+                self.store.put_accounts(&system, correlated.collect())?;
                 imports.push(ResumedImport {
                     plan,
                     system,
                     links,
-                    decisions,
+                    decisions: log.counts,
+                    rejected: log.rejected,
                     processing,
                 });
             }

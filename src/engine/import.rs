@@ -8,14 +8,15 @@ use chrono::{DateTime, Utc};
 use crate::config::SystemConfig;
 use crate::controls::{AccountWork, InboxEntry, LOOP_LIMIT};
 use crate::correlation::{correlate, Correlation};
-use crate::diff::{count, diff, ChangeKind, Diff, ImportPlan};
+use crate::diff::{count, diff, AttributeChange, ChangeKind, Diff, ImportPlan};
 use crate::engine::{Approval, Engine, ImportReport, LinkEvent};
 use crate::error::{ApproveError, ImportError};
 use crate::model::{Account, Identity, IdentityId, LinkState};
+use crate::observe::{DecisionCounts, DecisionLog, Observer, Stage};
 use crate::outbound::{attribute_sync, create_op, Op};
 use crate::prepare::{check_columns, prepare, Snapshot};
 use crate::processing::ProcessReport;
-use crate::resolution::{resolve_group, Candidate, Decision, Outcome, Scores};
+use crate::resolution::{resolve_group, Candidate, Offer, Round, Scores};
 use crate::store::{PendingPlan, PlanId, Store, StoreError};
 use crate::transform::AttributeSource;
 use crate::validate::ValidatedConfig;
@@ -28,13 +29,26 @@ impl<S: Store> Engine<S> {
     /// blocked) the account mirror, correlation, projection and resolution.
     ///
     /// A whole-import refusal (unknown system, dropped or unknown column) is an `Err` and
-    /// changes nothing. Rejected rows and rejected decisions are part of the report. A
-    /// blocked plan applies nothing; it is kept for [`Engine::approve`].
+    /// changes nothing. Rejected rows and rejected decisions are part of the report; applied
+    /// decisions are counted (pass an [`Observer`] to [`Engine::import_observed`] to see
+    /// each). A blocked plan applies nothing; it is kept for [`Engine::approve`].
     pub fn import(
         &mut self,
         system: &str,
         snapshot: &Snapshot,
         now: DateTime<Utc>,
+    ) -> Result<ImportReport, ImportError> {
+        self.import_observed(system, snapshot, now, &mut Observer::new())
+    }
+
+    /// [`Engine::import`], showing every decision and the import's progress to
+    /// `observer` as they happen.
+    pub fn import_observed(
+        &mut self,
+        system: &str,
+        snapshot: &Snapshot,
+        now: DateTime<Utc>,
+        observer: &mut Observer<'_>,
     ) -> Result<ImportReport, ImportError> {
         let Some(system_config) = self.system(system) else {
             return Err(ImportError::UnknownSystem(system.to_owned()));
@@ -42,8 +56,13 @@ impl<S: Store> Engine<S> {
         if let Some(columns) = snapshot.complete_columns() {
             check_columns(system, &system_config, columns)?;
         }
+        let rows = snapshot.len() as u64;
+        observer.progress(Stage::Prepare, 0, rows);
         let prepared = prepare(&self.config, system, snapshot, &self.store)?;
+        observer.progress(Stage::Prepare, rows, rows);
+        observer.progress(Stage::Diff, 0, rows);
         let Diff { changes, retry, kept } = diff(system, &system_config, &prepared, &self.store)?;
+        observer.progress(Stage::Diff, rows, rows);
         let counts = count(&system_config, &changes);
         let base = self.store.account_base(system)?;
         let exceeded = system_config.thresholds.check(&counts, base);
@@ -78,23 +97,31 @@ impl<S: Store> Engine<S> {
                 plan,
                 applied: false,
                 links: Vec::new(),
-                decisions: Vec::new(),
+                decisions: DecisionCounts::default(),
+                rejected: Vec::new(),
                 processing: ProcessReport::default(),
             });
         }
-        self.apply_import(plan, &system_config)
+        self.apply_import(plan, &system_config, observer)
     }
 
-    fn apply_import(&mut self, plan: ImportPlan, system: &SystemConfig) -> Result<ImportReport, ImportError> {
+    pub(crate) fn apply_import(
+        &mut self,
+        plan: ImportPlan,
+        system: &SystemConfig,
+        observer: &mut Observer<'_>,
+    ) -> Result<ImportReport, ImportError> {
         self.store.begin()?;
-        match self.apply_import_inner(&plan, system) {
-            Ok((links, decisions, processing)) => {
+        let mut log = DecisionLog::new(observer);
+        match self.apply_import_inner(&plan, system, &mut log) {
+            Ok((links, processing)) => {
                 self.store.commit()?;
                 Ok(ImportReport {
                     plan,
                     applied: true,
                     links,
-                    decisions,
+                    decisions: log.counts,
+                    rejected: log.rejected,
                     processing,
                 })
             }
@@ -109,23 +136,37 @@ impl<S: Store> Engine<S> {
         &mut self,
         plan: &ImportPlan,
         system: &SystemConfig,
-    ) -> Result<(Vec<LinkEvent>, Vec<Decision>, ProcessReport), StoreError> {
+        log: &mut DecisionLog<'_, '_>,
+    ) -> Result<(Vec<LinkEvent>, ProcessReport), StoreError> {
         let name = plan.system.as_str();
-        // 1. The account mirror, with the echoes of pushed values (SPEC 5.3).
-        let mut put = Vec::new();
+        // 1. The account mirror, with the echoes of pushed values (SPEC 5.3). The stored
+        // accounts are read once, lent; only those that change are copied.
+        let keys: Vec<&str> = plan.changes.iter().map(|c| c.key.as_str()).collect();
+        let mut stored: Vec<Option<Account>> = vec![None; keys.len()];
+        let mut previous_links: Vec<Option<IdentityId>> = vec![None; keys.len()];
+        self.store.visit_accounts_by_key(name, &keys, &mut |index, account| {
+            if let Some(account) = account {
+                if plan.changes[index].kind == ChangeKind::Delete {
+                    previous_links[index] = account.identity();
+                } else {
+                    stored[index] = Some(account.clone());
+                }
+            }
+        })?;
+        let mut put = Vec::with_capacity(plan.changes.len() + plan.kept.len() + plan.retry.len());
         let mut removed = Vec::new();
-        let mut works = Vec::new();
-        for change in &plan.changes {
-            let stored = self.store.account(name, &change.key)?;
+        let mut items = Vec::with_capacity(plan.changes.len() + plan.retry.len());
+        for ((change, stored), &previous_link) in plan.changes.iter().zip(stored).zip(&previous_links) {
             match change.kind {
                 ChangeKind::Delete => {
                     removed.push(change.key.clone());
-                    works.push(AccountWork {
-                        account: change.key.clone(),
-                        kind: change.kind,
-                        attributes: change.attributes.clone(),
-                        previous_link: stored.and_then(|a| a.identity()),
-                    });
+                    if let Some(identity) = previous_link {
+                        items.push(Item::Deleted {
+                            key: &change.key,
+                            identity,
+                            held: &change.attributes,
+                        });
+                    }
                 }
                 ChangeKind::Insert | ChangeKind::Update => {
                     let mut account = stored.unwrap_or_else(|| Account::new(&change.key));
@@ -133,13 +174,11 @@ impl<S: Store> Engine<S> {
                         account.set(&c.attribute, c.new.clone());
                     }
                     observe_echoes(system, &mut account);
-                    put.push(account);
-                    works.push(AccountWork {
-                        account: change.key.clone(),
-                        kind: change.kind,
-                        attributes: change.attributes.clone(),
-                        previous_link: None,
+                    items.push(Item::Present {
+                        account: put.len(),
+                        changed: &change.attributes,
                     });
+                    put.push(account);
                 }
             }
         }
@@ -153,155 +192,163 @@ impl<S: Store> Engine<S> {
             self.store.bump_system_version(name)?;
         }
         self.store.remove_accounts(name, &removed)?;
-        self.store.put_accounts(name, put)?;
 
         // 2. Identity-side work: now, or in the inbox while paused (SPEC 6).
         let mut state = self.store.engine_state()?;
         if state.paused {
-            state.inbox.extend(works.into_iter().map(|work| InboxEntry {
-                plan: plan.id,
-                system: name.to_owned(),
-                at: plan.at,
-                work,
-            }));
+            self.store.put_accounts(name, put)?;
+            state.inbox.extend(
+                plan.changes
+                    .iter()
+                    .zip(previous_links)
+                    .map(|(change, previous_link)| InboxEntry {
+                        plan: plan.id,
+                        system: name.to_owned(),
+                        at: plan.at,
+                        work: AccountWork {
+                            account: change.key.clone(),
+                            kind: change.kind,
+                            attributes: change.attributes.clone(),
+                            previous_link,
+                        },
+                    }),
+            );
             self.store.put_engine_state(state)?;
-            return Ok((Vec::new(), Vec::new(), ProcessReport::default()));
+            return Ok((Vec::new(), ProcessReport::default()));
         }
-        works.extend(plan.retry.iter().map(|key| AccountWork {
-            account: key.clone(),
-            kind: ChangeKind::Update,
-            attributes: Vec::new(),
-            previous_link: None,
-        }));
-        self.identity_phase(name, system, plan.at, &works)
+        for key in &plan.retry {
+            if let Some(account) = self.store.account(name, key)? {
+                items.push(Item::Present {
+                    account: put.len(),
+                    changed: &[],
+                });
+                put.push(account);
+            }
+        }
+        let (links, processing) = self.identity_phase(name, system, plan.at, &mut put, &items, log)?;
+        self.store.put_accounts(name, put)?;
+        Ok((links, processing))
     }
 
-    /// Correlation, projection and resolution for changed accounts of one import.
+    /// Correlation, projection and resolution for the changed accounts of one import
+    /// (`accounts` as they are after it; correlation sets their links, the caller
+    /// stores them). Identities are resolved one at a time, in id order, each with every
+    /// candidate the import offers it.
     pub(crate) fn identity_phase(
         &mut self,
         name: &str,
         system: &SystemConfig,
         at: DateTime<Utc>,
-        works: &[AccountWork],
-    ) -> Result<(Vec<LinkEvent>, Vec<Decision>, ProcessReport), StoreError> {
-        let mut work = Work::new(name, at);
-        for item in works {
-            if item.kind == ChangeKind::Delete {
-                if let Some(id) = item.previous_link {
-                    let held: BTreeMap<String, Value> = item
-                        .attributes
-                        .iter()
-                        .map(|c| (c.attribute.clone(), c.old.clone()))
-                        .collect();
-                    work.offer(system, &self.config, &item.account, id, &held, Offer::Blanks);
+        accounts: &mut [Account],
+        items: &[Item<'_>],
+        log: &mut DecisionLog<'_, '_>,
+    ) -> Result<(Vec<LinkEvent>, ProcessReport), StoreError> {
+        // 1. Which identity each item offers to: linked accounts to theirs; unlinked
+        // ones are correlated, linked, projected or recorded as unmatched or ambiguous.
+        let total = items.len() as u64;
+        let mut routes: Vec<(IdentityId, usize, Mode)> = Vec::with_capacity(items.len());
+        let mut links = Vec::new();
+        let mut created: Vec<Identity> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            log.progress(Stage::Apply, index as u64, total);
+            match *item {
+                Item::Deleted { identity, .. } => routes.push((identity, index, Mode::Blanks)),
+                Item::Present { account, .. } => {
+                    let account = &mut accounts[account];
+                    if let Some(id) = account.identity() {
+                        routes.push((id, index, Mode::Changed));
+                        continue;
+                    }
+                    let outcome = correlate(&self.config, system, account, &self.store, at)?;
+                    let mut projected = false;
+                    account.link = match outcome {
+                        Correlation::Linked(id) => LinkState::Linked(id),
+                        Correlation::Ambiguous(ids) => LinkState::Ambiguous(ids),
+                        Correlation::NoMatch if system.authoritative => {
+                            let id = self.store.allocate_identity_id()?;
+                            created.push(Identity::new(id, at));
+                            projected = true;
+                            LinkState::Linked(id)
+                        }
+                        Correlation::NoMatch => LinkState::Unmatched,
+                    };
+                    if let LinkState::Linked(id) = account.link {
+                        routes.push((id, index, Mode::Values));
+                    }
+                    links.push(LinkEvent {
+                        account: account.key.clone(),
+                        state: account.link.clone(),
+                        projected,
+                    });
                 }
-                continue;
-            }
-            // The account may have gone since (a later import while paused).
-            let Some(account) = self.store.account(name, &item.account)? else {
-                continue;
-            };
-            match account.identity() {
-                Some(id) => {
-                    let changed: Vec<&str> = item.attributes.iter().map(|c| c.attribute.as_str()).collect();
-                    work.offer(
-                        system,
-                        &self.config,
-                        &item.account,
-                        id,
-                        &account.attributes,
-                        Offer::Changed(&changed),
-                    );
-                }
-                None => self.correlate_account(system, account, &mut work)?,
             }
         }
-        // Resolution, grouped by identity attribute, then event-based processing.
-        let (decisions, processing) = self.resolve(work.candidates, at)?;
-        Ok((work.links, decisions, processing))
-    }
+        log.progress(Stage::Apply, total, total);
 
-    /// Correlates an unlinked account; links, projects or records it as unmatched or
-    /// ambiguous; a newly linked account offers all its values.
-    fn correlate_account(
-        &mut self,
-        system: &SystemConfig,
-        mut account: Account,
-        work: &mut Work,
-    ) -> Result<(), StoreError> {
-        let outcome = correlate(&self.config, system, &account, &self.store, work.at)?;
-        let mut projected = false;
-        account.link = match outcome {
-            Correlation::Linked(id) => LinkState::Linked(id),
-            Correlation::Ambiguous(ids) => LinkState::Ambiguous(ids),
-            Correlation::NoMatch if system.authoritative => {
-                let id = self.store.allocate_identity_id()?;
-                self.store.put_identities(vec![Identity::new(id, work.at)])?;
-                projected = true;
-                LinkState::Linked(id)
-            }
-            Correlation::NoMatch => LinkState::Unmatched,
-        };
-        if let LinkState::Linked(id) = account.link {
-            work.offer(
-                system,
-                &self.config,
-                &account.key,
-                id,
-                &account.attributes,
-                Offer::Values,
-            );
-        }
-        work.links.push(LinkEvent {
-            account: account.key.clone(),
-            state: account.link.clone(),
-            projected,
-        });
-        self.store.put_accounts(work.system, vec![account])
-    }
-
-    fn resolve(
-        &mut self,
-        candidates: Vec<Candidate>,
-        at: DateTime<Utc>,
-    ) -> Result<(Vec<Decision>, ProcessReport), StoreError> {
-        let mut groups: BTreeMap<(IdentityId, String), Vec<Candidate>> = BTreeMap::new();
-        for c in candidates {
-            groups.entry((c.identity, c.attribute.clone())).or_default().push(c);
-        }
-        let mut identities: BTreeMap<IdentityId, Identity> = BTreeMap::new();
-        let mut changed = BTreeMap::new();
-        let mut decisions = Vec::new();
-        for ((id, attribute), group) in groups {
-            let identity = match identities.entry(id) {
-                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::btree_map::Entry::Vacant(e) => match self.store.identity(id)? {
-                    Some(identity) => e.insert(identity),
-                    None => continue,
-                },
-            };
-            let exact = self.config.identity_case_exact(&attribute);
-            let made = resolve_group(identity, group, exact);
-            if made.iter().any(|d| d.outcome == Outcome::Applied) {
-                changed.insert(id, ());
-            }
-            decisions.extend(made);
-        }
+        // 2. Resolution, one identity at a time (by id), grouped by identity attribute
+        // (by name), then event-based processing of the identities that changed.
+        routes.sort_by_key(|&(id, _, _)| id);
         let mut processing = ProcessReport {
             applied: true,
             ..ProcessReport::default()
         };
-        let mut changed: Vec<Identity> = identities
-            .into_iter()
-            .filter(|(id, _)| changed.contains_key(id))
-            .map(|(_, i)| i)
-            .collect();
-        for identity in &mut changed {
-            processing.examined += 1;
-            self.after_change(identity, at, &mut processing);
+        let round = Round { system: name, at };
+        let accounts: &[Account] = accounts;
+        let mut put: Vec<Identity> = Vec::new();
+        let mut created = created.into_iter().map(Some).collect::<Vec<_>>();
+        let first_created = created.first().and_then(|i| i.as_ref()).map(|i| i.id);
+        let runs = routes.chunk_by(|a, b| a.0 == b.0);
+        let identities = runs.clone().count() as u64;
+        for (done, run) in runs.enumerate() {
+            log.progress(Stage::Resolve, done as u64, identities);
+            let id = run[0].0;
+            let fresh = first_created
+                .and_then(|first| usize::try_from(id.0.checked_sub(first.0)?).ok())
+                .and_then(|slot| created.get_mut(slot))
+                .and_then(Option::take);
+            let is_new = fresh.is_some();
+            let mut identity = match fresh {
+                Some(identity) => identity,
+                None => match self.store.identity(id)? {
+                    Some(identity) => identity,
+                    None => continue,
+                },
+            };
+            let mut candidates = Vec::new();
+            for &(_, index, mode) in run {
+                match items[index] {
+                    Item::Deleted { key, held, .. } => offer_blanks(system, &self.config, key, held, &mut candidates),
+                    Item::Present { account, changed } => {
+                        let account = &accounts[account];
+                        offer(system, &self.config, account, changed, mode, at, &mut candidates);
+                    }
+                }
+            }
+            candidates.sort_by(|a, b| a.attribute.cmp(b.attribute));
+            let mut written = false;
+            let mut candidates = candidates.into_iter().peekable();
+            while let Some(first) = candidates.next() {
+                let attribute = first.attribute;
+                let mut group = vec![first];
+                while let Some(next) = candidates.next_if(|c| c.attribute == attribute) {
+                    group.push(next);
+                }
+                let exact = self.config.identity_case_exact(attribute);
+                written |= resolve_group(&mut identity, round, group, exact, log);
+            }
+            if written {
+                processing.examined += 1;
+                self.after_change(&mut identity, at, &mut processing);
+            }
+            if written || is_new {
+                put.push(identity);
+            }
         }
-        self.store.put_identities(changed)?;
-        Ok((decisions, processing))
+        log.progress(Stage::Resolve, identities, identities);
+        // Projected identities that nothing was offered to are stored empty.
+        put.extend(created.into_iter().flatten());
+        self.store.put_identities(put)?;
+        Ok((links, processing))
     }
 
     // ---------------------------------------------------------------- approval
@@ -313,6 +360,16 @@ impl<S: Store> Engine<S> {
 
     /// Approves the most recently blocked plan (see [`Engine::approve`]).
     pub fn approve_last(&mut self, now: DateTime<Utc>) -> Result<Approval, ApproveError> {
+        self.approve_last_observed(now, &mut Observer::new())
+    }
+
+    /// [`Engine::approve_last`], showing an import plan's decisions and progress to
+    /// `observer`.
+    pub fn approve_last_observed(
+        &mut self,
+        now: DateTime<Utc>,
+        observer: &mut Observer<'_>,
+    ) -> Result<Approval, ApproveError> {
         let last = self
             .store
             .pending_plans()?
@@ -320,7 +377,7 @@ impl<S: Store> Engine<S> {
             .map(PendingPlan::id)
             .max()
             .ok_or(ApproveError::NoBlockedPlan)?;
-        self.approve(last, now)
+        self.approve_observed(last, now, observer)
     }
 
     /// Approves a blocked plan. An import plan is applied as computed, its candidates
@@ -329,6 +386,17 @@ impl<S: Store> Engine<S> {
     /// outbound, the plan would no longer be the same), approval fails with
     /// `stale_plan` and the plan is discarded.
     pub fn approve(&mut self, plan: PlanId, now: DateTime<Utc>) -> Result<Approval, ApproveError> {
+        self.approve_observed(plan, now, &mut Observer::new())
+    }
+
+    /// [`Engine::approve`], showing an import plan's decisions and progress to
+    /// `observer`.
+    pub fn approve_observed(
+        &mut self,
+        plan: PlanId,
+        now: DateTime<Utc>,
+        observer: &mut Observer<'_>,
+    ) -> Result<Approval, ApproveError> {
         let _ = now;
         let pending = self.store.pending_plans()?;
         if pending.is_empty() {
@@ -353,7 +421,7 @@ impl<S: Store> Engine<S> {
                     return Err(stale);
                 }
                 p.exceeded.clear();
-                match self.apply_import(p, &system) {
+                match self.apply_import(p, &system, observer) {
                     Ok(report) => Ok(Approval::Import(Box::new(report))),
                     Err(ImportError::Store(e)) => Err(ApproveError::Store(e)),
                     Err(_) => Err(stale),
@@ -382,95 +450,112 @@ impl<S: Store> Engine<S> {
     }
 }
 
-/// Candidates and link events gathered while applying one import.
-struct Work<'a> {
-    system: &'a str,
-    at: DateTime<Utc>,
-    candidates: Vec<Candidate>,
-    links: Vec<LinkEvent>,
-}
-
-impl<'a> Work<'a> {
-    fn new(system: &'a str, at: DateTime<Utc>) -> Work<'a> {
-        Work {
-            system,
-            at,
-            candidates: Vec::new(),
-            links: Vec::new(),
-        }
-    }
-
-    /// Offers values of one account through the system's enabled inbound rules: for
-    /// `Changed`, the rules reading a changed attribute; for `Values`, every rule giving
-    /// a non-empty value (a newly linked account); for `Blanks`, a blank through every
-    /// rule that read a held value (a deleted account).
-    fn offer(
-        &mut self,
-        system: &SystemConfig,
-        config: &ValidatedConfig,
-        account: &str,
+/// One account's part in the identity phase of an import.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Item<'a> {
+    /// A deleted account that was linked: it offers blanks for what it held.
+    Deleted {
+        key: &'a str,
         identity: IdentityId,
-        attributes: &BTreeMap<String, Value>,
-        mode: Offer<'_>,
-    ) {
-        for (index, rule) in system.inbound_rules() {
-            let Some(target) = config.identity.attributes.get(&rule.identity) else {
-                continue;
-            };
-            let raw = match mode {
-                Offer::Changed(names) if !names.iter().any(|n| rule.reads_account_attribute(n)) => continue,
-                Offer::Blanks => {
-                    let held = attributes
-                        .iter()
-                        .any(|(n, v)| !v.is_empty() && rule.reads_account_attribute(n));
-                    if !held {
-                        continue;
-                    }
-                    Ok(Value::Empty)
-                }
-                _ => match &rule.transform_in {
-                    None => Ok(attributes.get(&rule.account).cloned().unwrap_or_default()),
-                    Some(t) => t
-                        .eval(&AccountSource { system, attributes }, self.at)
-                        .map_err(|e| e.to_string()),
-                },
-            };
-            if matches!((&mode, &raw), (Offer::Values, Ok(v)) if v.is_empty()) {
-                continue;
-            }
-            let (value, raw, error) = match raw {
-                Ok(raw) => (
-                    raw.convert(target.value_type, target.multi, target.case_exact).ok(),
-                    raw,
-                    None,
-                ),
-                Err(e) => (None, Value::Empty, Some(e)),
-            };
-            self.candidates.push(Candidate {
-                system: self.system.to_owned(),
-                rule: index,
-                account: account.to_owned(),
-                identity,
-                attribute: rule.identity.clone(),
-                value,
-                raw,
-                error,
-                at: self.at,
-                scores: Scores::new(rule.create, rule.update, rule.delete),
-            });
-        }
-    }
+        held: &'a [AttributeChange],
+    },
+    /// An account present after the import (its position in the accounts being
+    /// applied), with the attributes the import changed (none for a retried account).
+    Present {
+        account: usize,
+        changed: &'a [AttributeChange],
+    },
 }
 
-/// Which values of an account to offer.
-#[derive(Clone, Copy)]
-enum Offer<'a> {
-    /// Through rules reading one of these changed attributes.
-    Changed(&'a [&'a str]),
-    /// Every non-empty value (a newly linked account).
+/// Which values an account offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Through the rules reading a changed attribute (an account linked before).
+    Changed,
+    /// Every non-empty value (an account linked by this import).
     Values,
     /// Blanks for what a deleted account held.
     Blanks,
+}
+
+/// Offers values of one present account through the system's enabled inbound rules:
+/// for `Changed`, the rules reading a changed attribute; for `Values`, every rule
+/// giving a non-empty value.
+fn offer<'a>(
+    system: &'a SystemConfig,
+    config: &'a ValidatedConfig,
+    account: &'a Account,
+    changed: &[AttributeChange],
+    mode: Mode,
+    at: DateTime<Utc>,
+    out: &mut Vec<Candidate<'a>>,
+) {
+    for (index, rule) in system.inbound_rules() {
+        let Some(target) = config.identity.attributes.get(&rule.identity) else {
+            continue;
+        };
+        if mode == Mode::Changed && !changed.iter().any(|c| rule.reads_account_attribute(&c.attribute)) {
+            continue;
+        }
+        let raw = match &rule.transform_in {
+            None => Ok(account.value(&rule.account).clone()),
+            Some(t) => t
+                .eval(
+                    &AccountSource {
+                        system,
+                        attributes: &account.attributes,
+                    },
+                    at,
+                )
+                .map_err(|e| e.to_string()),
+        };
+        if mode == Mode::Values && matches!(&raw, Ok(v) if v.is_empty()) {
+            continue;
+        }
+        let offer = match raw {
+            Ok(raw) => match raw.into_type(target.value_type, target.multi, target.case_exact) {
+                Ok(value) => Offer::Value(value),
+                Err(raw) => Offer::Invalid(raw),
+            },
+            Err(e) => Offer::Failed(e),
+        };
+        out.push(Candidate {
+            account: &account.key,
+            attribute: &rule.identity,
+            rule: index,
+            scores: Scores::new(rule.create, rule.update, rule.delete),
+            offer,
+        });
+    }
+}
+
+/// Offers a blank through every enabled inbound rule that read a value a deleted
+/// account held.
+fn offer_blanks<'a>(
+    system: &'a SystemConfig,
+    config: &'a ValidatedConfig,
+    key: &'a str,
+    held: &[AttributeChange],
+    out: &mut Vec<Candidate<'a>>,
+) {
+    for (index, rule) in system.inbound_rules() {
+        if !config.identity.attributes.contains_key(&rule.identity) {
+            continue;
+        }
+        let read = held
+            .iter()
+            .any(|c| !c.old.is_empty() && rule.reads_account_attribute(&c.attribute));
+        if !read {
+            continue;
+        }
+        out.push(Candidate {
+            account: key,
+            attribute: &rule.identity,
+            rule: index,
+            scores: Scores::new(rule.create, rule.update, rule.delete),
+            offer: Offer::Value(Value::Empty),
+        });
+    }
 }
 
 /// An account's attributes as a transform source: schema attributes read as their

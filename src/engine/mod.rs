@@ -4,7 +4,7 @@
 
 mod controls;
 mod edit;
-mod import;
+pub(crate) mod import;
 mod outbound;
 mod processing;
 
@@ -21,7 +21,8 @@ use crate::model::{Account, Identity, IdentityId, LinkState};
 use crate::outbound::OutboundPlan;
 use crate::processing::ProcessReport;
 
-use crate::resolution::{Decision, Outcome};
+use crate::observe::DecisionCounts;
+use crate::resolution::Decision;
 use crate::store::{MemoryStore, Store, StoreError};
 use crate::validate::ValidatedConfig;
 use crate::value::Value;
@@ -49,18 +50,17 @@ pub struct ImportReport {
     pub applied: bool,
     /// Correlation outcomes of accounts tried in this import.
     pub links: Vec<LinkEvent>,
-    /// Every resolution decision, applied or rejected.
-    pub decisions: Vec<Decision>,
+    /// How many resolution decisions were made, applied and rejected. Applied
+    /// decisions are not kept (pass an [`Observer`] to [`Engine::import_observed`] to
+    /// see each as it is made).
+    ///
+    /// [`Observer`]: crate::Observer
+    pub decisions: DecisionCounts,
+    /// The rejected decisions, each explaining itself.
+    pub rejected: Vec<Decision>,
     /// Event-based processing of the identities that changed: computed attributes,
     /// role grants, evaluation errors.
     pub processing: ProcessReport,
-}
-
-impl ImportReport {
-    /// The rejected decisions.
-    pub fn rejected(&self) -> impl Iterator<Item = &Decision> {
-        self.decisions.iter().filter(|d| d.outcome != Outcome::Applied)
-    }
 }
 
 /// The result of approving a blocked plan.

@@ -162,7 +162,8 @@ impl StepOutcome {
                 .map(|r| (r.reason.as_str().to_owned(), r.key.clone()))
                 .collect(),
             rejected: report
-                .rejected()
+                .rejected
+                .iter()
                 .map(|d| {
                     let reason = d.reason().map_or("", |r| r.as_str()).to_owned();
                     (d.identity, d.attribute.clone(), d.system.clone(), reason)
@@ -294,7 +295,7 @@ impl<S: Store> Runner<S> {
                 Ok(report) => {
                     let mut outcome = StepOutcome::default();
                     for import in &report.imports {
-                        outcome.rejected.extend(import.decisions.iter().filter_map(|d| {
+                        outcome.rejected.extend(import.rejected.iter().filter_map(|d| {
                             d.reason()
                                 .map(|r| (d.identity, d.attribute.clone(), d.system.clone(), r.as_str().to_owned()))
                         }));

@@ -1,0 +1,202 @@
+//! What a host may watch while a long operation runs: every resolution decision as it
+//! is made (for an audit log) and progress (for a progress bar).
+//!
+//! Reports keep counts and the rejected decisions only: a first load of a million
+//! accounts makes twenty million decisions, and holding them all would take more
+//! memory than the identities themselves. A host that wants every decision passes an
+//! [`Observer`] with [`Observer::on_decision`]; the explanation of any current value
+//! can also be had later from its provenance.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::resolution::Decision;
+
+/// The stage a long operation is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Stage {
+    /// Snapshot rows checked and converted (`done` rows of `total`).
+    Prepare,
+    /// Prepared rows compared with the stored accounts (`done` rows of `total`).
+    Diff,
+    /// Changed accounts written to the mirror and correlated (`done` of `total`).
+    Apply,
+    /// Identities resolved and processed (`done` of `total`).
+    Resolve,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Prepare => "prepare",
+            Stage::Diff => "diff",
+            Stage::Apply => "apply",
+            Stage::Resolve => "resolve",
+        })
+    }
+}
+
+/// How far a long operation has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Progress {
+    /// The stage.
+    pub stage: Stage,
+    /// Items of the stage done so far.
+    pub done: u64,
+    /// Items of the stage in all.
+    pub total: u64,
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} of {}", self.stage, self.done, self.total)
+    }
+}
+
+/// How many decisions an operation made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct DecisionCounts {
+    /// Values written.
+    pub applied: u64,
+    /// Values refused (each is also in the report's `rejected` list).
+    pub rejected: u64,
+}
+
+impl DecisionCounts {
+    /// Every decision.
+    pub fn total(&self) -> u64 {
+        self.applied + self.rejected
+    }
+}
+
+impl fmt::Display for DecisionCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} decisions ({} applied, {} rejected)",
+            self.total(),
+            self.applied,
+            self.rejected
+        )
+    }
+}
+
+/// Optional callbacks for a long operation ([`crate::Engine::import_observed`] and the
+/// other `_observed` calls). Both are called synchronously from the engine's own
+/// thread; neither can change what the engine does.
+///
+/// ```
+/// use attrflow::{Decision, Observer, Progress};
+/// let mut log: Vec<String> = Vec::new();
+/// let mut last = None;
+/// let mut on_decision = |d: &Decision| log.push(d.explain());
+/// let mut on_progress = |p: Progress| last = Some(p);
+/// let observer = Observer::new().on_decision(&mut on_decision).on_progress(&mut on_progress);
+/// # drop(observer);
+/// ```
+#[derive(Default)]
+pub struct Observer<'a> {
+    decision: Option<&'a mut dyn FnMut(&Decision)>,
+    progress: Option<&'a mut dyn FnMut(Progress)>,
+}
+
+impl fmt::Debug for Observer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Observer")
+            .field("decision", &self.decision.is_some())
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// Progress is reported at most once per this many items of a stage (and at its end).
+const PROGRESS_EVERY: u64 = 16_384;
+
+impl<'a> Observer<'a> {
+    /// An observer that watches nothing.
+    pub fn new() -> Observer<'a> {
+        Observer::default()
+    }
+
+    /// Receives every decision, applied or rejected, as it is made.
+    pub fn on_decision(mut self, callback: &'a mut dyn FnMut(&Decision)) -> Observer<'a> {
+        self.decision = Some(callback);
+        self
+    }
+
+    /// Receives progress: at the start and end of each stage and every 16,384 items.
+    pub fn on_progress(mut self, callback: &'a mut dyn FnMut(Progress)) -> Observer<'a> {
+        self.progress = Some(callback);
+        self
+    }
+
+    /// Whether applied decisions must be built at all.
+    pub(crate) fn wants_decisions(&self) -> bool {
+        self.decision.is_some()
+    }
+
+    pub(crate) fn decision(&mut self, decision: &Decision) {
+        if let Some(callback) = self.decision.as_mut() {
+            callback(decision);
+        }
+    }
+
+    /// Reports `done` of `total` when a stage starts or ends, or every
+    /// [`PROGRESS_EVERY`] items in between.
+    pub(crate) fn progress(&mut self, stage: Stage, done: u64, total: u64) {
+        if let Some(callback) = self.progress.as_mut() {
+            if done == 0 || done == total || done % PROGRESS_EVERY == 0 {
+                callback(Progress { stage, done, total });
+            }
+        }
+    }
+}
+
+/// Where the decisions of one operation go: counted, the rejected ones kept, each one
+/// shown to the observer.
+#[derive(Debug)]
+pub(crate) struct DecisionLog<'o, 'a> {
+    observer: &'o mut Observer<'a>,
+    pub(crate) counts: DecisionCounts,
+    pub(crate) rejected: Vec<Decision>,
+}
+
+impl<'o, 'a> DecisionLog<'o, 'a> {
+    pub(crate) fn new(observer: &'o mut Observer<'a>) -> DecisionLog<'o, 'a> {
+        DecisionLog {
+            observer,
+            counts: DecisionCounts::default(),
+            rejected: Vec::new(),
+        }
+    }
+
+    /// Whether applied decisions must be built (someone watches them).
+    pub(crate) fn wants_applied(&self) -> bool {
+        self.observer.wants_decisions()
+    }
+
+    /// Counts an applied decision that nobody watches (so it was not built).
+    pub(crate) fn applied_unbuilt(&mut self) {
+        self.counts.applied += 1;
+    }
+
+    /// Records a decision.
+    pub(crate) fn record(&mut self, decision: Decision) {
+        self.observer.decision(&decision);
+        if decision.reason().is_some() {
+            self.counts.rejected += 1;
+            self.rejected.push(decision);
+        } else {
+            self.counts.applied += 1;
+        }
+    }
+
+    pub(crate) fn progress(&mut self, stage: Stage, done: u64, total: u64) {
+        self.observer.progress(stage, done, total);
+    }
+}
