@@ -39,9 +39,10 @@ use std::time::Instant;
 
 use attrflow::prepare::Table;
 use attrflow::{
-    Account, Approval, ChangeKind, Engine, Identity, IdentityId, LinkState, MemoryStore, Phase, Provenance, Scalar,
-    Snapshot, Store, ValidatedConfig, Value,
+    Account, Approval, ChangeKind, Engine, Identity, IdentityId, LinkState, MemoryStore, Observer, Phase, Progress,
+    Provenance, Scalar, Snapshot, Stage, Store, ValidatedConfig, Value,
 };
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Map, Value as Json};
 
 /// The columns of `gen.py`.
@@ -140,6 +141,60 @@ fn read_table(path: &str) -> Table {
         table.push_row(&cells).expect("one cell per column");
     }
     table
+}
+
+// ------------------------------------------------------------------ progress
+
+/// A progress bar per stage of one engine call (on stderr, hidden when it is not a
+/// terminal), and each stage's duration.
+struct Stages {
+    bar: Option<ProgressBar>,
+    current: Option<(Stage, Instant)>,
+    took: Vec<(Stage, f64)>,
+}
+
+impl Stages {
+    fn new() -> Stages {
+        Stages {
+            bar: None,
+            current: None,
+            took: Vec::new(),
+        }
+    }
+
+    fn on(&mut self, p: Progress) {
+        if self.current.map(|(s, _)| s) != Some(p.stage) {
+            self.finish();
+            let bar = ProgressBar::new(p.total);
+            bar.set_style(
+                ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} ({per_sec})")
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_message(p.stage.to_string());
+            self.bar = Some(bar);
+            self.current = Some((p.stage, Instant::now()));
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(p.done);
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if let Some((stage, since)) = self.current.take() {
+            self.took.push((stage, since.elapsed().as_secs_f64()));
+        }
+    }
+
+    /// "prepare 0.12 s, diff 0.05 s, ..."
+    fn summary(mut self) -> String {
+        self.finish();
+        let parts: Vec<String> = self.took.iter().map(|(s, t)| format!("{s} {t:.3}")).collect();
+        parts.join(", ")
+    }
 }
 
 // ------------------------------------------------------------------ generation
@@ -437,13 +492,14 @@ fn bulk_load(config: ValidatedConfig, table: &Table) -> Engine<MemoryStore> {
             if text.is_empty() {
                 continue;
             }
-            let value = Value::single(Scalar::Text(text.to_owned()));
+            let value = Value::single(Scalar::Text(text.to_owned().into()));
             let (name, strength) = if c == 0 { ("hrId", 100) } else { (HEADER[c], 50) };
-            identity.attributes.insert(name.to_owned(), value.clone());
-            identity
-                .provenance
-                .insert(name.to_owned(), Provenance::new("hr", strength, Phase::Create, at(1)));
-            account.attributes.insert(HEADER[c].to_owned(), value);
+            identity.attributes.insert(name.to_owned().into(), value.clone());
+            identity.provenance.insert(
+                name.to_owned().into(),
+                Provenance::new("hr", strength, Phase::Create, at(1)),
+            );
+            account.attributes.insert(HEADER[c].to_owned().into(), value);
         }
         account.link = LinkState::Linked(id);
         accounts.push(account);
@@ -491,16 +547,26 @@ fn main() {
         .map(|r| old.row(r).map(|c| c.len() + 1).sum::<usize>())
         .sum();
     let t = Instant::now();
+    let mut stages = Stages::new();
     if bulk {
         engine = bulk_load(config, &old);
         drop(old);
     } else {
         let snapshot = Snapshot::Table(old);
-        let report = engine.import("hr", &snapshot, at(1)).expect("the load is accepted");
+        let mut on_progress = |p: Progress| stages.on(p);
+        let report = engine
+            .import_observed(
+                "hr",
+                &snapshot,
+                at(1),
+                &mut Observer::new().on_progress(&mut on_progress),
+            )
+            .expect("the load is accepted");
         assert!(report.applied && report.plan.rejections.is_empty(), "the load applies");
         assert_eq!(report.plan.counts.inserted, accounts as u64);
     }
     let load_import = t.elapsed();
+    let load_stages = stages.summary();
     let store_kib = status_kib("VmRSS:").saturating_sub(rss0);
 
     // ---- complete import
@@ -589,6 +655,9 @@ fn main() {
         "load: import old into empty store"
     };
     println!("{how}      {:>8.3}", s(load_import));
+    if !bulk {
+        println!("  stages: {load_stages}");
+    }
     println!("read new.csv into a table              {:>8.3}", s(read_new));
     println!("prepare + diff + thresholds            {:>8.3}", s(prepare_diff));
     println!("apply + resolution ({decisions} decisions) {:>8.3}", s(apply));

@@ -6,6 +6,7 @@
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::text::Text;
 use crate::thresholds::Thresholds;
 use crate::transform::Transform;
 use crate::value::ValueType;
@@ -18,7 +19,7 @@ pub struct Config {
     pub identity: IdentitySchema,
     /// The connected systems, in a stable order (the order written).
     #[serde(default)]
-    pub systems: IndexMap<String, SystemConfig>,
+    pub systems: IndexMap<Text, SystemConfig>,
     /// Roles (SPEC 7.3): criteria over identity attributes granting entitlement values.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub roles: IndexMap<String, Role>,
@@ -53,7 +54,7 @@ pub struct Lifecycle {
 #[serde(deny_unknown_fields)]
 pub struct IdentitySchema {
     /// Attribute name to its declaration.
-    pub attributes: IndexMap<String, IdentityAttribute>,
+    pub attributes: IndexMap<Text, IdentityAttribute>,
 }
 
 /// One identity attribute.
@@ -110,7 +111,7 @@ pub struct AccountSchema {
     /// The attribute holding the account's display name (may equal `account_id`).
     pub account_name: String,
     /// Attribute name to its declaration.
-    pub attributes: IndexMap<String, AccountAttribute>,
+    pub attributes: IndexMap<Text, AccountAttribute>,
 }
 
 /// One account attribute.
@@ -179,9 +180,9 @@ impl Direction {
 #[serde(deny_unknown_fields)]
 pub struct FlowRule {
     /// Account attribute.
-    pub account: String,
+    pub account: Text,
     /// Identity attribute.
-    pub identity: String,
+    pub identity: Text,
     /// Flow direction.
     pub direction: Direction,
     /// Strength when the identity attribute is empty (0..=100; 0 never creates).

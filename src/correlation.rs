@@ -38,7 +38,13 @@ pub(crate) fn index_spec(config: &Config) -> Vec<(String, bool)> {
     }
     names
         .into_iter()
-        .filter_map(|n| config.identity.attributes.get(&n).map(|a| (n.clone(), a.case_exact)))
+        .filter_map(|n| {
+            config
+                .identity
+                .attributes
+                .get(n.as_str())
+                .map(|a| (n.clone(), a.case_exact))
+        })
         .collect()
 }
 
@@ -53,7 +59,7 @@ pub(crate) fn correlate(
     'rules: for rule in &system.correlation {
         let mut matched: Option<BTreeSet<IdentityId>> = None;
         for pair in rule {
-            let Some(target) = config.identity.attributes.get(&pair.identity) else {
+            let Some(target) = config.identity.attributes.get(pair.identity.as_str()) else {
                 continue 'rules;
             };
             // The pair's own transform, else the `in` transform of a flow rule joining

@@ -271,7 +271,7 @@ pub fn read_snapshot<R: Read>(reader: R, system: &SystemConfig, options: &CsvOpt
                         Some(attribute) => {
                             let mut why = serde_json::Map::new();
                             why.insert("unreadable_csv_line".to_owned(), serde_json::Value::from(line));
-                            row.insert(attribute.clone(), serde_json::Value::Object(why));
+                            row.insert(attribute.clone().into(), serde_json::Value::Object(why));
                         }
                         None => {
                             rows.push(row.clone());

@@ -8,6 +8,7 @@ use crate::config::{AccountAttribute, SystemConfig};
 use crate::model::{Account, Fingerprint};
 use crate::prepare::{Prepared, PreparedRow, RowRejection};
 use crate::store::{PlanId, Store, StoreError};
+use crate::text::Text;
 use crate::thresholds::{Base, Counts, Exceeded};
 use crate::value::{Value, ValueType};
 
@@ -28,7 +29,7 @@ pub enum ChangeKind {
 #[non_exhaustive]
 pub struct AttributeChange {
     /// The account attribute.
-    pub attribute: String,
+    pub attribute: Text,
     /// The stored value.
     pub old: Value,
     /// The imported value.
@@ -98,7 +99,7 @@ pub(crate) fn diff(
     prepared: &Prepared<'_>,
     store: &dyn Store,
 ) -> Result<Diff, StoreError> {
-    let attributes: Vec<(&String, &AccountAttribute)> = system.schema.attributes.iter().collect();
+    let attributes: Vec<(&Text, &AccountAttribute)> = system.schema.attributes.iter().collect();
     // Schema positions in name order, to walk a stored account's (sorted) values along.
     let mut by_name: Vec<usize> = (0..attributes.len()).collect();
     by_name.sort_by(|&a, &b| attributes[a].0.cmp(attributes[b].0));
@@ -197,7 +198,7 @@ fn unchanged(
     prepared: &Prepared<'_>,
     row: &PreparedRow<'_>,
     stored: &Account,
-    attributes: &[(&String, &AccountAttribute)],
+    attributes: &[(&Text, &AccountAttribute)],
     by_name: &[usize],
 ) -> bool {
     static EMPTY: Value = Value::Empty;
@@ -239,7 +240,7 @@ fn unchanged(
 fn row_fingerprint(
     prepared: &Prepared<'_>,
     row: &PreparedRow<'_>,
-    attributes: &[(&String, &AccountAttribute)],
+    attributes: &[(&Text, &AccountAttribute)],
     by_name: &[usize],
 ) -> Option<u64> {
     let mut hash = Fingerprint::new();
@@ -262,7 +263,7 @@ fn changed_attributes(
     prepared: &Prepared<'_>,
     row: &PreparedRow<'_>,
     stored: &Account,
-    attributes: &[(&String, &AccountAttribute)],
+    attributes: &[(&Text, &AccountAttribute)],
 ) -> Vec<AttributeChange> {
     let mut changed = Vec::new();
     for (index, &(name, attr)) in attributes.iter().enumerate() {

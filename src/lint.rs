@@ -131,7 +131,7 @@ fn lint_now() -> DateTime<Utc> {
 }
 
 fn builtin_samples(ty: ValueType) -> Vec<Scalar> {
-    let text = |s: &str| Scalar::Text(s.to_owned());
+    let text = |s: &str| Scalar::Text(s.to_owned().into());
     match ty {
         ValueType::String => [
             "Jane Doe",
@@ -203,7 +203,7 @@ fn round_trips(config: &Config, samples: &BTreeMap<String, Vec<serde_json::Value
             .into_iter()
             .map(Value::single)
             .collect();
-        for raw in samples.get(&inbound.identity).into_iter().flatten() {
+        for raw in samples.get(inbound.identity.as_str()).into_iter().flatten() {
             if let Ok(v) = Value::from_json(raw, id_decl.value_type, id_decl.multi, id_decl.case_exact) {
                 values.push(v);
             }

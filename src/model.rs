@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::text::Text;
 use crate::value::{Scalar, Value};
 
 /// The system name recorded as provenance for direct edits by the host.
@@ -52,7 +53,7 @@ pub enum Phase {
 #[non_exhaustive]
 pub struct Provenance {
     /// The contributing system (`@host` for direct edits).
-    pub system: String,
+    pub system: Text,
     /// The score the value won with.
     pub strength: u8,
     /// Whether the write was a create or an update.
@@ -63,7 +64,7 @@ pub struct Provenance {
 
 impl Provenance {
     /// A provenance record.
-    pub fn new(system: impl Into<String>, strength: u8, phase: Phase, at: DateTime<Utc>) -> Provenance {
+    pub fn new(system: impl Into<Text>, strength: u8, phase: Phase, at: DateTime<Utc>) -> Provenance {
         Provenance {
             system: system.into(),
             strength,
@@ -96,9 +97,9 @@ pub struct Identity {
     /// Its id.
     pub id: IdentityId,
     /// Non-empty attribute values.
-    pub attributes: BTreeMap<String, Value>,
+    pub attributes: BTreeMap<Text, Value>,
     /// Provenance of each non-empty attribute.
-    pub provenance: BTreeMap<String, Provenance>,
+    pub provenance: BTreeMap<Text, Provenance>,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// When any of its attributes last changed.
@@ -129,13 +130,13 @@ impl Identity {
     }
 
     /// Sets a value with its provenance; an empty value clears both.
-    pub(crate) fn write(&mut self, attribute: &str, value: Value, provenance: Provenance) {
+    pub(crate) fn write(&mut self, attribute: &Text, value: Value, provenance: Provenance) {
         if value.is_empty() {
-            self.attributes.remove(attribute);
-            self.provenance.remove(attribute);
+            self.attributes.remove(attribute.as_str());
+            self.provenance.remove(attribute.as_str());
         } else {
-            self.attributes.insert(attribute.to_owned(), value);
-            self.provenance.insert(attribute.to_owned(), provenance);
+            self.attributes.insert(attribute.clone(), value);
+            self.provenance.insert(attribute.clone(), provenance);
         }
     }
 }
@@ -176,7 +177,7 @@ pub struct Account {
     /// ignores case).
     pub key: String,
     /// Non-empty attribute values.
-    pub attributes: BTreeMap<String, Value>,
+    pub attributes: BTreeMap<Text, Value>,
     /// Correlation state.
     pub link: LinkState,
     /// Values of multi-valued attributes that the engine itself wrote here (confirmed
@@ -322,12 +323,12 @@ impl Account {
 
     /// Sets or (with an empty value) removes an attribute value; the fingerprint is
     /// then unknown until the account is stored again.
-    pub(crate) fn set(&mut self, attribute: &str, value: Value) {
+    pub(crate) fn set(&mut self, attribute: &Text, value: Value) {
         self.fingerprint = 0;
         if value.is_empty() {
-            self.attributes.remove(attribute);
+            self.attributes.remove(attribute.as_str());
         } else {
-            self.attributes.insert(attribute.to_owned(), value);
+            self.attributes.insert(attribute.clone(), value);
         }
     }
 

@@ -183,14 +183,14 @@ fn targets<'a>(
         match converted {
             Ok(want) => {
                 out.insert(
-                    rule.account.clone(),
+                    rule.account.clone().into(),
                     Target {
                         want,
                         authoritative: rule.authoritative,
                     },
                 );
             }
-            Err(reason) => skipped.push((rule.account.clone(), reason)),
+            Err(reason) => skipped.push((rule.account.clone().into(), reason)),
         }
     }
     // Every attribute a role can grant on this system is a target, so that revoked

@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::config::{AccountAttribute, SystemConfig};
 use crate::error::{ColumnProblem, ImportError};
 use crate::store::{Store, StoreError};
+use crate::text::Text;
 use crate::validate::ValidatedConfig;
 use crate::value::{Scalar, Value, ValueProblem, ValueType};
 
@@ -486,7 +487,7 @@ pub(crate) struct Prepared<'a> {
 impl Prepared<'_> {
     /// The typed values of a good row, in schema order: every schema attribute in
     /// complete mode, the present ones in incremental mode.
-    pub(crate) fn values(&self, system: &SystemConfig, row: &PreparedRow<'_>) -> Vec<(String, Value)> {
+    pub(crate) fn values(&self, system: &SystemConfig, row: &PreparedRow<'_>) -> Vec<(Text, Value)> {
         let mut values = Vec::with_capacity(system.schema.attributes.len());
         for (index, (name, attr)) in system.schema.attributes.iter().enumerate() {
             match self.source.cell(row.row, index, name) {
@@ -534,7 +535,7 @@ pub(crate) fn check_columns(system_name: &str, system: &SystemConfig, columns: &
     let mut problems = Vec::new();
     for name in system.schema.attributes.keys() {
         if !columns.iter().any(|c| c == name) {
-            problems.push(ColumnProblem::Missing(name.clone()));
+            problems.push(ColumnProblem::Missing(name.clone().into()));
         }
     }
     let mut seen = HashSet::new();
@@ -677,7 +678,7 @@ fn check_row(
         match cell.parse(attr) {
             Ok(value) if checked => to_resolve.push((name, value)),
             Ok(_) => {}
-            Err(ValueProblem::MultipleValues) => return Err((RejectionReason::MultipleValues, name.clone())),
+            Err(ValueProblem::MultipleValues) => return Err((RejectionReason::MultipleValues, name.clone().into())),
             Err(ValueProblem::InvalidValue) => {
                 invalid.get_or_insert(name);
             }
@@ -747,7 +748,7 @@ impl ReferenceCheck {
                     }
                 }
             }
-            attributes.insert(name.clone(), (target, exact, brought));
+            attributes.insert(name.to_string(), (target, exact, brought));
         }
         let mut found = HashMap::new();
         for row in 0..source.len() {
@@ -760,9 +761,9 @@ impl ReferenceCheck {
                 };
                 for s in value.scalars() {
                     let key = s.match_key(*exact);
-                    if !found.contains_key(&(target.clone(), key.clone())) {
+                    if !found.contains_key(&(target.to_string(), key.clone())) {
                         let hit = !store.find_identities(target, &key)?.is_empty();
-                        found.insert((target.clone(), key), hit);
+                        found.insert((target.to_string(), key), hit);
                     }
                 }
             }
@@ -818,7 +819,7 @@ mod tests {
     /// keys and the good rows' values.
     struct Outcome {
         rejections: Vec<RowRejection>,
-        rows: Vec<(String, Vec<(String, Value)>)>,
+        rows: Vec<(String, Vec<(Text, Value)>)>,
         seen: HashSet<String>,
         deletes: Vec<String>,
     }

@@ -146,7 +146,7 @@ pub(crate) fn recompute_attributes(
 ) -> bool {
     let mut changed = false;
     for (name, transform) in computed_order(config) {
-        let Some(decl) = config.identity.attributes.get(name) else {
+        let Some((key, decl)) = config.identity.attributes.get_key_value(name) else {
             continue;
         };
         let result = transform
@@ -165,7 +165,7 @@ pub(crate) fn recompute_attributes(
                 let old = identity.value(name).clone();
                 if !old.same_as(&value, decl.case_exact) {
                     let phase = if old.is_empty() { Phase::Create } else { Phase::Update };
-                    identity.write(name, value.clone(), Provenance::new(COMPUTED_SYSTEM, 100, phase, now));
+                    identity.write(key, value.clone(), Provenance::new(COMPUTED_SYSTEM, 100, phase, now));
                     identity.modified = identity.modified.max(now);
                     report.changes.push(ComputedChange {
                         identity: identity.id,
@@ -233,13 +233,16 @@ pub(crate) fn recompute_access(
             }
             for (system, attributes) in &role.grants {
                 for (attribute, values) in attributes {
-                    let exact = config.systems.get(system).is_none_or(|s| s.case_exact(attribute));
+                    let exact = config
+                        .systems
+                        .get(system.as_str())
+                        .is_none_or(|s| s.case_exact(attribute));
                     let entry = wanted
                         .entry(system.clone())
                         .or_default()
                         .entry(attribute.clone())
                         .or_default();
-                    entry.extend(values.iter().map(|v| Scalar::Text(v.clone())));
+                    entry.extend(values.iter().map(|v| Scalar::Text(v.clone().into())));
                     if let Value::Multi(set) = Value::multi(std::mem::take(entry), exact) {
                         *entry = set;
                     }

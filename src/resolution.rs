@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Identity, IdentityId, Phase, Provenance};
 use crate::observe::DecisionLog;
+use crate::text::Text;
 use crate::value::Value;
 
 /// A value offered for an identity attribute by one account through one rule. It
@@ -16,7 +17,7 @@ use crate::value::Value;
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Candidate<'a> {
     pub(crate) account: &'a str,
-    pub(crate) attribute: &'a str,
+    pub(crate) attribute: &'a Text,
     /// The flow rule's position in the system's `flows`.
     pub(crate) rule: usize,
     pub(crate) scores: Scores,
@@ -62,7 +63,7 @@ impl Offer {
 /// the time of the change.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Round<'a> {
-    pub(crate) system: &'a str,
+    pub(crate) system: &'a Text,
     pub(crate) at: DateTime<Utc>,
 }
 
@@ -266,16 +267,16 @@ pub(crate) fn applicable(
     let Some(value) = c.offer.value() else {
         return Some((WriteKind::Update, 0));
     };
-    let current = identity.value(c.attribute);
+    let current = identity.value(c.attribute.as_str());
     if value.same_as(current, case_exact) {
         return None;
     }
-    let incumbent = identity.provenance.get(c.attribute);
+    let incumbent = identity.provenance.get(c.attribute.as_str());
     Some(match (current.is_empty(), value.is_empty()) {
         (true, _) => (WriteKind::Create, c.scores.create),
         (false, true) => (WriteKind::Delete, c.scores.delete),
         (false, false) => {
-            let displacing_create = incumbent.is_some_and(|p| p.system != round.system && p.phase == Phase::Create);
+            let displacing_create = incumbent.is_some_and(|p| p.system != *round.system && p.phase == Phase::Create);
             let score = if displacing_create {
                 c.scores.update.max(c.scores.create)
             } else {
@@ -297,8 +298,8 @@ pub(crate) fn resolve(
     log: &mut DecisionLog<'_, '_>,
 ) -> Option<bool> {
     let (kind, score) = applicable(identity, round, &c, case_exact)?;
-    let incumbent = identity.provenance.get(c.attribute);
-    let same_source = incumbent.is_none_or(|p| p.system == round.system);
+    let incumbent = identity.provenance.get(c.attribute.as_str());
+    let same_source = incumbent.is_none_or(|p| p.system == *round.system);
     let outcome = match &c.offer {
         Offer::Failed(_) => Outcome::Rejected(RejectReason::TransformError),
         Offer::Invalid(_) => Outcome::Rejected(RejectReason::InvalidValue),
@@ -314,13 +315,13 @@ pub(crate) fn resolve(
     let applied = outcome == Outcome::Applied;
     let decision = (!applied || log.wants_applied()).then(|| Decision {
         identity: identity.id,
-        attribute: c.attribute.to_owned(),
-        system: round.system.to_owned(),
+        attribute: c.attribute.to_string(),
+        system: round.system.to_string(),
         account: c.account.to_owned(),
         rule: c.rule,
         kind,
         offered: c.offer.shown(),
-        previous: identity.value(c.attribute).clone(),
+        previous: identity.value(c.attribute.as_str()).clone(),
         score,
         incumbent: incumbent.cloned(),
         outcome,
@@ -380,22 +381,22 @@ pub(crate) fn resolve_group(
     let mut winner: Option<&str> = None;
     for (_, c) in ranked {
         if let Some(winner) = winner {
-            let current = identity.value(c.attribute);
+            let current = identity.value(c.attribute.as_str());
             if c.offer.value().is_some_and(|v| v.same_as(current, case_exact)) {
                 continue;
             }
             let (kind, score) = applicable(identity, round, &c, case_exact).unwrap_or((WriteKind::Update, 0));
             log.record(Decision {
                 identity: identity.id,
-                attribute: c.attribute.to_owned(),
-                system: round.system.to_owned(),
+                attribute: c.attribute.to_string(),
+                system: round.system.to_string(),
                 account: c.account.to_owned(),
                 rule: c.rule,
                 kind,
                 offered: c.offer.shown(),
                 previous: current.clone(),
                 score,
-                incumbent: identity.provenance.get(c.attribute).cloned(),
+                incumbent: identity.provenance.get(c.attribute.as_str()).cloned(),
                 outcome: Outcome::Rejected(RejectReason::LowerScore),
                 at: round.at,
                 outranked_by: Some(format!("{} account `{winner}`", round.system)),
@@ -436,13 +437,21 @@ mod tests {
         c: Candidate<'static>,
     }
 
+    /// A name that lives as long as the test (candidates borrow their names).
+    fn name(s: &str) -> &'static Text {
+        Box::leak(Box::new(Text::from(s)))
+    }
+
     fn cand(system: &'static str, value: Value, scores: (i64, i64, i64), day: u32) -> Cand {
         Cand {
-            round: Round { system, at: t(day) },
+            round: Round {
+                system: name(system),
+                at: t(day),
+            },
             c: Candidate {
                 rule: 0,
                 account: "acct",
-                attribute: "phone",
+                attribute: name("phone"),
                 offer: Offer::Value(value),
                 scores: Scores::new(scores.0, scores.1, scores.2),
             },
@@ -467,7 +476,11 @@ mod tests {
 
     fn identity_with(system: &str, value: &str, strength: u8, phase: Phase, day: u32) -> Identity {
         let mut i = Identity::new(IdentityId(1), t(1));
-        i.write("phone", text(value), Provenance::new(system, strength, phase, t(day)));
+        i.write(
+            name("phone"),
+            text(value),
+            Provenance::new(system, strength, phase, t(day)),
+        );
         i
     }
 

@@ -62,7 +62,7 @@ impl<S: Store> Engine<S> {
             }
             let Some(new_system) = new.system(name) else {
                 problems.push(SchemaChangeProblem::SystemHasAccounts {
-                    system: name.clone(),
+                    system: name.clone().into(),
                     accounts: accounts.len(),
                 });
                 removed_systems.push(name.clone());
@@ -73,7 +73,7 @@ impl<S: Store> Engine<S> {
             }
             let (rewritten, removed_keys, dropped) =
                 check_system(name, old_system, new_system, accounts, &mut problems);
-            rewrites.push((name.clone(), rewritten, removed_keys, dropped));
+            rewrites.push((name.clone().into(), rewritten, removed_keys, dropped));
         }
         // Under `force`, only the problems force cannot override are refusals.
         let refusals: Vec<SchemaChangeProblem> = problems.iter().filter(|p| !force || !p.forcible()).cloned().collect();
@@ -93,7 +93,7 @@ impl<S: Store> Engine<S> {
             for system in &removed_systems {
                 store.remove_system(system)?;
                 store.bump_system_version(system)?;
-                change.touched_systems.push(system.clone());
+                change.touched_systems.push(system.clone().into());
             }
             for (system, accounts, removed_keys, dropped) in rewrites {
                 store.remove_accounts(&system, &removed_keys)?;
@@ -157,13 +157,13 @@ fn check_system(
             if holders > 0 {
                 problems.push(SchemaChangeProblem::AttributeHasValues {
                     system: name.to_owned(),
-                    attribute: attribute.clone(),
+                    attribute: attribute.clone().into(),
                     accounts: holders,
                 });
                 dropped += holders;
                 for a in &mut accounts {
                     a.set(attribute, Value::Empty);
-                    a.pushed.remove(attribute);
+                    a.pushed.remove(attribute.as_str());
                 }
             }
             continue;
@@ -173,7 +173,7 @@ fn check_system(
             if several > 0 {
                 problems.push(SchemaChangeProblem::MultiValuesPresent {
                     system: name.to_owned(),
-                    attribute: attribute.clone(),
+                    attribute: attribute.clone().into(),
                     accounts: several,
                 });
             }
@@ -190,13 +190,13 @@ fn check_system(
                 }
             }
             if !new_decl.multi {
-                a.pushed.remove(attribute);
+                a.pushed.remove(attribute.as_str());
             }
         }
         if failed > 0 && old_decl.value_type != new_decl.value_type {
             problems.push(SchemaChangeProblem::IncompatibleValues {
                 system: name.to_owned(),
-                attribute: attribute.clone(),
+                attribute: attribute.clone().into(),
                 accounts: failed,
             });
             dropped += failed;

@@ -173,7 +173,7 @@ impl ScimMapping {
             targets: BTreeMap::new(),
         };
         for name in system.schema.attributes.keys() {
-            let target = self.targets.get(name).cloned().unwrap_or_else(|| {
+            let target = self.targets.get(name.as_str()).cloned().unwrap_or_else(|| {
                 let path = CORE_USER
                     .iter()
                     .find(|(a, _)| a.eq_ignore_ascii_case(name))
@@ -183,7 +183,7 @@ impl ScimMapping {
                     simple: false,
                 }
             });
-            out.targets.insert(name.clone(), target);
+            out.targets.insert(name.clone().into(), target);
         }
         out
     }
@@ -582,7 +582,7 @@ mod tests {
     const GROUP: &str = "acbf3ae7-8463-4692-b4fd-9b4da3f908ce";
 
     fn text(s: &str) -> Scalar {
-        Scalar::Text(s.to_owned())
+        Scalar::Text(s.to_owned().into())
     }
 
     fn update(account: &str) -> UpdateOp {

@@ -865,7 +865,7 @@ fn literal_scalar(json: &Json, path: &str) -> Result<Option<Scalar>, TransformEr
     match json {
         Json::Null => Ok(None),
         Json::String(s) if s.is_empty() => Ok(None),
-        Json::String(s) => Ok(Some(Scalar::Text(s.clone()))),
+        Json::String(s) => Ok(Some(Scalar::Text(s.clone().into()))),
         Json::Bool(b) => Ok(Some(Scalar::Boolean(*b))),
         Json::Number(n) => n.as_i64().map(|i| Some(Scalar::Integer(i))).ok_or_else(|| {
             TransformError::new(
@@ -1368,7 +1368,7 @@ fn parse_point(text: &str) -> Option<Scalar> {
 /// A text read as the type of `like` (never text, unless `like` is text).
 fn coerce(text: &str, like: &Scalar) -> Option<Scalar> {
     match like {
-        Scalar::Text(_) => Some(Scalar::Text(text.to_owned())),
+        Scalar::Text(_) => Some(Scalar::Text(text.to_owned().into())),
         Scalar::Integer(_) => Scalar::parse(text, ValueType::Integer),
         Scalar::Boolean(_) => Scalar::parse(text, ValueType::Boolean),
         Scalar::Date(_) | Scalar::Datetime(_) => parse_point(text),
@@ -1448,7 +1448,7 @@ fn map_scalars(v: Value, mut f: impl FnMut(&Scalar) -> Result<Scalar, EvalError>
 /// Applies a text function to each value.
 fn map_text(function: &str, v: Value, f: impl Fn(&str) -> String) -> Result<Value, EvalError> {
     map_scalars(v, |s| match s {
-        Scalar::Text(t) => Ok(Scalar::Text(f(t))),
+        Scalar::Text(t) => Ok(Scalar::Text(f(t).into())),
         other => Err(EvalError::wrong_type(function, "text", describe_scalar(other))),
     })
 }
@@ -1566,7 +1566,7 @@ impl Evaluator<'_> {
                 let mut items = v.scalars().to_vec();
                 items.sort();
                 let texts: Vec<String> = items.iter().map(Scalar::to_string).collect();
-                Ok(Value::single(Scalar::Text(texts.join(separator))))
+                Ok(Value::single(Scalar::Text(texts.join(separator).into())))
             }
             Transform::Split { value, separator } => {
                 let v = self.eval(value)?;
@@ -1574,7 +1574,7 @@ impl Evaluator<'_> {
                 for s in v.scalars() {
                     match s {
                         Scalar::Text(t) => {
-                            parts.extend(t.split(separator.as_str()).map(|p| Scalar::Text(p.to_owned())))
+                            parts.extend(t.split(separator.as_str()).map(|p| Scalar::Text(p.to_owned().into())))
                         }
                         other => return Err(EvalError::wrong_type("split", "text", describe_scalar(other))),
                     }
@@ -1615,9 +1615,14 @@ impl Evaluator<'_> {
             results = next;
         }
         if multi {
-            Ok(Value::multi(results.into_iter().map(Scalar::Text).collect(), true))
+            Ok(Value::multi(
+                results.into_iter().map(|r| Scalar::Text(r.into())).collect(),
+                true,
+            ))
         } else {
-            Ok(results.pop().map_or(Value::Empty, |s| Value::single(Scalar::Text(s))))
+            Ok(results
+                .pop()
+                .map_or(Value::Empty, |s| Value::single(Scalar::Text(s.into()))))
         }
     }
 
@@ -1739,11 +1744,14 @@ mod tests {
     }
 
     fn text(s: &str) -> Value {
-        Value::single(Scalar::Text(s.to_owned()))
+        Value::single(Scalar::Text(s.to_owned().into()))
     }
 
     fn texts(items: &[&str]) -> Value {
-        Value::multi(items.iter().map(|s| Scalar::Text((*s).to_owned())).collect(), true)
+        Value::multi(
+            items.iter().map(|s| Scalar::Text((*s).to_owned().into())).collect(),
+            true,
+        )
     }
 
     fn source() -> BTreeMap<String, Value> {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config::{Config, Direction, SystemConfig};
 use crate::error::ConfigError;
+use crate::text::Text;
 use crate::value::ValueType;
 
 /// What kind of problem a validation error is. The `snake_case` name (see
@@ -194,11 +195,11 @@ impl Checker {
     }
 
     fn run(mut self, config: &Config) -> Vec<ValidationError> {
-        let identity_names: Vec<&str> = config.identity.attributes.keys().map(String::as_str).collect();
+        let identity_names: Vec<&str> = config.identity.attributes.keys().map(Text::as_str).collect();
         for (name, attr) in &config.identity.attributes {
             let path = format!("identity.attributes.{name}");
             let place = Place {
-                attribute: Some(name.clone()),
+                attribute: Some(name.clone().into()),
                 path: path.clone(),
                 ..Place::default()
             };
@@ -259,8 +260,8 @@ impl Checker {
                     path: format!("{path}.grants.{system_name}"),
                     ..Place::default()
                 };
-                let Some(system) = config.systems.get(system_name) else {
-                    let names: Vec<&str> = config.systems.keys().map(String::as_str).collect();
+                let Some(system) = config.systems.get(system_name.as_str()) else {
+                    let names: Vec<&str> = config.systems.keys().map(Text::as_str).collect();
                     let hint = suggest(system_name, &names);
                     self.push(
                         ValidationErrorKind::UnknownSystem,
@@ -322,7 +323,7 @@ impl Checker {
 
     fn account_attr(&mut self, system: &SystemConfig, name: &str, place: Place) {
         if system.attribute(name).is_none() {
-            let names: Vec<&str> = system.schema.attributes.keys().map(String::as_str).collect();
+            let names: Vec<&str> = system.schema.attributes.keys().map(Text::as_str).collect();
             let hint = suggest(name, &names);
             self.push(
                 ValidationErrorKind::UnknownAttribute,
@@ -351,7 +352,7 @@ impl Checker {
             let place = at(format!("{base}.schema.{field}"), None, Some(key));
             match system.attribute(key) {
                 None => {
-                    let names: Vec<&str> = system.schema.attributes.keys().map(String::as_str).collect();
+                    let names: Vec<&str> = system.schema.attributes.keys().map(Text::as_str).collect();
                     let hint = suggest(key, &names);
                     self.push(
                         ValidationErrorKind::InvalidKeyAttribute,

@@ -7,6 +7,8 @@ use std::fmt;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::text::Text;
+
 /// The declared type of an attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +46,7 @@ impl fmt::Display for ValueType {
 #[serde(rename_all = "lowercase")]
 pub enum Scalar {
     /// A string or a reference.
-    Text(String),
+    Text(Text),
     /// An integer.
     Integer(i64),
     /// A boolean.
@@ -59,7 +61,7 @@ impl Scalar {
     /// Parses `text` as a value of type `ty` (the form a CSV cell or a JSON string has).
     pub fn parse(text: &str, ty: ValueType) -> Option<Scalar> {
         match ty {
-            ValueType::String | ValueType::Reference => Some(Scalar::Text(text.to_owned())),
+            ValueType::String | ValueType::Reference => Some(Scalar::Text(text.into())),
             ValueType::Integer => text.trim().parse().ok().map(Scalar::Integer),
             ValueType::Boolean => match text.trim().to_ascii_lowercase().as_str() {
                 "true" => Some(Scalar::Boolean(true)),
@@ -89,7 +91,7 @@ impl Scalar {
     /// The plain JSON form: a string, a number or a boolean.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            Scalar::Text(s) => serde_json::Value::String(s.clone()),
+            Scalar::Text(s) => serde_json::Value::String(s.to_string()),
             Scalar::Integer(i) => serde_json::Value::from(*i),
             Scalar::Boolean(b) => serde_json::Value::Bool(*b),
             Scalar::Date(_) | Scalar::Datetime(_) => serde_json::Value::String(self.to_string()),

@@ -145,7 +145,7 @@ fn data(engine: &Engine) -> Data {
         let mut accounts = Vec::new();
         store.visit_accounts(name, &mut |a| accounts.push(a.clone())).unwrap();
         accounts.sort_by(|a, b| a.key.cmp(&b.key));
-        systems.push((name.clone(), store.system_version(name).unwrap(), accounts));
+        systems.push((name.to_string(), store.system_version(name).unwrap(), accounts));
     }
     let mut identities = Vec::new();
     store.visit_identities(&mut |i| identities.push(i.clone())).unwrap();

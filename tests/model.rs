@@ -1759,7 +1759,7 @@ impl Raw {
                         let attrs = c
                             .attributes
                             .iter()
-                            .map(|a| (a.attribute.clone(), v_of(&a.old), v_of(&a.new)))
+                            .map(|a| (a.attribute.to_string(), v_of(&a.old), v_of(&a.new)))
                             .collect();
                         (c.key.clone(), kind, attrs)
                     })
@@ -1821,12 +1821,12 @@ fn compare_state(engine: &Engine, model: &Model, bind: &Bind) -> Result<(), Test
             .map(|(a, v)| {
                 let p = &stored.provenance[a];
                 let prov = Prov {
-                    system: p.system.clone(),
+                    system: p.system.clone().into(),
                     strength: p.strength,
                     create: p.phase == Phase::Create,
                     at: hour_of(p.at),
                 };
-                (a.clone(), (v_of(v), prov))
+                (a.to_string(), (v_of(v), prov))
             })
             .collect();
         prop_assert_eq!(&actual, &identity.values, "identity m{} ({})", m, e);
@@ -1841,7 +1841,7 @@ fn compare_state(engine: &Engine, model: &Model, bind: &Bind) -> Result<(), Test
             .unwrap();
         let mut actual: BTreeMap<String, AccountView> = BTreeMap::new();
         for a in stored {
-            let attrs = a.attributes.iter().map(|(k, v)| (k.clone(), v_of(v))).collect();
+            let attrs = a.attributes.iter().map(|(k, v)| (k.to_string(), v_of(v))).collect();
             let pushed = a
                 .pushed
                 .iter()

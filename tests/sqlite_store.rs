@@ -98,14 +98,14 @@ fn restart_keeps_everything_observable() {
 // ---------------------------------------------------------------- the store's answers
 
 fn text(s: &str) -> Value {
-    Value::Single(Scalar::Text(s.to_owned()))
+    Value::Single(Scalar::Text(s.to_owned().into()))
 }
 
 fn person(id: u64, mail: &str, groups: &[&str]) -> Identity {
     let mut identity = Identity::new(IdentityId::from_raw(id), at(1));
     identity.attributes.insert("mail".into(), text(mail));
     if !groups.is_empty() {
-        let items = groups.iter().map(|g| Scalar::Text((*g).to_owned())).collect();
+        let items = groups.iter().map(|g| Scalar::Text((*g).to_owned().into())).collect();
         identity.attributes.insert("groups".into(), Value::Multi(items));
     }
     identity
@@ -117,7 +117,7 @@ fn account(key: &str, identity: Option<u64>, groups: &[&str]) -> Account {
         account.link = LinkState::Linked(IdentityId::from_raw(id));
     }
     if !groups.is_empty() {
-        let items = groups.iter().map(|g| Scalar::Text((*g).to_owned())).collect();
+        let items = groups.iter().map(|g| Scalar::Text((*g).to_owned().into())).collect();
         account.attributes.insert("groups".into(), Value::Multi(items));
     }
     account

@@ -184,7 +184,7 @@ impl<S: Store> Engine<S> {
                 for (attribute, echo) in &a.echoes {
                     if echo.bounces >= LOOP_LIMIT {
                         found.push(SyncLoop {
-                            system: system.clone(),
+                            system: system.clone().into(),
                             account: a.key.clone(),
                             attribute: attribute.clone(),
                         });

@@ -28,7 +28,7 @@ impl<S: Store> Engine<S> {
         };
         let mut parsed = Vec::new();
         for (attribute, raw) in values {
-            let Some(decl) = self.config.identity.attributes.get(attribute) else {
+            let Some((key, decl)) = self.config.identity.attributes.get_key_value(attribute.as_str()) else {
                 return Err(EditError::UnknownAttribute(attribute.clone()));
             };
             let value = Value::from_json(raw, decl.value_type, decl.multi, decl.case_exact).map_err(|p| {
@@ -42,7 +42,7 @@ impl<S: Store> Engine<S> {
                     },
                 }
             })?;
-            parsed.push((attribute.clone(), value, decl.case_exact));
+            parsed.push((key.clone(), value, decl.case_exact));
         }
         let mut decisions = Vec::new();
         for (attribute, value, exact) in parsed {
@@ -60,12 +60,12 @@ impl<S: Store> Engine<S> {
             } else {
                 Phase::Update
             };
-            let incumbent = record.provenance.get(&attribute).cloned();
+            let incumbent = record.provenance.get(attribute.as_str()).cloned();
             record.write(&attribute, value.clone(), Provenance::new(HOST_SYSTEM, 100, phase, now));
             record.modified = record.modified.max(now);
             decisions.push(Decision {
                 identity,
-                attribute,
+                attribute: attribute.to_string(),
                 system: HOST_SYSTEM.to_owned(),
                 account: String::new(),
                 rule: 0,

@@ -18,6 +18,7 @@ use crate::prepare::{check_columns, prepare, Snapshot};
 use crate::processing::ProcessReport;
 use crate::resolution::{resolve_group, Candidate, Offer, Round, Scores};
 use crate::store::{PendingPlan, PlanId, Store, StoreError};
+use crate::text::Text;
 use crate::transform::AttributeSource;
 use crate::validate::ValidatedConfig;
 use crate::value::Value;
@@ -292,7 +293,16 @@ impl<S: Store> Engine<S> {
             applied: true,
             ..ProcessReport::default()
         };
-        let round = Round { system: name, at };
+        // The configuration's own name of the system, shared by the provenance written.
+        let system_name = self
+            .config
+            .systems
+            .get_key_value(name)
+            .map_or_else(|| Text::from(name), |(k, _)| k.clone());
+        let round = Round {
+            system: &system_name,
+            at,
+        };
         let accounts: &[Account] = accounts;
         let mut put: Vec<Identity> = Vec::new();
         let mut created = created.into_iter().map(Some).collect::<Vec<_>>();
@@ -562,7 +572,7 @@ fn offer_blanks<'a>(
 /// value (empty if unset); other names are unknown.
 pub(crate) struct AccountSource<'a> {
     pub(crate) system: &'a SystemConfig,
-    pub(crate) attributes: &'a BTreeMap<String, Value>,
+    pub(crate) attributes: &'a BTreeMap<Text, Value>,
 }
 
 impl AttributeSource for AccountSource<'_> {
@@ -580,7 +590,7 @@ fn observe_echoes(system: &SystemConfig, account: &mut Account) {
     for (attribute, echo) in echoes.iter_mut() {
         let exact = system.case_exact(attribute);
         let multi = system.attribute(attribute).is_some_and(|a| a.multi);
-        let held = attributes.get(attribute).cloned().unwrap_or_default();
+        let held = attributes.get(attribute.as_str()).cloned().unwrap_or_default();
         // For a multi-valued attribute, "kept" means every pushed value is still there.
         let kept = if multi {
             echo.pushed.scalars().iter().all(|s| held.contains(s, exact))

@@ -185,7 +185,7 @@ impl<S: Store> Engine<S> {
         for system in self.config.systems.keys() {
             self.store.visit_accounts(system, &mut |a| {
                 if a.identity().is_none() {
-                    out.push((system.clone(), a.key.clone(), a.link.clone()));
+                    out.push((system.to_string(), a.key.clone(), a.link.clone()));
                 }
             })?;
         }

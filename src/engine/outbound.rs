@@ -11,6 +11,7 @@ use crate::outbound::{attribute_sync, count_ops, create_op, Op, OutboundPlan};
 
 use crate::store::{PendingPlan, Store, StoreError};
 
+use crate::text::Text;
 use crate::value::{Scalar, Value};
 
 impl<S: Store> Engine<S> {
@@ -104,15 +105,16 @@ impl<S: Store> Engine<S> {
             let Some(system) = self.system(op.system()) else {
                 return Err(OutboundError::UnknownSystem(op.system().to_owned()));
             };
-            let known = |attribute: &str| -> Result<(), OutboundError> {
-                if system.attribute(attribute).is_none() {
-                    return Err(OutboundError::UnknownAttribute {
+            // The schema's name of an attribute the op writes.
+            let known = |attribute: &str| -> Result<Text, OutboundError> {
+                match system.schema.attributes.get_key_value(attribute) {
+                    Some((name, _)) => Ok(name.clone()),
+                    None => Err(OutboundError::UnknownAttribute {
                         system: op.system().to_owned(),
                         account: op.account().to_owned(),
                         attribute: attribute.to_owned(),
-                    });
+                    }),
                 }
-                Ok(())
             };
             // Later ops on the same account build on earlier ones in this batch.
             let earlier = staged
@@ -132,8 +134,7 @@ impl<S: Store> Engine<S> {
                     }
                     let mut account = Account::new(&c.account);
                     for (attribute, value) in &c.attributes {
-                        known(attribute)?;
-                        account.set(attribute, value.clone());
+                        account.set(&known(attribute)?, value.clone());
                         if let Value::Multi(items) = value {
                             account.pushed.insert(attribute.clone(), items.clone());
                         }
@@ -153,11 +154,10 @@ impl<S: Store> Engine<S> {
                         });
                     };
                     for (attribute, value) in &u.set {
-                        known(attribute)?;
-                        account.set(attribute, value.clone());
+                        account.set(&known(attribute)?, value.clone());
                     }
                     for (attribute, items) in u.add.iter().chain(&u.remove) {
-                        known(attribute)?;
+                        let name = known(attribute)?;
                         let exact = system.case_exact(attribute);
                         let adding = u.add.get(attribute).is_some_and(|a| std::ptr::eq(a, items));
                         let mut held: Vec<Scalar> = account.value(attribute).scalars().to_vec();
@@ -176,7 +176,7 @@ impl<S: Store> Engine<S> {
                                 account.pushed.remove(attribute);
                             }
                         }
-                        account.set(attribute, Value::multi(held, exact));
+                        account.set(&name, Value::multi(held, exact));
                     }
                     for attribute in u.set.keys().chain(u.add.keys()).chain(u.remove.keys()) {
                         record_echo(&system, &mut account, attribute);

@@ -140,7 +140,7 @@ impl<S: Store> Engine<S> {
                 if self.store.find_identities(target, &raw.match_key(exact))?.is_empty() {
                     report.dangling.push(DanglingReference {
                         identity: identity.id,
-                        attribute: name.clone(),
+                        attribute: name.clone().into(),
                         value: raw.to_string(),
                     });
                 }

@@ -56,7 +56,7 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
             };
             for (attribute, expected) in attributes {
                 let path = format!("identities.{selector}.{attribute}");
-                let Some(decl) = engine.config().identity.attributes.get(attribute) else {
+                let Some(decl) = engine.config().identity.attributes.get(attribute.as_str()) else {
                     miss(path, show(expected), "no such identity attribute".into());
                     continue;
                 };
@@ -94,7 +94,10 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
                 continue;
             };
             for (attribute, expected) in attributes {
-                let actual = identity.provenance.get(attribute).map(|p| p.system.clone());
+                let actual = identity
+                    .provenance
+                    .get(attribute.as_str())
+                    .map(|p| p.system.to_string());
                 if &actual != expected {
                     miss(
                         format!("provenance.{selector}.{attribute}"),
