@@ -80,8 +80,10 @@ use common::at;
 
 /// The shared configuration, with a deletion limit of 0.1% so that the import's plan
 /// blocks and its phases can be timed apart.
-fn config() -> ValidatedConfig {
-    common::config(json!({ "thresholds": { "max_pct_deleted": 0.1 } }))
+fn config(cycle: bool) -> ValidatedConfig {
+    let json = common::config_json(json!({ "thresholds": { "max_pct_deleted": 0.1 } }));
+    let json = if cycle { common::with_directory(json) } else { json };
+    ValidatedConfig::from_json(&json.to_string()).expect("the benchmark configuration is valid")
 }
 
 // ------------------------------------------------------------------ CSV reading
@@ -527,8 +529,13 @@ fn main() {
         dir.as_deref().unwrap_or("generated in process")
     );
 
-    let config = config();
     let bulk = args.iter().any(|a| a == "--bulk-load");
+    let cycle = args.iter().any(|a| a == "--cycle");
+    assert!(
+        !(bulk && cycle),
+        "--cycle measures the engine's load: not with --bulk-load"
+    );
+    let config = config(cycle);
     let mut engine = Engine::new(config.clone());
     let rss0 = status_kib("VmRSS:");
 
@@ -568,6 +575,22 @@ fn main() {
     let load_import = t.elapsed();
     let load_stages = stages.summary();
     let store_kib = status_kib("VmRSS:").saturating_sub(rss0);
+
+    // ---- cycle: provision every identity into `dir`, confirm
+    let mut cycle_steps: Vec<(String, std::time::Duration)> = Vec::new();
+    if cycle {
+        let mut ids = Vec::with_capacity(accounts);
+        Store::visit_identities(engine.store(), &mut |i| ids.push(i.id)).expect("visit");
+        let t = Instant::now();
+        let plan = engine
+            .provision_many("dir", &ids, at(1))
+            .expect("every identity is provisioned");
+        cycle_steps.push((format!("provision {} identities into dir", ids.len()), t.elapsed()));
+        let t = Instant::now();
+        let report = engine.confirm(&plan.ops, at(1)).expect("the creates are confirmed");
+        assert_eq!(report.created, accounts);
+        cycle_steps.push((format!("confirm {} creates", report.created), t.elapsed()));
+    }
 
     // ---- complete import
     let t = Instant::now();
@@ -626,6 +649,18 @@ fn main() {
     let outbound = engine.outbound("hr", at(2)).expect("an outbound plan");
     let outbound_time = t.elapsed();
     let ops = outbound.ops.len();
+    if cycle {
+        let t = Instant::now();
+        let plan = engine.outbound("dir", at(2)).expect("an outbound plan");
+        cycle_steps.push((format!("outbound dir ({} ops)", plan.ops.len()), t.elapsed()));
+        let t = Instant::now();
+        let report = engine.confirm(&plan.ops, at(2)).expect("the ops are confirmed");
+        cycle_steps.push((format!("confirm {} updates", report.updated), t.elapsed()));
+        let t = Instant::now();
+        let again = engine.outbound("dir", at(2)).expect("an outbound plan");
+        assert!(again.ops.is_empty(), "confirmed ops leave nothing to do");
+        cycle_steps.push(("outbound dir again (nothing to do)".into(), t.elapsed()));
+    }
 
     // ---- incremental
     let delta_rows = {
@@ -666,6 +701,19 @@ fn main() {
         "incremental import of {INCREMENTAL} changes     {:>8.3}",
         s(incremental)
     );
+    if cycle {
+        let mut total = load_import + import;
+        println!("cycle (after the load, and with the import above):");
+        for (step, time) in &cycle_steps {
+            println!("  {step:<37}{:>8.3}", s(*time));
+            total += *time;
+        }
+        println!(
+            "whole cycle (load .. confirm)          {:>8.3}  ({:.2}x the load)",
+            s(total),
+            s(total) / s(load_import)
+        );
+    }
     println!("import (prepare..resolution)           {:>8.3}", s(import));
     println!(
         "import + outbound plan                 {:>8.3}",

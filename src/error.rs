@@ -201,6 +201,16 @@ pub enum OutboundError {
         /// The attribute.
         attribute: String,
     },
+    /// Requests of a provisioning batch were refused (nothing was provisioned).
+    #[error("{} of {requested} provisioning requests in system `{system}` refused; the first: {}", refusals.len(), refusals.first().map(ToString::to_string).unwrap_or_default())]
+    ProvisioningRefused {
+        /// The system.
+        system: String,
+        /// How many identities the batch asked for.
+        requested: usize,
+        /// Every refused request, in request order.
+        refusals: Vec<OutboundError>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -217,6 +227,7 @@ impl OutboundError {
             OutboundError::UnknownAccount { .. } => "unknown_account",
             OutboundError::AccountExists { .. } => "account_exists",
             OutboundError::UnknownAttribute { .. } => "unknown_attribute",
+            OutboundError::ProvisioningRefused { .. } => "provisioning_refused",
             OutboundError::Store(_) => "store",
         }
     }

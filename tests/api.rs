@@ -822,6 +822,108 @@ fn provisioning_an_unknown_identity_or_system_is_refused() {
     assert_eq!(engine.store(), &before);
 }
 
+#[test]
+fn provisioning_onto_a_key_a_stored_account_holds_is_refused_at_the_request() {
+    let mut engine = loaded(json!({}));
+    let e2 = identity_of(&engine, "E2");
+    // An ad account `E2` that correlates to no one (its employeeID is unknown).
+    let ad =
+        snapshot(json!({ "mode": "incremental", "upserts": [ { "sam": "E2", "employeeID": "X9" } ], "deletes": [] }));
+    let report = engine.import("ad", &ad, at(2)).unwrap();
+    assert!(report.applied);
+    let before = engine.store().clone();
+    let err = engine.provision("ad", e2, at(3)).unwrap_err();
+    assert_eq!(
+        err,
+        OutboundError::AccountExists {
+            system: "ad".into(),
+            account: "E2".into()
+        }
+    );
+    assert_eq!(engine.store(), &before, "a refused request changes nothing");
+}
+
+#[test]
+fn provisioning_many_identities_gives_one_plan() {
+    let mut engine = loaded(json!({}));
+    let ids: Vec<IdentityId> = ["E3", "E1", "E2"].iter().map(|e| identity_of(&engine, e)).collect();
+    let plan = engine.provision_many("ad", &ids, at(2)).unwrap();
+    assert!(!plan.is_blocked());
+    let keys: Vec<&str> = plan.ops.iter().map(Op::account).collect();
+    assert_eq!(keys, ["E1", "E2", "E3"], "creates in key order");
+    assert_eq!(plan.counts.inserted, 3);
+    let report = engine.confirm(&plan.ops, at(2)).unwrap();
+    assert_eq!(report.created, 3);
+    for (id, key) in ids.iter().zip(["E3", "E1", "E2"]) {
+        let stored = account(&engine, "ad", key).unwrap();
+        assert_eq!(stored.identity(), Some(*id));
+    }
+    assert!(engine.outbound("ad", at(3)).unwrap().ops.is_empty());
+}
+
+#[test]
+fn a_provisioning_batch_with_refused_requests_lists_them_all_and_provisions_none() {
+    let mut engine = loaded(json!({}));
+    let e1 = identity_of(&engine, "E1");
+    let e2 = identity_of(&engine, "E2");
+    let e3 = identity_of(&engine, "E3");
+    let _ = provision_ad(&mut engine, e1, at(2));
+    let ghost = IdentityId::from_raw(999);
+    let before = engine.store().clone();
+    let err = engine
+        .provision_many("ad", &[e2, e1, ghost, e3, e2], at(3))
+        .unwrap_err();
+    let OutboundError::ProvisioningRefused {
+        system,
+        requested,
+        refusals,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!((system.as_str(), *requested), ("ad", 5));
+    let kinds: Vec<&str> = refusals.iter().map(OutboundError::kind).collect();
+    assert_eq!(
+        kinds,
+        ["already_provisioned", "unknown_identity", "already_provisioned"]
+    );
+    assert_eq!(
+        refusals[2],
+        OutboundError::AlreadyProvisioned {
+            identity: e2,
+            system: "ad".into(),
+            account: "E2".into()
+        },
+        "the second request for one identity collides with the first"
+    );
+    assert_eq!(err.kind(), "provisioning_refused");
+    let message = err.to_string();
+    assert!(message.contains("3 of 5") && message.contains("`ad`"), "{message}");
+    assert_eq!(engine.store(), &before, "a refused batch provisions none");
+}
+
+#[test]
+fn a_provisioning_batch_refuses_two_identities_that_would_share_a_key() {
+    let mut engine = loaded(json!({}));
+    let e1 = identity_of(&engine, "E1");
+    let e2 = identity_of(&engine, "E2");
+    // E2 takes E1's employee number by a direct edit: both would be created as `E1`.
+    let _ = engine
+        .set_attributes(e2, &[("employeeNumber".into(), json!("E1"))], at(2))
+        .unwrap();
+    let err = engine.provision_many("ad", &[e1, e2], at(3)).unwrap_err();
+    let OutboundError::ProvisioningRefused { refusals, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(
+        refusals.as_slice(),
+        [OutboundError::AccountExists {
+            system: "ad".into(),
+            account: "E1".into()
+        }]
+    );
+}
+
 // ---------------------------------------------------------------- confirmation
 
 /// `op` with its account key replaced (ops are built by the engine; a host may

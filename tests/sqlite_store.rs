@@ -410,3 +410,52 @@ fn a_shared_database_keeps_the_hosts_tables() {
     let x: i64 = raw.query_row("SELECT x FROM host_things", [], |r| r.get(0)).unwrap();
     assert_eq!(x, 1);
 }
+
+// ---------------------------------------------------------------- host units of work
+
+/// An import, the provisioning of its new identities and their confirmation, as one
+/// host unit of work.
+fn hire_and_provision<S: Store>(engine: &mut Engine<S>) -> Result<usize, attrflow::OutboundError> {
+    let report = engine
+        .import("hr", &hr(hr_rows()), at(1))
+        .map_err(|e| attrflow::OutboundError::Store(attrflow::store::StoreError::new(e.to_string())))?;
+    assert!(report.applied);
+    let mut ids = Vec::new();
+    engine.store().visit_identities(&mut |i| ids.push(i.id))?;
+    let plan = engine.provision_many("ad", &ids, at(2))?;
+    Ok(engine.confirm(&plan.ops, at(2))?.created)
+}
+
+#[test]
+fn a_host_unit_of_work_commits_several_calls_together() {
+    let mut memory = Engine::with_store(config(), MemoryStore::new()).unwrap();
+    assert_eq!(hire_and_provision(&mut memory).unwrap(), 3);
+
+    let mut sqlite = Engine::with_store(config(), SqliteStore::open_in_memory().unwrap()).unwrap();
+    let created = sqlite.unit_of_work(hire_and_provision).unwrap();
+    assert_eq!(created, 3);
+    assert!(!sqlite.store().in_unit_of_work());
+    assert_eq!(observe(&sqlite), observe(&memory));
+}
+
+#[test]
+fn a_failing_host_unit_of_work_keeps_none_of_its_calls() {
+    let mut sqlite = Engine::with_store(config(), SqliteStore::open_in_memory().unwrap()).unwrap();
+    let before = observe(&sqlite);
+    let err = sqlite
+        .unit_of_work(|engine| {
+            let created = hire_and_provision(engine)?;
+            assert_eq!(created, 3, "the calls inside the unit succeed");
+            assert_eq!(engine.identity_count()?, 3);
+            engine.provision("ad", IdentityId::from_raw(999), at(3))
+        })
+        .unwrap_err();
+    assert_eq!(err.kind(), "unknown_identity");
+    assert!(!sqlite.store().in_unit_of_work());
+    assert_eq!(
+        sqlite.identity_count().unwrap(),
+        0,
+        "the import inside the unit is undone"
+    );
+    assert_eq!(observe(&sqlite), before);
+}

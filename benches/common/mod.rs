@@ -85,6 +85,28 @@ pub fn config_json(extra: Json) -> Json {
     json!({ "identity": { "attributes": identity }, "systems": { "hr": hr } })
 }
 
+/// `config` with a second system, `dir` (a directory keyed by `uid`), that receives
+/// five identity attributes outbound and correlates on `uid`: the target of the
+/// provisioning and outbound steps of a whole cycle.
+pub fn with_directory(mut config: Json) -> Json {
+    let mut attributes = Map::new();
+    let mut flows = vec![json!({ "account": "uid", "identity": "hrId", "direction": "outbound" })];
+    attributes.insert("uid".into(), json!({ "type": "string" }));
+    for name in ["mail", "title", "department", "displayName", "manager"] {
+        attributes.insert(name.into(), json!({ "type": "string" }));
+        flows.push(json!({ "account": name, "identity": name, "direction": "outbound" }));
+    }
+    let dir = json!({
+        "schema": { "account_id": "uid", "account_name": "uid", "attributes": attributes },
+        "correlation": [ [ { "account": "uid", "identity": "hrId" } ] ],
+        "flows": flows
+    });
+    if let Some(systems) = config.get_mut("systems").and_then(Json::as_object_mut) {
+        systems.insert("dir".into(), dir);
+    }
+    config
+}
+
 /// The configuration, validated.
 pub fn config(extra: Json) -> ValidatedConfig {
     ValidatedConfig::from_json(&config_json(extra).to_string()).expect("the benchmark configuration is valid")

@@ -1,13 +1,16 @@
 //! Outbound requests, provisioning and confirmation of applied ops.
 
+use std::collections::{HashMap, HashSet};
+
 use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
 
 use crate::config::SystemConfig;
 
 use crate::engine::{ConfirmReport, Engine};
 use crate::error::OutboundError;
 use crate::model::{Account, Echo, IdentityId, LinkState};
-use crate::outbound::{attribute_sync, count_ops, create_op, Op, OutboundPlan};
+use crate::outbound::{attribute_sync, count_ops, create_op, CreateOp, Op, OutboundPlan, OutboundSkip};
 
 use crate::store::{PendingPlan, Store, StoreError};
 
@@ -29,16 +32,77 @@ impl<S: Store> Engine<S> {
     }
 
     /// Provisions an account for an identity in a system: one `create` op seeded by
-    /// every enabled rule whose direction is `outbound`, `bidirectional` or `disabled`.
+    /// every enabled rule whose direction is `outbound`, `bidirectional` or `disabled`
+    /// (SPEC 5.2). Refused for an unknown identity, an identity already linked in the
+    /// system (`already_provisioned`), no value for the key attribute (`no_account_id`)
+    /// and a key a stored account of the system already holds (`account_exists`).
     pub fn provision(
         &mut self,
         system: &str,
         identity: IdentityId,
         now: DateTime<Utc>,
     ) -> Result<OutboundPlan, OutboundError> {
+        match self.provision_many(system, &[identity], now) {
+            Err(OutboundError::ProvisioningRefused { mut refusals, .. }) if refusals.len() == 1 => {
+                Err(refusals.remove(0))
+            }
+            other => other,
+        }
+    }
+
+    /// Provisions accounts for many identities in a system as one plan: one `create`
+    /// op per identity, in account-key order, counted together by the system's outbound
+    /// thresholds. Every request is checked as [`Engine::provision`] checks one, and two
+    /// requests of the batch for the same identity or the same key collide
+    /// (`already_provisioned`, `account_exists`); if any is refused the whole batch is,
+    /// with [`OutboundError::ProvisioningRefused`] listing every refusal, and nothing
+    /// changes.
+    pub fn provision_many(
+        &mut self,
+        system: &str,
+        identities: &[IdentityId],
+        now: DateTime<Utc>,
+    ) -> Result<OutboundPlan, OutboundError> {
         let Some(config) = self.system(system) else {
             return Err(OutboundError::UnknownSystem(system.to_owned()));
         };
+        let mut ops = Vec::with_capacity(identities.len());
+        let mut skipped = Vec::new();
+        let mut refusals = Vec::new();
+        // Keys this batch creates, with the identity that takes each.
+        let mut keys: HashMap<String, IdentityId> = HashMap::with_capacity(identities.len());
+        let mut seen: HashSet<IdentityId> = HashSet::with_capacity(identities.len());
+        for &identity in identities {
+            match self.create_request(system, &config, identity, &mut seen, &mut keys, now) {
+                Ok((op, mut skips)) => {
+                    ops.push(op);
+                    skipped.append(&mut skips);
+                }
+                Err(refusal) => refusals.push(refusal),
+            }
+        }
+        if !refusals.is_empty() {
+            return Err(OutboundError::ProvisioningRefused {
+                system: system.to_owned(),
+                requested: identities.len(),
+                refusals,
+            });
+        }
+        ops.sort_by(|a: &CreateOp, b| a.account.cmp(&b.account));
+        let ops = ops.into_iter().map(Op::Create).collect();
+        self.finish_outbound(system, &config, ops, skipped, now)
+    }
+
+    /// One provisioning request of a batch, checked against the store and the batch.
+    fn create_request(
+        &self,
+        system: &str,
+        config: &SystemConfig,
+        identity: IdentityId,
+        seen: &mut HashSet<IdentityId>,
+        keys: &mut HashMap<String, IdentityId>,
+        now: DateTime<Utc>,
+    ) -> Result<(CreateOp, Vec<OutboundSkip>), OutboundError> {
         let Some(record) = self.store.identity(identity)? else {
             return Err(OutboundError::UnknownIdentity(identity));
         };
@@ -50,12 +114,33 @@ impl<S: Store> Engine<S> {
             });
         }
         let (op, skipped) =
-            create_op(&self.config, system, &config, &record, now).map_err(|attribute| OutboundError::NoAccountId {
+            create_op(&self.config, system, config, &record, now).map_err(|attribute| OutboundError::NoAccountId {
                 identity,
                 system: system.to_owned(),
                 attribute,
             })?;
-        self.finish_outbound(system, &config, vec![Op::Create(op)], skipped, now)
+        if !seen.insert(identity) {
+            let account = keys
+                .iter()
+                .find(|(_, &id)| id == identity)
+                .map(|(k, _)| k.clone())
+                .unwrap_or_else(|| op.account.clone());
+            return Err(OutboundError::AlreadyProvisioned {
+                identity,
+                system: system.to_owned(),
+                account,
+            });
+        }
+        // A key already held, by a stored account or by an earlier request of this
+        // batch, would only be refused at confirmation (SPEC 5.2: at the request).
+        if keys.contains_key(&op.account) || self.store.account(system, &op.account)?.is_some() {
+            return Err(OutboundError::AccountExists {
+                system: system.to_owned(),
+                account: op.account,
+            });
+        }
+        keys.insert(op.account.clone(), identity);
+        Ok((op, skipped))
     }
 
     fn finish_outbound(
@@ -63,7 +148,7 @@ impl<S: Store> Engine<S> {
         system: &str,
         config: &SystemConfig,
         ops: Vec<Op>,
-        skipped: Vec<crate::outbound::OutboundSkip>,
+        skipped: Vec<OutboundSkip>,
         now: DateTime<Utc>,
     ) -> Result<OutboundPlan, OutboundError> {
         // While paused, ops are held in the outbox and none is returned (SPEC 6).
@@ -99,10 +184,13 @@ impl<S: Store> Engine<S> {
     /// first; if one is refused, none is recorded.
     pub fn confirm(&mut self, ops: &[Op], now: DateTime<Utc>) -> Result<ConfirmReport, OutboundError> {
         let _ = now;
+        // One staged account per (system, key): later ops on the same account build on
+        // earlier ones in this batch. The index keeps the batch linear in its size.
         let mut staged: Vec<(String, Account)> = Vec::new();
+        let mut at: HashMap<(&str, &str), usize> = HashMap::new();
         let mut report = ConfirmReport { created: 0, updated: 0 };
         for op in ops {
-            let Some(system) = self.system(op.system()) else {
+            let Some(system) = self.config.system(op.system()) else {
                 return Err(OutboundError::UnknownSystem(op.system().to_owned()));
             };
             // The schema's name of an attribute the op writes.
@@ -116,15 +204,12 @@ impl<S: Store> Engine<S> {
                     }),
                 }
             };
-            // Later ops on the same account build on earlier ones in this batch.
-            let earlier = staged
-                .iter()
-                .rposition(|(s, a)| s == op.system() && a.key == op.account());
+            let earlier = at.get(&(op.system(), op.account())).copied();
             let current = match earlier {
                 Some(i) => staged.get(i).map(|(_, a)| a.clone()),
                 None => self.store.account(op.system(), op.account())?,
             };
-            match op {
+            let account = match op {
                 Op::Create(c) => {
                     if current.is_some() {
                         return Err(OutboundError::AccountExists {
@@ -141,10 +226,10 @@ impl<S: Store> Engine<S> {
                     }
                     account.link = LinkState::Linked(c.identity);
                     for attribute in c.attributes.keys() {
-                        record_echo(&system, &mut account, attribute);
+                        record_echo(system, &mut account, attribute);
                     }
-                    staged.push((c.system.clone(), account));
                     report.created += 1;
+                    account
                 }
                 Op::Update(u) => {
                     let Some(mut account) = current else {
@@ -179,24 +264,30 @@ impl<S: Store> Engine<S> {
                         account.set(&name, Value::multi(held, exact));
                     }
                     for attribute in u.set.keys().chain(u.add.keys()).chain(u.remove.keys()) {
-                        record_echo(&system, &mut account, attribute);
+                        record_echo(system, &mut account, attribute);
                     }
-                    staged.push((u.system.clone(), account));
                     report.updated += 1;
+                    account
+                }
+            };
+            match earlier.and_then(|i| staged.get_mut(i)) {
+                Some((_, slot)) => *slot = account,
+                None => {
+                    at.insert((op.system(), op.account()), staged.len());
+                    staged.push((op.system().to_owned(), account));
                 }
             }
         }
+        // One write per system, in the order the systems first appear.
+        let mut by_system: IndexMap<String, Vec<Account>> = IndexMap::new();
+        for (system, account) in staged {
+            by_system.entry(system).or_default().push(account);
+        }
         self.store.begin()?;
         let result = (|| {
-            let mut touched: Vec<&str> = Vec::new();
-            for (system, account) in &staged {
-                self.store.put_accounts(system, vec![account.clone()])?;
-                if !touched.contains(&system.as_str()) {
-                    touched.push(system);
-                }
-            }
-            for system in touched {
-                self.store.bump_system_version(system)?;
+            for (system, accounts) in by_system {
+                self.store.put_accounts(&system, accounts)?;
+                self.store.bump_system_version(&system)?;
             }
             Ok::<(), StoreError>(())
         })();
@@ -208,6 +299,33 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(report)
+    }
+
+    /// Runs several engine calls as one unit of work of the store: on a transactional
+    /// store ([`SqliteStore`](crate::sqlite_store)) they commit together when `work`
+    /// returns `Ok`, and none of them is kept when it returns `Err` (the engine's own
+    /// units nest inside it). This is how a host makes, say, an import, the provisioning
+    /// of its new identities and their confirmation one commit instead of several.
+    ///
+    /// [`MemoryStore`] has no rollback: each engine call on it is all-or-nothing by
+    /// itself, but calls that succeeded before a failing one inside `work` stay.
+    ///
+    /// [`MemoryStore`]: crate::MemoryStore
+    pub fn unit_of_work<T, E: From<StoreError>>(
+        &mut self,
+        work: impl FnOnce(&mut Engine<S>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.store.begin()?;
+        match work(self) {
+            Ok(value) => {
+                self.store.commit()?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.store.rollback();
+                Err(e)
+            }
+        }
     }
 }
 
