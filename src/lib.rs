@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod attr_map;
 pub mod config;
 pub mod connector;
 pub mod controls;
@@ -31,6 +32,7 @@ pub mod scim;
 #[cfg(feature = "sqlite")]
 pub mod sqlite_store;
 
+pub use attr_map::AttrMap;
 pub use config::{Config, Direction, FlowRule, SystemConfig};
 pub use connector::{Connector, ExportMode, MemoryConnector, OpStatus};
 pub use controls::{ControlError, InboxEntry, OutboxEntry, SyncLoop};

@@ -7,6 +7,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::attr_map::AttrMap;
 use crate::text::Text;
 use crate::value::{Scalar, Value};
 
@@ -97,9 +98,9 @@ pub struct Identity {
     /// Its id.
     pub id: IdentityId,
     /// Non-empty attribute values.
-    pub attributes: BTreeMap<Text, Value>,
+    pub attributes: AttrMap<Value>,
     /// Provenance of each non-empty attribute.
-    pub provenance: BTreeMap<Text, Provenance>,
+    pub provenance: AttrMap<Provenance>,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// When any of its attributes last changed.
@@ -115,8 +116,8 @@ impl Identity {
     pub fn new(id: IdentityId, now: DateTime<Utc>) -> Identity {
         Identity {
             id,
-            attributes: BTreeMap::new(),
-            provenance: BTreeMap::new(),
+            attributes: AttrMap::new(),
+            provenance: AttrMap::new(),
             created: now,
             modified: now,
             access: BTreeMap::new(),
@@ -177,7 +178,7 @@ pub struct Account {
     /// ignores case).
     pub key: String,
     /// Non-empty attribute values.
-    pub attributes: BTreeMap<Text, Value>,
+    pub attributes: AttrMap<Value>,
     /// Correlation state.
     pub link: LinkState,
     /// Values of multi-valued attributes that the engine itself wrote here (confirmed
@@ -292,7 +293,7 @@ impl Account {
     pub fn new(key: impl Into<String>) -> Account {
         Account {
             key: key.into(),
-            attributes: BTreeMap::new(),
+            attributes: AttrMap::new(),
             link: LinkState::Unmatched,
             pushed: BTreeMap::new(),
             echoes: BTreeMap::new(),

@@ -1,7 +1,7 @@
 //! Outbound attribute sync and initial provisioning (SPEC 5.1, 5.2): the ops that make
 //! linked accounts hold what their identities say, never more than needed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use crate::model::{Identity, IdentityId};
 use crate::prepare::key_text;
 use crate::processing::IdentitySource;
 use crate::store::{PlanId, Store, StoreError};
+use crate::text::Text;
 use crate::thresholds::{Base, Counts, Exceeded};
 use crate::value::{Scalar, Value};
 
@@ -160,8 +161,8 @@ fn targets<'a>(
     identity: &Identity,
     now: DateTime<Utc>,
     skipped: &mut Vec<(String, String)>,
-) -> BTreeMap<String, Target> {
-    let mut out: BTreeMap<String, Target> = BTreeMap::new();
+) -> BTreeMap<Text, Target> {
+    let mut out: BTreeMap<Text, Target> = BTreeMap::new();
     for rule in rules {
         let Some(decl) = system.attribute(&rule.account) else {
             continue;
@@ -183,7 +184,7 @@ fn targets<'a>(
         match converted {
             Ok(want) => {
                 out.insert(
-                    rule.account.clone().into(),
+                    rule.account.clone(),
                     Target {
                         want,
                         authoritative: rule.authoritative,
@@ -211,7 +212,7 @@ fn targets<'a>(
         let Some(decl) = system.attribute(attribute).filter(|d| d.multi) else {
             continue;
         };
-        let target = out.entry(attribute.clone()).or_insert(Target {
+        let target = out.entry(Text::from(attribute)).or_insert(Target {
             want: Value::Empty,
             authoritative: false,
         });
@@ -235,32 +236,23 @@ pub(crate) fn attribute_sync(
         // Nothing can flow out of this system: no need to look at its accounts.
         return Ok((Vec::new(), Vec::new()));
     }
-    let mut identities: HashMap<IdentityId, Option<Identity>> = HashMap::new();
     let mut ops = Vec::new();
     let mut skipped = Vec::new();
     let mut failure: Option<StoreError> = None;
-    // Accounts are lent by the store, not cloned; each identity is read once.
+    // Accounts and their identities are lent by the store, not cloned.
     store.visit_accounts(system_name, &mut |account| {
         let Some(id) = account.identity() else { return };
         if failure.is_some() {
             return;
         }
-        if let std::collections::hash_map::Entry::Vacant(e) = identities.entry(id) {
-            match store.identity(id) {
-                Ok(identity) => {
-                    e.insert(identity);
-                }
-                Err(err) => {
-                    failure = Some(err);
-                    return;
-                }
+        let read = store.with_identity(id, &mut |identity| {
+            let Some(identity) = identity else { return };
+            if let Some(op) = sync_account(config, system_name, system, account, identity, now, &mut skipped) {
+                ops.push(Op::Update(op));
             }
-        }
-        let Some(Some(identity)) = identities.get(&id) else {
-            return;
-        };
-        if let Some(op) = sync_account(config, system_name, system, account, identity, now, &mut skipped) {
-            ops.push(Op::Update(op));
+        });
+        if let Err(err) = read {
+            failure = Some(err);
         }
     })?;
     if let Some(err) = failure {
@@ -289,28 +281,27 @@ fn sync_account(
         attribute,
         reason,
     }));
-    let mut op = UpdateOp {
-        system: system_name.to_owned(),
-        account: account.key.clone(),
-        identity: identity.id,
-        set: BTreeMap::new(),
-        add: BTreeMap::new(),
-        remove: BTreeMap::new(),
-    };
+    let mut set = BTreeMap::new();
+    let mut add_ops = BTreeMap::new();
+    let mut remove_ops = BTreeMap::new();
     for (attribute, target) in wanted {
         let Some(decl) = system.attribute(&attribute) else {
             continue;
         };
         // A value that came back different too often is not pushed again until the
         // host clears the loop (SPEC 5.3).
-        if account.echoes.get(&attribute).is_some_and(|e| e.bounces >= LOOP_LIMIT) {
+        if account
+            .echoes
+            .get(attribute.as_str())
+            .is_some_and(|e| e.bounces >= LOOP_LIMIT)
+        {
             continue;
         }
         let held = account.value(&attribute);
         let want = target.want;
         if !decl.multi {
             if !want.same_as(held, decl.case_exact) {
-                op.set.insert(attribute, want);
+                set.insert(attribute.to_string(), want);
             }
             continue;
         }
@@ -322,7 +313,7 @@ fn sync_account(
             .collect();
         // Without `authoritative`, only values the engine itself wrote are removed:
         // manual assignments stay.
-        let pushed = account.pushed.get(&attribute);
+        let pushed = account.pushed.get(attribute.as_str());
         let remove: Vec<Scalar> = held
             .scalars()
             .iter()
@@ -331,14 +322,22 @@ fn sync_account(
             .cloned()
             .collect();
         if !add.is_empty() {
-            op.add.insert(attribute.clone(), add);
+            add_ops.insert(attribute.to_string(), add);
         }
         if !remove.is_empty() {
-            op.remove.insert(attribute, remove);
+            remove_ops.insert(attribute.to_string(), remove);
         }
     }
-    let empty = op.set.is_empty() && op.add.is_empty() && op.remove.is_empty();
-    (!empty).then_some(op)
+    // The op's owned names are made only for an account that has something to do.
+    let empty = set.is_empty() && add_ops.is_empty() && remove_ops.is_empty();
+    (!empty).then(|| UpdateOp {
+        system: system_name.to_owned(),
+        account: account.key.clone(),
+        identity: identity.id,
+        set,
+        add: add_ops,
+        remove: remove_ops,
+    })
 }
 
 /// The create op for provisioning an identity: every non-empty value of the enabled
@@ -359,7 +358,7 @@ pub(crate) fn create_op(
     let attributes: BTreeMap<String, Value> = targets(config, system_name, system, rules, identity, now, &mut problems)
         .into_iter()
         .filter(|(_, t)| !t.want.is_empty())
-        .map(|(a, t)| (a, t.want))
+        .map(|(a, t)| (a.to_string(), t.want))
         .collect();
     let key_attr = &system.schema.account_id;
     let exact = system.key_case_exact();

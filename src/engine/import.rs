@@ -1,10 +1,9 @@
 //! Imports and approvals: prepare, diff, thresholds, the account mirror, correlation,
 //! projection and resolution.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
+use crate::attr_map::AttrMap;
 use crate::config::SystemConfig;
 use crate::controls::{AccountWork, InboxEntry, LOOP_LIMIT};
 use crate::correlation::{correlate, Correlation};
@@ -16,7 +15,7 @@ use crate::observe::{DecisionCounts, DecisionLog, Observer, Stage};
 use crate::outbound::{attribute_sync, create_op, Op};
 use crate::prepare::{check_columns, prepare, Snapshot};
 use crate::processing::ProcessReport;
-use crate::resolution::{resolve_group, Candidate, Offer, Round, Scores};
+use crate::resolution::{resolve, resolve_group, Candidate, Offer, Round, Scores};
 use crate::store::{PendingPlan, PlanId, Store, StoreError};
 use crate::text::Text;
 use crate::transform::AttributeSource;
@@ -170,7 +169,11 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 ChangeKind::Insert | ChangeKind::Update => {
-                    let mut account = stored.unwrap_or_else(|| Account::new(&change.key));
+                    let mut account = stored.unwrap_or_else(|| {
+                        let mut account = Account::new(&change.key);
+                        account.attributes.reserve(change.attributes.len());
+                        account
+                    });
                     for c in &change.attributes {
                         account.set(&c.attribute, c.new.clone());
                     }
@@ -307,6 +310,8 @@ impl<S: Store> Engine<S> {
         let mut put: Vec<Identity> = Vec::new();
         let mut created = created.into_iter().map(Some).collect::<Vec<_>>();
         let first_created = created.first().and_then(|i| i.as_ref()).map(|i| i.id);
+        // One buffer of candidates serves every identity.
+        let mut candidates: Vec<Candidate<'_>> = Vec::new();
         let runs = routes.chunk_by(|a, b| a.0 == b.0);
         let identities = runs.clone().count() as u64;
         for (done, run) in runs.enumerate() {
@@ -324,7 +329,7 @@ impl<S: Store> Engine<S> {
                     None => continue,
                 },
             };
-            let mut candidates = Vec::new();
+            candidates.clear();
             for &(_, index, mode) in run {
                 match items[index] {
                     Item::Deleted { key, held, .. } => offer_blanks(system, &self.config, key, held, &mut candidates),
@@ -335,17 +340,28 @@ impl<S: Store> Engine<S> {
                 }
             }
             candidates.sort_by(|a, b| a.attribute.cmp(b.attribute));
+            if is_new {
+                // At most one value per candidate: room for all, once.
+                identity.attributes.reserve(candidates.len());
+                identity.provenance.reserve(candidates.len());
+            }
             let mut written = false;
-            let mut candidates = candidates.into_iter().peekable();
-            while let Some(first) = candidates.next() {
+            let mut offered = candidates.drain(..).peekable();
+            while let Some(first) = offered.next() {
                 let attribute = first.attribute;
+                let exact = self.config.identity_case_exact(attribute);
+                // The common case, one candidate for the attribute, needs no group.
+                if offered.peek().is_none_or(|c| c.attribute != attribute) {
+                    written |= resolve(&mut identity, round, first, exact, log).unwrap_or(false);
+                    continue;
+                }
                 let mut group = vec![first];
-                while let Some(next) = candidates.next_if(|c| c.attribute == attribute) {
+                while let Some(next) = offered.next_if(|c| c.attribute == attribute) {
                     group.push(next);
                 }
-                let exact = self.config.identity_case_exact(attribute);
                 written |= resolve_group(&mut identity, round, group, exact, log);
             }
+            drop(offered);
             if written {
                 processing.examined += 1;
                 self.after_change(&mut identity, at, &mut processing);
@@ -572,7 +588,7 @@ fn offer_blanks<'a>(
 /// value (empty if unset); other names are unknown.
 pub(crate) struct AccountSource<'a> {
     pub(crate) system: &'a SystemConfig,
-    pub(crate) attributes: &'a BTreeMap<Text, Value>,
+    pub(crate) attributes: &'a AttrMap<Value>,
 }
 
 impl AttributeSource for AccountSource<'_> {

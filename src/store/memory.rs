@@ -2,10 +2,13 @@
 
 pub mod persist;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+
+use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId};
 use crate::store::{EngineState, PendingPlan, PlanId, Store, StoreError};
+use crate::text::Text;
 use crate::thresholds::Base;
 
 /// Accounts of one system, with running totals for threshold bases.
@@ -21,10 +24,11 @@ struct SystemAccounts {
 pub struct MemoryStore {
     systems: BTreeMap<String, SystemAccounts>,
     identities: BTreeMap<IdentityId, Identity>,
-    /// identity -> linked (system, key)
-    links: HashMap<IdentityId, BTreeSet<(String, String)>>,
-    /// (attribute, match key) -> identities, for the attributes of `set_index`
-    index: HashMap<(String, String), BTreeSet<IdentityId>>,
+    /// identity -> linked (system, key), sorted. Almost every identity has one or a
+    /// few accounts: they are kept inline, not in a tree of their own.
+    links: HashMap<IdentityId, SmallVec<[(Text, String); 1]>>,
+    /// (attribute, match key) -> identities (sorted), for the attributes of `set_index`
+    index: HashMap<(String, String), SmallVec<[IdentityId; 1]>>,
     indexed: HashMap<String, bool>,
     next_identity: u64,
     next_plan: u64,
@@ -51,12 +55,22 @@ impl MemoryStore {
     fn unlink(&mut self, system: &str, account: &Account) {
         if let Some(id) = account.identity() {
             if let Some(set) = self.links.get_mut(&id) {
-                set.remove(&(system.to_owned(), account.key.clone()));
+                set.retain(|(s, k)| !(s.as_str() == system && *k == account.key));
                 if set.is_empty() {
                     self.links.remove(&id);
                 }
             }
         }
+    }
+}
+
+/// Adds `item` to a sorted set kept in a small vector (no duplicates).
+fn insert_sorted<T: Ord, const N: usize>(set: &mut SmallVec<[T; N]>, item: T)
+where
+    [T; N]: smallvec::Array<Item = T>,
+{
+    if let Err(at) = set.binary_search(&item) {
+        set.insert(at, item);
     }
 }
 
@@ -75,7 +89,7 @@ impl Store for MemoryStore {
             }
         }
         for (key, id) in entries {
-            self.index.entry(key).or_default().insert(id);
+            insert_sorted(self.index.entry(key).or_default(), id);
         }
         Ok(())
     }
@@ -112,6 +126,8 @@ impl Store for MemoryStore {
     }
 
     fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
+        // One shared name of the system for every link written.
+        let name = Text::from(system);
         for mut account in accounts {
             account.fingerprint = account.values_fingerprint();
             let previous = self
@@ -122,10 +138,7 @@ impl Store for MemoryStore {
                 self.unlink(system, previous);
             }
             if let Some(id) = account.identity() {
-                self.links
-                    .entry(id)
-                    .or_default()
-                    .insert((system.to_owned(), account.key.clone()));
+                insert_sorted(self.links.entry(id).or_default(), (name.clone(), account.key.clone()));
             }
             let entry = self.systems.entry(system.to_owned()).or_default();
             entry.link_values =
@@ -161,12 +174,21 @@ impl Store for MemoryStore {
         Ok(self
             .links
             .get(&identity)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| {
+                s.iter()
+                    .map(|(system, key)| (system.to_string(), key.clone()))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {
         Ok(self.identities.get(&id).cloned())
+    }
+
+    fn with_identity(&self, id: IdentityId, visit: &mut dyn FnMut(Option<&Identity>)) -> Result<(), StoreError> {
+        visit(self.identities.get(&id));
+        Ok(())
     }
 
     fn visit_identities(&self, visit: &mut dyn FnMut(&Identity)) -> Result<(), StoreError> {
@@ -191,7 +213,7 @@ impl Store for MemoryStore {
             if let Some(old) = self.identities.get(&identity.id) {
                 for key in self.index_keys(old) {
                     if let Some(set) = self.index.get_mut(&key) {
-                        set.remove(&identity.id);
+                        set.retain(|id| *id != identity.id);
                         if set.is_empty() {
                             self.index.remove(&key);
                         }
@@ -199,7 +221,7 @@ impl Store for MemoryStore {
                 }
             }
             for key in self.index_keys(&identity) {
-                self.index.entry(key).or_default().insert(identity.id);
+                insert_sorted(self.index.entry(key).or_default(), identity.id);
             }
             self.next_identity = self.next_identity.max(identity.id.0);
             self.identities.insert(identity.id, identity);

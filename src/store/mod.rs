@@ -164,6 +164,15 @@ pub trait Store: std::fmt::Debug {
 
     /// One identity.
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError>;
+    /// Calls `visit` with one identity (`None` when absent), lending it instead of
+    /// copying it. The default reads it with [`Store::identity`]; a store that can lend
+    /// its records (like [`MemoryStore`]) should override it: an outbound plan reads the
+    /// identity of every linked account of the system through it.
+    fn with_identity(&self, id: IdentityId, visit: &mut dyn FnMut(Option<&Identity>)) -> Result<(), StoreError> {
+        let identity = self.identity(id)?;
+        visit(identity.as_ref());
+        Ok(())
+    }
     /// Calls `visit` for every identity, in id order.
     fn visit_identities(&self, visit: &mut dyn FnMut(&Identity)) -> Result<(), StoreError>;
     /// Number of identities.
