@@ -110,6 +110,7 @@ pub(crate) fn diff(
             .iter()
             .all(|(_, a)| !a.multi && matches!(a.value_type, ValueType::String | ValueType::Reference));
 
+    let attributes_of_row = attributes.len();
     let mut changes = Vec::new();
     let mut retry = Vec::new();
     let mut kept = Vec::new();
@@ -118,16 +119,17 @@ pub(crate) fn diff(
             return;
         };
         let Some(stored) = stored else {
-            let attributes = prepared
-                .values(system, row)
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(attribute, new)| AttributeChange {
-                    attribute,
-                    old: Value::Empty,
-                    new,
-                })
-                .collect();
+            // Built in place: a first load makes one of these per row.
+            let mut attributes = Vec::with_capacity(attributes_of_row);
+            prepared.for_each_value(system, row, |attribute, new| {
+                if !new.is_empty() {
+                    attributes.push(AttributeChange {
+                        attribute: attribute.clone(),
+                        old: Value::Empty,
+                        new,
+                    });
+                }
+            });
             changes.push(AccountChange {
                 key: row.key.to_string(),
                 kind: ChangeKind::Insert,

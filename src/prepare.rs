@@ -487,17 +487,20 @@ pub(crate) struct Prepared<'a> {
 impl Prepared<'_> {
     /// The typed values of a good row, in schema order: every schema attribute in
     /// complete mode, the present ones in incremental mode.
-    pub(crate) fn values(&self, system: &SystemConfig, row: &PreparedRow<'_>) -> Vec<(Text, Value)> {
-        let mut values = Vec::with_capacity(system.schema.attributes.len());
+    pub(crate) fn for_each_value(
+        &self,
+        system: &SystemConfig,
+        row: &PreparedRow<'_>,
+        mut visit: impl FnMut(&Text, Value),
+    ) {
         for (index, (name, attr)) in system.schema.attributes.iter().enumerate() {
             match self.source.cell(row.row, index, name) {
                 // A good row's cells parse (prepare checked them).
-                Some(cell) => values.push((name.clone(), cell.parse(attr).unwrap_or_default())),
-                None if self.complete => values.push((name.clone(), Value::Empty)),
+                Some(cell) => visit(name, cell.parse(attr).unwrap_or_default()),
+                None if self.complete => visit(name, Value::Empty),
                 None => {}
             }
         }
-        values
     }
 }
 

@@ -19,6 +19,9 @@ struct SystemAccounts {
     version: u64,
 }
 
+/// attribute -> match key -> identities holding it (sorted).
+type CorrelationIndex = HashMap<String, HashMap<String, SmallVec<[IdentityId; 1]>>>;
+
 /// An in-memory [`Store`]: infallible, so a refused operation never leaves a trace.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct MemoryStore {
@@ -27,8 +30,9 @@ pub struct MemoryStore {
     /// identity -> linked (system, key), sorted. Almost every identity has one or a
     /// few accounts: they are kept inline, not in a tree of their own.
     links: HashMap<IdentityId, SmallVec<[(Text, String); 1]>>,
-    /// (attribute, match key) -> identities (sorted), for the attributes of `set_index`
-    index: HashMap<(String, String), SmallVec<[IdentityId; 1]>>,
+    /// attribute -> match key -> identities (sorted), for the attributes of
+    /// `set_index`: looked up by borrowed names, and each entry holds one string.
+    index: CorrelationIndex,
     indexed: HashMap<String, bool>,
     next_identity: u64,
     next_plan: u64,
@@ -42,14 +46,39 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    fn index_keys(&self, identity: &Identity) -> Vec<(String, String)> {
-        let mut keys = Vec::new();
-        for (attribute, case_exact) in &self.indexed {
-            for scalar in identity.value(attribute).scalars() {
-                keys.push((attribute.clone(), scalar.match_key(*case_exact)));
+    /// Adds an identity's values of the indexed attributes to the correlation index,
+    /// or removes them.
+    fn reindex(index: &mut CorrelationIndex, indexed: &HashMap<String, bool>, identity: &Identity, add: bool) {
+        for (attribute, case_exact) in indexed.iter() {
+            let values = identity.value(attribute).scalars();
+            if values.is_empty() {
+                continue;
+            }
+            if add {
+                if !index.contains_key(attribute.as_str()) {
+                    index.insert(attribute.clone(), HashMap::new());
+                }
+                let Some(by_key) = index.get_mut(attribute.as_str()) else {
+                    continue;
+                };
+                for scalar in values {
+                    insert_sorted(by_key.entry(scalar.match_key(*case_exact)).or_default(), identity.id);
+                }
+            } else if let Some(by_key) = index.get_mut(attribute.as_str()) {
+                for scalar in values {
+                    let key = scalar.match_key(*case_exact);
+                    if let Some(set) = by_key.get_mut(&key) {
+                        set.retain(|id| *id != identity.id);
+                        if set.is_empty() {
+                            by_key.remove(&key);
+                        }
+                    }
+                }
+                if by_key.is_empty() {
+                    index.remove(attribute.as_str());
+                }
             }
         }
-        keys
     }
 
     fn unlink(&mut self, system: &str, account: &Account) {
@@ -82,14 +111,8 @@ impl Store for MemoryStore {
         }
         self.indexed = wanted;
         self.index.clear();
-        let mut entries = Vec::new();
         for identity in self.identities.values() {
-            for key in self.index_keys(identity) {
-                entries.push((key, identity.id));
-            }
-        }
-        for (key, id) in entries {
-            insert_sorted(self.index.entry(key).or_default(), id);
+            MemoryStore::reindex(&mut self.index, &self.indexed, identity, true);
         }
         Ok(())
     }
@@ -203,7 +226,8 @@ impl Store for MemoryStore {
     fn find_identities(&self, attribute: &str, match_key: &str) -> Result<Vec<IdentityId>, StoreError> {
         Ok(self
             .index
-            .get(&(attribute.to_owned(), match_key.to_owned()))
+            .get(attribute)
+            .and_then(|by_key| by_key.get(match_key))
             .map(|s| s.iter().copied().collect())
             .unwrap_or_default())
     }
@@ -211,18 +235,9 @@ impl Store for MemoryStore {
     fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError> {
         for identity in identities {
             if let Some(old) = self.identities.get(&identity.id) {
-                for key in self.index_keys(old) {
-                    if let Some(set) = self.index.get_mut(&key) {
-                        set.retain(|id| *id != identity.id);
-                        if set.is_empty() {
-                            self.index.remove(&key);
-                        }
-                    }
-                }
+                MemoryStore::reindex(&mut self.index, &self.indexed, old, false);
             }
-            for key in self.index_keys(&identity) {
-                insert_sorted(self.index.entry(key).or_default(), identity.id);
-            }
+            MemoryStore::reindex(&mut self.index, &self.indexed, &identity, true);
             self.next_identity = self.next_identity.max(identity.id.0);
             self.identities.insert(identity.id, identity);
         }
