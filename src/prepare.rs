@@ -833,7 +833,15 @@ mod tests {
         let hr = c.system("hr").unwrap();
         Outcome {
             rejections: p.rejections.clone(),
-            rows: p.rows.iter().map(|r| (r.key.to_string(), p.values(hr, r))).collect(),
+            rows: p
+                .rows
+                .iter()
+                .map(|r| {
+                    let mut values = Vec::new();
+                    p.for_each_value(hr, r, |name, value| values.push((name.clone(), value)));
+                    (r.key.to_string(), values)
+                })
+                .collect(),
             seen: p.seen.keys().map(|k| k.to_string()).collect(),
             deletes: p.deletes.clone(),
         }
