@@ -1,6 +1,8 @@
 //! Imports and approvals: prepare, diff, thresholds, the account mirror, correlation,
 //! projection and resolution.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::attr_map::AttrMap;
@@ -141,22 +143,33 @@ impl<S: Store> Engine<S> {
         let name = plan.system.as_str();
         // 1. The account mirror, with the echoes of pushed values (SPEC 5.3). The stored
         // accounts are read once, lent; only those that change are copied.
-        let keys: Vec<&str> = plan.changes.iter().map(|c| c.key.as_str()).collect();
-        let mut stored: Vec<Option<Account>> = vec![None; keys.len()];
-        let mut previous_links: Vec<Option<IdentityId>> = vec![None; keys.len()];
-        self.store.visit_accounts_by_key(name, &keys, &mut |index, account| {
-            if let Some(account) = account {
+        // An inserted account has nothing stored: only updates and deletes are read
+        // (a first load reads none).
+        let read: Vec<usize> = (0..plan.changes.len())
+            .filter(|&i| plan.changes[i].kind != ChangeKind::Insert)
+            .collect();
+        let keys: Vec<&str> = read.iter().map(|&i| plan.changes[i].key.as_str()).collect();
+        let mut stored: HashMap<usize, Account> = HashMap::with_capacity(read.len());
+        let mut previous_links: HashMap<usize, IdentityId> = HashMap::new();
+        self.store
+            .visit_accounts_by_key(name, &keys, &mut |position, account| {
+                let (Some(account), Some(&index)) = (account, read.get(position)) else {
+                    return;
+                };
                 if plan.changes[index].kind == ChangeKind::Delete {
-                    previous_links[index] = account.identity();
+                    if let Some(id) = account.identity() {
+                        previous_links.insert(index, id);
+                    }
                 } else {
-                    stored[index] = Some(account.clone());
+                    stored.insert(index, account.clone());
                 }
-            }
-        })?;
+            })?;
         let mut put = Vec::with_capacity(plan.changes.len() + plan.kept.len() + plan.retry.len());
         let mut removed = Vec::new();
         let mut items = Vec::with_capacity(plan.changes.len() + plan.retry.len());
-        for ((change, stored), &previous_link) in plan.changes.iter().zip(stored).zip(&previous_links) {
+        for (index, change) in plan.changes.iter().enumerate() {
+            let previous_link = previous_links.get(&index).copied();
+            let stored = stored.remove(&index);
             match change.kind {
                 ChangeKind::Delete => {
                     removed.push(change.key.clone());
@@ -204,7 +217,8 @@ impl<S: Store> Engine<S> {
             state.inbox.extend(
                 plan.changes
                     .iter()
-                    .zip(previous_links)
+                    .enumerate()
+                    .map(|(index, change)| (change, previous_links.get(&index).copied()))
                     .map(|(change, previous_link)| InboxEntry {
                         plan: plan.id,
                         system: name.to_owned(),

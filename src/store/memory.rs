@@ -151,6 +151,12 @@ impl Store for MemoryStore {
     fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
         // One shared name of the system for every link written.
         let name = Text::from(system);
+        // Room for every account at once: rehashing moves whole records.
+        self.systems
+            .entry(system.to_owned())
+            .or_default()
+            .accounts
+            .reserve(accounts.len());
         for mut account in accounts {
             account.fingerprint = account.values_fingerprint();
             let previous = self
