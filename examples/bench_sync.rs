@@ -80,9 +80,14 @@ use common::at;
 
 /// The shared configuration, with a deletion limit of 0.1% so that the import's plan
 /// blocks and its phases can be timed apart.
-fn config(cycle: bool) -> ValidatedConfig {
+fn config(cycle: bool, three: bool) -> ValidatedConfig {
     let json = common::config_json(json!({ "thresholds": { "max_pct_deleted": 0.1 } }));
-    let json = if cycle { common::with_directory(json) } else { json };
+    let json = if cycle || three {
+        common::with_directory(json)
+    } else {
+        json
+    };
+    let json = if three { common::with_phone(json) } else { json };
     ValidatedConfig::from_json(&json.to_string()).expect("the benchmark configuration is valid")
 }
 
@@ -455,6 +460,52 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// The bytes of a table written as CSV (cells and separators, no quoting).
+fn csv_bytes(table: &Table) -> usize {
+    (0..table.len())
+        .map(|r| table.row(r).map(|c| c.len() + 1).sum::<usize>())
+        .sum()
+}
+
+/// The exports of a directory and a phone system over the people of the HR export:
+/// `dir` (one account per person: `uid` = the HR `id`, with mail, title, department,
+/// display name and manager as HR has them) and `phone` (one line per person:
+/// `ext` = the phone number, `owner` = the employee number, mail).
+fn other_exports(hr: &Table) -> (Table, Table) {
+    let col = |name: &str| HEADER.iter().position(|h| *h == name).expect("a gen.py column");
+    let dir_columns = ["uid", "mail", "title", "department", "displayName", "manager"];
+    let dir_from = [
+        0,
+        col("mail"),
+        col("title"),
+        col("department"),
+        col("displayName"),
+        col("manager"),
+    ];
+    let mut dir = Table::new(dir_columns.iter().map(|c| c.to_string()).collect());
+    let mut phone = Table::new(vec!["ext".into(), "owner".into(), "mail".into()]);
+    // A phone line for each person with a number and an employee number of their own
+    // (gen.py repeats a few of each: those lines would be ambiguous).
+    let mut uses: std::collections::HashMap<(usize, &str), usize> = std::collections::HashMap::new();
+    for r in 0..hr.len() {
+        for c in [col("phone"), col("employeeNumber")] {
+            *uses.entry((c, hr.cell(r, c).unwrap_or(""))).or_default() += 1;
+        }
+    }
+    let unique = |c: usize, v: &str| !v.is_empty() && uses.get(&(c, v)) == Some(&1);
+    for r in 0..hr.len() {
+        let cell = |c: usize| hr.cell(r, c).unwrap_or("");
+        dir.push_row(dir_from.iter().map(|&c| cell(c))).expect("six cells");
+        let number = cell(col("phone"));
+        if unique(col("phone"), number) && unique(col("employeeNumber"), cell(col("employeeNumber"))) {
+            phone
+                .push_row([number, cell(col("employeeNumber")), cell(col("mail"))])
+                .expect("three cells");
+        }
+    }
+    (dir, phone)
+}
+
 /// A delta of `n` upserts: existing accounts (from the table) with 1-3 attributes
 /// changed, carrying only the key and the changed attributes.
 fn delta(table: &Table, n: usize) -> Snapshot {
@@ -531,11 +582,13 @@ fn main() {
 
     let bulk = args.iter().any(|a| a == "--bulk-load");
     let cycle = args.iter().any(|a| a == "--cycle");
+    let three = args.iter().any(|a| a == "--three-systems");
     assert!(
         !(bulk && cycle),
         "--cycle measures the engine's load: not with --bulk-load"
     );
-    let config = config(cycle);
+    assert!(!(three && (bulk || cycle)), "--three-systems runs alone");
+    let config = config(cycle, three);
     let mut engine = Engine::new(config.clone());
     let rss0 = status_kib("VmRSS:");
 
@@ -550,9 +603,9 @@ fn main() {
     };
     let read_old = t.elapsed();
     assert_eq!(old.len(), accounts, "old.csv holds --accounts rows");
-    let old_bytes: usize = (0..old.len())
-        .map(|r| old.row(r).map(|c| c.len() + 1).sum::<usize>())
-        .sum();
+    let old_bytes = csv_bytes(&old);
+    // Made before the load consumes `old`; consumed (and dropped) by their imports.
+    let mut others = three.then(|| other_exports(&old));
     let t = Instant::now();
     let mut stages = Stages::new();
     if bulk {
@@ -575,6 +628,29 @@ fn main() {
     let load_import = t.elapsed();
     let load_stages = stages.summary();
     let store_kib = status_kib("VmRSS:").saturating_sub(rss0);
+
+    // ---- three systems: a directory and a phone system over the same people
+    let mut three_steps: Vec<(String, std::time::Duration)> = Vec::new();
+    let mut three_csv_bytes = 0usize;
+    if let Some((dir, phone)) = others.take() {
+        for (system, table) in [("dir", dir), ("phone", phone)] {
+            let rows = table.len();
+            three_csv_bytes += csv_bytes(&table);
+            let t = Instant::now();
+            let report = engine
+                .import(system, &Snapshot::Table(table), at(1))
+                .expect("the export is accepted");
+            assert!(report.applied && report.plan.rejections.is_empty(), "{system} applies");
+            let linked = report
+                .links
+                .iter()
+                .filter(|l| matches!(l.state, LinkState::Linked(_)))
+                .count();
+            assert_eq!(linked, rows, "every {system} account correlates");
+            three_steps.push((format!("import {system} ({rows} accounts, correlated)"), t.elapsed()));
+        }
+    }
+    let three_kib = status_kib("VmRSS:").saturating_sub(rss0);
 
     // ---- cycle: provision every identity into `dir`, confirm
     let mut cycle_steps: Vec<(String, std::time::Duration)> = Vec::new();
@@ -701,6 +777,19 @@ fn main() {
         "incremental import of {INCREMENTAL} changes     {:>8.3}",
         s(incremental)
     );
+    if three {
+        println!("three systems (after the load):");
+        for (step, time) in &three_steps {
+            println!("  {step:<37}{:>8.3}", s(*time));
+        }
+        let csvs = old_bytes + three_csv_bytes;
+        println!(
+            "store RSS, three systems: {:.1} MiB ({:.2}x the three CSVs' {:.1} MiB)",
+            mib(three_kib),
+            three_kib as f64 * 1024.0 / csvs as f64,
+            csvs as f64 / 1_048_576.0
+        );
+    }
     if cycle {
         let mut total = load_import + import;
         println!("cycle (after the load, and with the import above):");

@@ -107,6 +107,25 @@ pub fn with_directory(mut config: Json) -> Json {
     config
 }
 
+/// `config` with a phone system, `phone`, keyed by the extension (`ext`), whose
+/// `owner` holds the employee number it correlates on, and which receives the
+/// identity's `mail` outbound.
+pub fn with_phone(mut config: Json) -> Json {
+    let phone = json!({
+        "schema": { "account_id": "ext", "account_name": "ext", "attributes": {
+            "ext": { "type": "string" },
+            "owner": { "type": "string" },
+            "mail": { "type": "string" }
+        } },
+        "correlation": [ [ { "account": "owner", "identity": "employeeNumber" } ] ],
+        "flows": [ { "account": "mail", "identity": "mail", "direction": "outbound" } ]
+    });
+    if let Some(systems) = config.get_mut("systems").and_then(Json::as_object_mut) {
+        systems.insert("phone".into(), phone);
+    }
+    config
+}
+
 /// The configuration, validated.
 pub fn config(extra: Json) -> ValidatedConfig {
     ValidatedConfig::from_json(&config_json(extra).to_string()).expect("the benchmark configuration is valid")
