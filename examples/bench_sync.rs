@@ -533,8 +533,7 @@ fn delta(table: &Table, n: usize) -> Snapshot {
 
 /// The state a load leaves, built through the `Store` API: per row an identity holding
 /// the values (provenance `hr`) and the account linked to it.
-fn bulk_load(config: ValidatedConfig, table: &Table) -> Engine<MemoryStore> {
-    let mut store = MemoryStore::new();
+fn bulk_load<S: Store>(config: ValidatedConfig, mut store: S, table: &Table) -> Engine<S> {
     let mut accounts = Vec::with_capacity(table.len());
     let mut identities = Vec::with_capacity(table.len());
     for r in 0..table.len() {
@@ -558,10 +557,16 @@ fn bulk_load(config: ValidatedConfig, table: &Table) -> Engine<MemoryStore> {
         accounts.push(account);
         identities.push(identity);
     }
-    store.put_identities(identities).expect("memory store");
-    store.put_accounts("hr", accounts).expect("memory store");
-    store.bump_system_version("hr").expect("memory store");
-    Engine::with_store(config, store).expect("memory store")
+    store.begin().expect("a unit of work");
+    store
+        .put_identities(identities)
+        .expect("the store takes the identities");
+    store
+        .put_accounts("hr", accounts)
+        .expect("the store takes the accounts");
+    store.bump_system_version("hr").expect("a version");
+    store.commit().expect("the bulk load commits");
+    Engine::with_store(config, store).expect("an engine over the store")
 }
 
 fn main() {
@@ -589,7 +594,35 @@ fn main() {
     );
     assert!(!(three && (bulk || cycle)), "--three-systems runs alone");
     let config = config(cycle, three);
-    let mut engine = Engine::new(config.clone());
+    match arg("--store").as_deref() {
+        None | Some("memory") => run(&args, config, MemoryStore::new, None),
+        #[cfg(feature = "sqlite")]
+        Some("sqlite") => {
+            let path = std::env::temp_dir().join(format!("attrflow-bench-{}.db", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let open = || attrflow::sqlite_store::SqliteStore::open(&path).expect("a SQLite file");
+            run(&args, config, open, Some(&path));
+            let _ = std::fs::remove_file(&path);
+        }
+        Some(other) => panic!("--store {other}: memory, or sqlite (with --features sqlite)"),
+    }
+}
+
+/// The whole benchmark over the store `open` makes; `file` is the store's database
+/// file, when it has one (its size is reported).
+fn run<S: Store>(args: &[String], config: ValidatedConfig, open: impl Fn() -> S, file: Option<&std::path::Path>) {
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let accounts: usize = arg("--accounts").map_or(100_000, |v| v.parse().expect("--accounts N"));
+    let dir = arg("--dir");
+    let bulk = args.iter().any(|a| a == "--bulk-load");
+    let cycle = args.iter().any(|a| a == "--cycle");
+    let three = args.iter().any(|a| a == "--three-systems");
+    let mut engine = Engine::with_store(config.clone(), open()).expect("an engine over the store");
     let rss0 = status_kib("VmRSS:");
 
     // ---- load
@@ -609,7 +642,8 @@ fn main() {
     let t = Instant::now();
     let mut stages = Stages::new();
     if bulk {
-        engine = bulk_load(config, &old);
+        drop(engine);
+        engine = bulk_load(config, open(), &old);
         drop(old);
     } else {
         let snapshot = Snapshot::Table(old);
@@ -819,4 +853,13 @@ fn main() {
     println!("old.csv cells: {:.1} MiB", old_bytes as f64 / 1_048_576.0);
     println!("store RSS after load (tables dropped): {:.1} MiB", mib(store_kib));
     println!("peak memory (VmHWM): {:.1} MiB", mib(status_kib("VmHWM:")));
+    if let Some(file) = file {
+        drop(engine);
+        let bytes = std::fs::metadata(file).map_or(0, |m| m.len());
+        println!(
+            "database file: {:.1} MiB ({:.2}x old.csv)",
+            bytes as f64 / 1_048_576.0,
+            bytes as f64 / old_bytes as f64
+        );
+    }
 }

@@ -45,6 +45,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId};
 use crate::store::{EngineState, PendingPlan, PlanId, Store, StoreError};
@@ -224,6 +225,10 @@ fn encode_exact<T: serde::Serialize>(op: &str, value: &T) -> Result<(String, Vec
 }
 
 /// The inverse of [`encode_exact`].
+/// From this many keys on, [`Store::visit_accounts_by_key`] scans the system's
+/// accounts once instead of querying each key.
+const SCAN_FROM: usize = 256;
+
 fn decode_exact<T: serde::de::DeserializeOwned>(op: &str, data: &str, floats: &[u64]) -> Result<T, StoreError> {
     let mut json: serde_json::Value = serde_json::from_str(data).map_err(json_error(op))?;
     let mut bits = floats.iter();
@@ -539,6 +544,40 @@ impl SqliteStore {
         visit: &mut dyn FnMut(usize, Option<&Account>),
     ) -> Result<(), StoreError> {
         let op = "visit_accounts_by_key";
+        // Many keys (a complete import): one scan of the system's accounts instead of a
+        // query per key; only the accounts asked for are decoded.
+        if keys.len() >= SCAN_FROM {
+            let mut positions: HashMap<&str, SmallVec<[usize; 1]>> = HashMap::with_capacity(keys.len());
+            for (index, key) in keys.iter().enumerate() {
+                positions.entry(*key).or_default().push(index);
+            }
+            let mut seen = vec![false; keys.len()];
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT key, data FROM attrflow_accounts WHERE system = ?1")
+                .map_err(sql_error(op))?;
+            let mut rows = stmt.query([system]).map_err(sql_error(op))?;
+            while let Some(row) = rows.next().map_err(sql_error(op))? {
+                let key: String = row.get(0).map_err(sql_error(op))?;
+                let Some(at) = positions.get(key.as_str()) else {
+                    continue;
+                };
+                let data: String = row.get(1).map_err(sql_error(op))?;
+                let account: Account = serde_json::from_str(&data).map_err(json_error(op))?;
+                for &index in at {
+                    if let Some(slot) = seen.get_mut(index) {
+                        *slot = true;
+                    }
+                    visit(index, Some(&account));
+                }
+            }
+            for (index, seen) in seen.into_iter().enumerate() {
+                if !seen {
+                    visit(index, None);
+                }
+            }
+            return Ok(());
+        }
         let mut stmt = self
             .conn
             .prepare_cached("SELECT data FROM attrflow_accounts WHERE system = ?1 AND key = ?2")

@@ -459,3 +459,43 @@ fn a_failing_host_unit_of_work_keeps_none_of_its_calls() {
     );
     assert_eq!(observe(&sqlite), before);
 }
+
+// ---------------------------------------------------------------- keyed reads
+
+/// What `visit_accounts_by_key` lends for each position, sorted by position.
+fn lent(store: &dyn Store, system: &str, keys: &[&str]) -> Vec<(usize, Option<Account>)> {
+    let mut out = Vec::new();
+    store
+        .visit_accounts_by_key(system, keys, &mut |index, account| out.push((index, account.cloned())))
+        .unwrap();
+    out.sort_by_key(|(index, _)| *index);
+    out
+}
+
+#[test]
+fn many_keyed_reads_answer_as_the_memory_store() {
+    let mut sqlite = SqliteStore::open_in_memory().unwrap();
+    let mut memory = MemoryStore::new();
+    let accounts: Vec<Account> = (0..400)
+        .map(|i| account(&format!("k{i:03}"), (i % 3 == 0).then_some(i), &["G1"]))
+        .collect();
+    for store in [&mut sqlite as &mut dyn Store, &mut memory] {
+        store.put_accounts("a", accounts.clone()).unwrap();
+        store.put_accounts("b", vec![account("k001", None, &[])]).unwrap();
+    }
+    // Enough keys for the scan, with absent keys, a repeated key and another system's.
+    let owned: Vec<String> = (0..300)
+        .map(|i| format!("k{:03}", i * 2))
+        .chain(["k001".to_owned(), "k001".to_owned(), "missing".to_owned()])
+        .collect();
+    let keys: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let got = lent(&sqlite, "a", &keys);
+    assert_eq!(got.len(), keys.len(), "one visit per position");
+    assert_eq!(got, lent(&memory, "a", &keys));
+    assert!(
+        got.iter().filter(|(_, a)| a.is_none()).count() >= 100,
+        "absent keys are lent as none"
+    );
+    // Few keys take the query per key: the same answers.
+    assert_eq!(lent(&sqlite, "a", &keys[..5]), lent(&memory, "a", &keys[..5]));
+}
