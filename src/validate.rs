@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::config::{Config, Direction, SystemConfig};
 use crate::error::ConfigError;
 use crate::text::Text;
-use crate::value::ValueType;
+use crate::value::{Scalar, ValueType};
 
 /// What kind of problem a validation error is. The `snake_case` name (see
 /// [`ValidationErrorKind::as_str`]) is what scenario files and reports use.
@@ -40,6 +40,13 @@ pub enum ValidationErrorKind {
     UnknownSystem,
     /// A role granting on an attribute that is not multi-valued.
     GrantNotMulti,
+    /// A role granting on a multi-valued attribute not marked `entitlement` (SPEC 7.3).
+    GrantNotEntitlement,
+    /// A role granting a value that does not parse as the attribute's type.
+    InvalidGrantValue,
+    /// A system named with the `@` prefix, which provenance reserves for the host's
+    /// edits (`@host`) and computed attributes (`@computed`).
+    ReservedSystemName,
 }
 
 impl ValidationErrorKind {
@@ -57,6 +64,9 @@ impl ValidationErrorKind {
             ValidationErrorKind::ComputedCycle => "computed_cycle",
             ValidationErrorKind::UnknownSystem => "unknown_system",
             ValidationErrorKind::GrantNotMulti => "grant_not_multi",
+            ValidationErrorKind::GrantNotEntitlement => "grant_not_entitlement",
+            ValidationErrorKind::InvalidGrantValue => "invalid_grant_value",
+            ValidationErrorKind::ReservedSystemName => "reserved_system_name",
         }
     }
 }
@@ -271,7 +281,7 @@ impl Checker {
                     );
                     continue;
                 };
-                for attribute in grants.keys() {
+                for (attribute, values) in grants {
                     let place = Place {
                         attribute: Some(attribute.clone()),
                         path: format!("{}.{attribute}", place.path),
@@ -285,7 +295,34 @@ impl Checker {
                             format!("role `{name}` grants values on `{attribute}`, which is not multi-valued"),
                             None,
                         ),
-                        Some(_) => {}
+                        Some(decl) => {
+                            if !decl.entitlement {
+                                self.push(
+                                    ValidationErrorKind::GrantNotEntitlement,
+                                    place.clone(),
+                                    format!(
+                                        "role `{name}` grants values on `{attribute}`, which is not marked `entitlement`"
+                                    ),
+                                    Some("add \"entitlement\": true to the attribute".into()),
+                                );
+                            }
+                            for (i, value) in values.iter().enumerate() {
+                                if Scalar::parse(value, decl.value_type).is_none() {
+                                    self.push(
+                                        ValidationErrorKind::InvalidGrantValue,
+                                        Place {
+                                            path: format!("{}[{i}]", place.path),
+                                            ..place.clone()
+                                        },
+                                        format!(
+                                            "role `{name}` grants `{value}` on `{attribute}`, which is not a {}",
+                                            decl.value_type
+                                        ),
+                                        None,
+                                    );
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -345,6 +382,17 @@ impl Checker {
             attribute: attribute.map(str::to_owned),
             path,
         };
+        if system_name.starts_with('@') {
+            self.push(
+                ValidationErrorKind::ReservedSystemName,
+                at(base.clone(), None, None),
+                format!(
+                    "system name `{system_name}` starts with `@`, which is reserved for the engine's own \
+                     provenance (`@host`, `@computed`)"
+                ),
+                Some(format!("name it `{}`", system_name.trim_start_matches('@'))),
+            );
+        }
         for (field, key) in [
             ("account_id", &system.schema.account_id),
             ("account_name", &system.schema.account_name),

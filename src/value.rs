@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::text::Text;
@@ -40,6 +40,30 @@ impl fmt::Display for ValueType {
     }
 }
 
+/// A date written exactly `YYYY-MM-DD`, month and day zero-padded (SPEC 1):
+/// `2026-1-5` is not one.
+fn parse_date(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    let shaped = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                *b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    shaped
+        .then(|| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+        .flatten()
+}
+
+/// An RFC 3339 date and time whose instant lies in the years 0000-9999 once in UTC
+/// (SPEC 1): the form values are written back in, so what is stored can be read again.
+fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
+    let utc = DateTime::parse_from_rfc3339(text).ok()?.with_timezone(&Utc);
+    (0..=9999).contains(&utc.year()).then_some(utc)
+}
+
 /// One typed value. Strings and references share the `Text` variant: the attribute's
 /// declared type says which it is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -68,12 +92,8 @@ impl Scalar {
                 "false" => Some(Scalar::Boolean(false)),
                 _ => None,
             },
-            ValueType::Date => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-                .ok()
-                .map(Scalar::Date),
-            ValueType::Datetime => DateTime::parse_from_rfc3339(text.trim())
-                .ok()
-                .map(|d| Scalar::Datetime(d.with_timezone(&Utc))),
+            ValueType::Date => parse_date(text.trim()).map(Scalar::Date),
+            ValueType::Datetime => parse_datetime(text.trim()).map(Scalar::Datetime),
         }
     }
 

@@ -343,6 +343,53 @@ fn failure_text(report: &attrflow::scenario::Report) -> String {
 }
 
 #[test]
+fn reserved_system_names_and_ill_typed_or_non_entitlement_grants_are_refused() {
+    let text = json!({
+        "identity": { "attributes": { "dept": { "type": "string" } } },
+        "systems": {
+            "@host": {
+                "schema": { "account_id": "id", "account_name": "id", "attributes": { "id": { "type": "string" } } }
+            },
+            "app": {
+                "schema": { "account_id": "id", "account_name": "id", "attributes": {
+                    "id": { "type": "string" },
+                    "levels": { "type": "integer", "multi": true, "entitlement": true },
+                    "tags": { "type": "string", "multi": true }
+                } }
+            }
+        },
+        "roles": { "staff": {
+            "criteria": { "is_empty": "dept" },
+            "grants": { "app": { "levels": ["3", "notanumber"], "tags": ["t1"] } }
+        } }
+    })
+    .to_string();
+    let err = ValidatedConfig::from_json(&text).unwrap_err();
+    let ConfigError::Invalid(errors) = &err else {
+        panic!("expected validation errors, got {err:?}");
+    };
+    let mut found: Vec<(&str, &str)> = errors
+        .0
+        .iter()
+        .map(|e| (e.kind().as_str(), e.place().path.as_str()))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("grant_not_entitlement", "roles.staff.grants.app.tags"),
+            ("invalid_grant_value", "roles.staff.grants.app.levels[1]"),
+            ("reserved_system_name", "systems.@host"),
+        ]
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("notanumber") && message.contains("`@host`"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_valid_scenario_passes() {
     let report = attrflow::scenario::run_text(GOOD_SCENARIO);
     assert!(report.passed(), "{}", failure_text(&report));

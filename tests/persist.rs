@@ -32,7 +32,7 @@ fn config() -> ValidatedConfig {
                 "ad": {
                     "schema": { "account_id": "sam", "account_name": "sam", "attributes": {
                         "sam": { "type": "string" }, "emp": { "type": "string" }, "title": { "type": "string" },
-                        "memberOf": { "type": "string", "multi": true } } },
+                        "memberOf": { "type": "string", "multi": true, "entitlement": true } } },
                     "correlation": [ [ { "account": "emp", "identity": "employeeNumber" } ] ],
                     "flows": [
                         { "account": "title", "identity": "title", "direction": "bidirectional", "create": 30, "update": 60 },
@@ -172,4 +172,41 @@ fn another_version_is_named() {
     let err = MemoryStore::decode(text.as_bytes()).unwrap_err();
     assert_eq!(err, DecodeError::UnsupportedVersion { found: 9, supported: 1 });
     assert!(err.to_string().contains("version 9"), "{err}");
+}
+
+#[test]
+fn a_store_out_of_identity_ids_refuses_the_import_and_keeps_everyone() {
+    let mut engine = Engine::new(config());
+    run(
+        &mut engine,
+        &Step::Hr(vec![(1, 1, false, vec![1]), (2, 2, true, vec![])]),
+        at(0),
+    );
+    let mut document: serde_json::Value = serde_json::from_slice(&engine.store().encode()).unwrap();
+    document["next_identity"] = json!(u64::MAX - 1);
+    let store = MemoryStore::decode(&serde_json::to_vec(&document).unwrap()).unwrap();
+    let mut engine = Engine::with_store(config(), store).unwrap();
+    // Everything but the id counters (ids handed out before the refusal stay used).
+    let data = |engine: &Engine| {
+        let mut document: serde_json::Value = serde_json::from_slice(&engine.store().encode()).unwrap();
+        let fields = document.as_object_mut().unwrap();
+        fields.remove("next_identity");
+        fields.remove("next_plan");
+        document
+    };
+    let before = data(&engine);
+    // Three new people: one id is left, so the third projection cannot be made.
+    let rows = json!([
+        { "id": "E1", "title": "t1", "hired": "2020-01-01", "groups": [] },
+        { "id": "E2", "title": "t2", "hired": "2020-01-01", "groups": [] },
+        { "id": "N1", "title": "n", "hired": "2020-01-01", "groups": [] },
+        { "id": "N2", "title": "n", "hired": "2020-01-01", "groups": [] },
+        { "id": "N3", "title": "n", "hired": "2020-01-01", "groups": [] }
+    ]);
+    let snapshot: Snapshot =
+        serde_json::from_value(json!({ "mode": "incremental", "upserts": rows, "deletes": [] })).unwrap();
+    let err = engine.import("hr", &snapshot, at(1)).unwrap_err();
+    assert!(err.to_string().contains("identity id"), "{err}");
+    assert_eq!(data(&engine), before, "a refused import changes no record");
+    assert_eq!(engine.identity_count().unwrap(), 2);
 }

@@ -205,14 +205,12 @@ impl<S: Store> Engine<S> {
                 put.push(account);
             }
         }
-        if !plan.changes.is_empty() {
-            self.store.bump_system_version(name)?;
-        }
-        self.store.remove_accounts(name, &removed)?;
-
-        // 2. Identity-side work: now, or in the inbox while paused (SPEC 6).
+        // 2. Identity-side work: now, or in the inbox while paused (SPEC 6). The mirror
+        // is written after it, so that a store refusing the work midway (out of
+        // identity ids) is left as it was even without a rollback.
         let mut state = self.store.engine_state()?;
         if state.paused {
+            self.write_mirror(name, plan, &removed)?;
             self.store.put_accounts(name, put)?;
             state.inbox.extend(
                 plan.changes
@@ -244,8 +242,17 @@ impl<S: Store> Engine<S> {
             }
         }
         let (links, processing) = self.identity_phase(name, system, plan.at, &mut put, &items, log)?;
+        self.write_mirror(name, plan, &removed)?;
         self.store.put_accounts(name, put)?;
         Ok((links, processing))
+    }
+
+    /// The system's new version and the removal of its deleted accounts.
+    fn write_mirror(&mut self, name: &str, plan: &ImportPlan, removed: &[String]) -> Result<(), StoreError> {
+        if !plan.changes.is_empty() {
+            self.store.bump_system_version(name)?;
+        }
+        self.store.remove_accounts(name, removed)
     }
 
     /// Correlation, projection and resolution for the changed accounts of one import

@@ -22,7 +22,9 @@ struct SystemAccounts {
 /// attribute -> match key -> identities holding it (sorted).
 type CorrelationIndex = HashMap<String, HashMap<String, SmallVec<[IdentityId; 1]>>>;
 
-/// An in-memory [`Store`]: infallible, so a refused operation never leaves a trace.
+/// An in-memory [`Store`]: it fails only when its identity or plan ids run out, and the
+/// engine writes to it only once the work cannot fail, so a refused operation leaves no
+/// trace in its records.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct MemoryStore {
     systems: BTreeMap<String, SystemAccounts>,
@@ -251,8 +253,12 @@ impl Store for MemoryStore {
     }
 
     fn allocate_identity_id(&mut self) -> Result<IdentityId, StoreError> {
-        self.next_identity += 1;
-        Ok(IdentityId(self.next_identity))
+        // Wrapping would hand out the ids of existing identities and overwrite them.
+        let Some(next) = self.next_identity.checked_add(1) else {
+            return Err(StoreError::new("memory store: every identity id is taken"));
+        };
+        self.next_identity = next;
+        Ok(IdentityId(next))
     }
 
     fn system_version(&self, system: &str) -> Result<u64, StoreError> {
@@ -265,8 +271,11 @@ impl Store for MemoryStore {
     }
 
     fn allocate_plan_id(&mut self) -> Result<PlanId, StoreError> {
-        self.next_plan += 1;
-        Ok(PlanId(self.next_plan))
+        let Some(next) = self.next_plan.checked_add(1) else {
+            return Err(StoreError::new("memory store: every plan id is taken"));
+        };
+        self.next_plan = next;
+        Ok(PlanId(next))
     }
 
     fn put_pending_plan(&mut self, plan: PendingPlan) -> Result<(), StoreError> {
