@@ -337,18 +337,8 @@ pub(crate) fn count(system: &SystemConfig, changes: &[AccountChange]) -> Counts 
                 continue;
             };
             if decl.multi {
-                let added = c
-                    .new
-                    .scalars()
-                    .iter()
-                    .filter(|s| !c.old.contains(s, decl.case_exact))
-                    .count() as u64;
-                let removed = c
-                    .old
-                    .scalars()
-                    .iter()
-                    .filter(|s| !c.new.contains(s, decl.case_exact))
-                    .count() as u64;
+                let added = c.new.missing_from(&c.old, decl.case_exact).len() as u64;
+                let removed = c.old.missing_from(&c.new, decl.case_exact).len() as u64;
                 counts.link_inserted += added;
                 counts.link_deleted += removed;
                 multi_changed |= added + removed > 0;

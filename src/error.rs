@@ -251,6 +251,10 @@ pub enum EditError {
         /// Why.
         reason: String,
     },
+    /// The attribute is computed (SPEC 7.1): its transform owns its value, and an edit
+    /// would be overwritten by the next recomputation.
+    #[error("identity attribute `{0}` is computed: edit the attributes its transform reads instead")]
+    ComputedAttribute(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -263,6 +267,7 @@ impl EditError {
             EditError::UnknownIdentity(_) => "unknown_identity",
             EditError::UnknownAttribute(_) => "unknown_attribute",
             EditError::InvalidValue { .. } => "invalid_value",
+            EditError::ComputedAttribute(_) => "computed_attribute",
             EditError::Store(_) => "store",
         }
     }

@@ -14,6 +14,7 @@ use crate::processing::IdentitySource;
 use crate::store::{PlanId, Store, StoreError};
 use crate::text::Text;
 use crate::thresholds::{Base, Counts, Exceeded};
+use crate::value::Keys;
 use crate::value::{Scalar, Value};
 
 /// Create an account for an identity.
@@ -305,21 +306,17 @@ fn sync_account(
             }
             continue;
         }
-        let add: Vec<Scalar> = want
-            .scalars()
-            .iter()
-            .filter(|s| !held.contains(s, decl.case_exact))
-            .cloned()
-            .collect();
+        let add: Vec<Scalar> = want.missing_from(held, decl.case_exact);
         // Without `authoritative`, only values the engine itself wrote are removed:
         // manual assignments stay.
-        let pushed = account.pushed.get(attribute.as_str());
+        let pushed = account
+            .pushed
+            .get(attribute.as_str())
+            .map(|p| Keys::of(p, decl.case_exact));
         let remove: Vec<Scalar> = held
-            .scalars()
-            .iter()
-            .filter(|s| !want.contains(s, decl.case_exact))
-            .filter(|s| target.authoritative || pushed.is_some_and(|p| p.iter().any(|x| x.same_as(s, decl.case_exact))))
-            .cloned()
+            .missing_from(&want, decl.case_exact)
+            .into_iter()
+            .filter(|s| target.authoritative || pushed.as_ref().is_some_and(|p| p.holds(s)))
             .collect();
         if !add.is_empty() {
             add_ops.insert(attribute.to_string(), add);

@@ -971,6 +971,34 @@ fn a_provisioning_batch_refuses_two_identities_that_would_share_a_key() {
     );
 }
 
+#[test]
+fn a_new_blocked_outbound_plan_replaces_the_older_one_of_its_system() {
+    let config = edited(|c| c["systems"]["ad"]["thresholds"] = json!({ "max_updated": 0 }));
+    let mut engine = Engine::new(config);
+    let _ = engine.import("hr", &complete(hr_rows()), at(1)).unwrap();
+    let ids: Vec<IdentityId> = ["E1", "E2"].iter().map(|e| identity_of(&engine, e)).collect();
+    let plan = engine.provision_many("ad", &ids, at(2)).unwrap();
+    let _ = engine.confirm(&plan.ops, at(2)).unwrap();
+    let titles = json!([ { "id": "E1", "title": "Lead" } ]);
+    let _ = engine.import("hr", &incremental(titles, json!([])), at(3)).unwrap();
+    let first = engine.outbound("ad", at(4)).unwrap();
+    assert!(first.is_blocked());
+    let second = engine.outbound("ad", at(5)).unwrap();
+    assert!(second.is_blocked());
+    let waiting: Vec<PlanId> = engine
+        .pending_plans()
+        .unwrap()
+        .iter()
+        .map(attrflow::PendingPlan::id)
+        .collect();
+    assert_eq!(waiting, [second.id], "only the newer blocked outbound plan waits");
+    assert_eq!(
+        engine.approve(first.id, at(6)).unwrap_err(),
+        ApproveError::UnknownPlan(first.id)
+    );
+    assert!(engine.approve(second.id, at(6)).is_ok());
+}
+
 // ---------------------------------------------------------------- confirmation
 
 /// `op` with its account key replaced (ops are built by the engine; a host may
@@ -1099,6 +1127,33 @@ fn set_attributes_with_an_invalid_value_writes_nothing() {
         .unwrap_err();
     assert_eq!(err, EditError::UnknownIdentity(IdentityId::from_raw(999)));
     assert_eq!(engine.store(), &before);
+}
+
+#[test]
+fn setting_a_computed_attribute_is_refused() {
+    let config = edited(|c| {
+        c["identity"]["attributes"]["label"] =
+            json!({ "type": "string", "computed": { "concat": [ { "attr": "title" }, "!" ] } });
+    });
+    let mut engine = Engine::new(config);
+    let _ = engine.import("hr", &complete(hr_rows()), at(1)).unwrap();
+    let e1 = identity_of(&engine, "E1");
+    assert_eq!(
+        engine.identity(e1).unwrap().unwrap().value("label").to_json(),
+        json!("Engineer!")
+    );
+    let before = engine.store().clone();
+    let err = engine
+        .set_attributes(
+            e1,
+            &[("title".into(), json!("Boss")), ("label".into(), json!("mine"))],
+            at(2),
+        )
+        .unwrap_err();
+    assert_eq!(err, EditError::ComputedAttribute("label".into()));
+    assert_eq!(err.kind(), "computed_attribute");
+    assert!(err.to_string().contains("`label`"), "{err}");
+    assert_eq!(engine.store(), &before, "nothing is written");
 }
 
 // ---------------------------------------------------------------- configuration changes

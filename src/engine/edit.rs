@@ -31,6 +31,9 @@ impl<S: Store> Engine<S> {
             let Some((key, decl)) = self.config.identity.attributes.get_key_value(attribute.as_str()) else {
                 return Err(EditError::UnknownAttribute(attribute.clone()));
             };
+            if decl.computed.is_some() {
+                return Err(EditError::ComputedAttribute(attribute.clone()));
+            }
             let value = Value::from_json(raw, decl.value_type, decl.multi, decl.case_exact).map_err(|p| {
                 EditError::InvalidValue {
                     attribute: attribute.clone(),

@@ -22,7 +22,7 @@ use crate::store::{PendingPlan, PlanId, Store, StoreError};
 use crate::text::Text;
 use crate::transform::AttributeSource;
 use crate::validate::ValidatedConfig;
-use crate::value::Value;
+use crate::value::{Keys, Value};
 
 impl<S: Store> Engine<S> {
     // ---------------------------------------------------------------- import
@@ -630,7 +630,7 @@ fn observe_echoes(system: &SystemConfig, account: &mut Account) {
         let held = attributes.get(attribute.as_str()).cloned().unwrap_or_default();
         // For a multi-valued attribute, "kept" means every pushed value is still there.
         let kept = if multi {
-            echo.pushed.scalars().iter().all(|s| held.contains(s, exact))
+            Keys::of(held.scalars(), exact).holds_all(echo.pushed.scalars())
         } else {
             echo.pushed.same_as(&held, exact)
         };

@@ -12,10 +12,10 @@ use crate::error::OutboundError;
 use crate::model::{Account, Echo, IdentityId, LinkState};
 use crate::outbound::{attribute_sync, count_ops, create_op, CreateOp, Op, OutboundPlan, OutboundSkip};
 
-use crate::store::{PendingPlan, Store, StoreError};
+use crate::store::{PendingPlan, PlanId, Store, StoreError};
 
 use crate::text::Text;
-use crate::value::{Scalar, Value};
+use crate::value::{Keys, Scalar, Value};
 
 impl<S: Store> Engine<S> {
     // ---------------------------------------------------------------- outbound
@@ -173,7 +173,29 @@ impl<S: Store> Engine<S> {
             version: self.store.system_version(system)?,
         };
         if plan.is_blocked() {
-            self.store.put_pending_plan(PendingPlan::Outbound(plan.clone()))?;
+            // A system's newer blocked outbound plan replaces its older one (SPEC 2.6):
+            // only the latest can be approved.
+            self.store.begin()?;
+            let kept = (|| {
+                let superseded: Vec<PlanId> = self
+                    .store
+                    .pending_plans()?
+                    .into_iter()
+                    .filter(|p| matches!(p, PendingPlan::Outbound(_)) && p.system() == system)
+                    .map(|p| p.id())
+                    .collect();
+                for id in superseded {
+                    let _ = self.store.take_pending_plan(id)?;
+                }
+                self.store.put_pending_plan(PendingPlan::Outbound(plan.clone()))
+            })();
+            match kept {
+                Ok(()) => self.store.commit()?,
+                Err(e) => {
+                    self.store.rollback();
+                    return Err(e.into());
+                }
+            }
         }
         Ok(plan)
     }
@@ -251,8 +273,9 @@ impl<S: Store> Engine<S> {
                             held.extend(items.iter().cloned());
                             pushed.extend(items.iter().cloned());
                         } else {
-                            held.retain(|s| !items.iter().any(|x| x.same_as(s, exact)));
-                            pushed.retain(|s| !items.iter().any(|x| x.same_as(s, exact)));
+                            let removed = Keys::of(items, exact);
+                            held.retain(|s| !removed.holds(s));
+                            pushed.retain(|s| !removed.holds(s));
                         }
                         let pushed_set = Value::multi(std::mem::take(pushed), exact);
                         match pushed_set {
