@@ -201,6 +201,29 @@ pub enum OutboundError {
         /// The attribute.
         attribute: String,
     },
+    /// A confirmed op names an account key that is empty or not in its canonical form
+    /// (lower case for a system whose key ignores case).
+    #[error("cannot confirm an op on account `{account}` in system `{system}`: the key is empty or not canonical (expected `{expected}`)")]
+    InvalidKey {
+        /// The system.
+        system: String,
+        /// The key as the op gave it.
+        account: String,
+        /// The key the engine would store.
+        expected: String,
+    },
+    /// A confirmed op carries a value that does not fit the schema.
+    #[error("cannot confirm an op on account `{account}` in system `{system}`: the value for `{attribute}` {reason}")]
+    InvalidValue {
+        /// The system.
+        system: String,
+        /// The account key.
+        account: String,
+        /// The attribute.
+        attribute: String,
+        /// Why.
+        reason: String,
+    },
     /// Requests of a provisioning batch were refused (nothing was provisioned).
     #[error("{} of {requested} provisioning requests in system `{system}` refused; the first: {}", refusals.len(), refusals.first().map(ToString::to_string).unwrap_or_default())]
     ProvisioningRefused {
@@ -228,6 +251,8 @@ impl OutboundError {
             OutboundError::AccountExists { .. } => "account_exists",
             OutboundError::UnknownAttribute { .. } => "unknown_attribute",
             OutboundError::ProvisioningRefused { .. } => "provisioning_refused",
+            OutboundError::InvalidKey { .. } => "invalid_key",
+            OutboundError::InvalidValue { .. } => "invalid_value",
             OutboundError::Store(_) => "store",
         }
     }

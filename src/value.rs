@@ -165,6 +165,19 @@ impl Scalar {
         }
     }
 
+    /// Whether this scalar is a value of type `ty` (strings and references share
+    /// [`Scalar::Text`]).
+    pub fn is_of(&self, ty: ValueType) -> bool {
+        matches!(
+            (self, ty),
+            (Scalar::Text(_), ValueType::String | ValueType::Reference)
+                | (Scalar::Integer(_), ValueType::Integer)
+                | (Scalar::Boolean(_), ValueType::Boolean)
+                | (Scalar::Date(_), ValueType::Date)
+                | (Scalar::Datetime(_), ValueType::Datetime)
+        )
+    }
+
     /// The text under which this value is matched and indexed: its display form,
     /// lower-cased when the attribute ignores case.
     pub fn match_key(&self, case_exact: bool) -> String {

@@ -1054,6 +1054,60 @@ fn confirming_an_update_of_an_unknown_account_records_nothing() {
     assert!(engine.outbound("ad", at(5)).unwrap().ops.is_empty());
 }
 
+/// `op` with one field of its JSON form replaced (a host may build ops itself).
+fn with_field(op: &Op, field: &str, value: Json) -> Op {
+    let mut raw = serde_json::to_value(op).unwrap();
+    raw[field] = value;
+    serde_json::from_value(raw).unwrap()
+}
+
+#[test]
+fn confirm_refuses_ops_that_do_not_fit_the_store_or_schema() {
+    let config = edited(|c| c["systems"]["ad"]["schema"]["attributes"]["sam"]["case_exact"] = json!(false));
+    let mut engine = Engine::new(config);
+    let _ = engine.import("hr", &complete(hr_rows()), at(1)).unwrap();
+    let e1 = identity_of(&engine, "E1");
+    let plan = engine.provision("ad", e1, at(2)).unwrap();
+    let create = plan.ops[0].clone();
+    let raw = serde_json::to_value(&create).unwrap();
+    let attributes = |edit: &dyn Fn(&mut Json)| {
+        let mut a = raw["attributes"].clone();
+        edit(&mut a);
+        with_field(&create, "attributes", a)
+    };
+    let cases: Vec<(Op, &str)> = vec![
+        (with_field(&create, "identity", json!(999)), "unknown_identity"),
+        (with_field(&create, "account", json!("")), "invalid_key"),
+        (with_field(&create, "account", json!("NotLower")), "invalid_key"),
+        (
+            attributes(&|a| a["title"] = json!({ "single": { "integer": 5 } })),
+            "invalid_value",
+        ),
+        (
+            attributes(&|a| a["title"] = json!({ "multi": [ { "text": "A" }, { "text": "B" } ] })),
+            "invalid_value",
+        ),
+    ];
+    let before = engine.store().clone();
+    for (op, kind) in &cases {
+        let Err(err) = engine.confirm(std::slice::from_ref(op), at(2)) else {
+            panic!("accepted: {op:?}");
+        };
+        assert_eq!(err.kind(), *kind, "{op:?}: {err}");
+        assert!(err.to_string().contains("`ad`") || *kind == "unknown_identity", "{err}");
+        assert_eq!(engine.store(), &before, "{kind}: nothing is recorded");
+    }
+    // Two creates for one identity in one batch: the second is refused, and so the batch.
+    let twice = vec![create.clone(), with_field(&create, "account", json!("other"))];
+    let err = engine.confirm(&twice, at(2)).unwrap_err();
+    assert_eq!(err.kind(), "already_provisioned", "{err}");
+    assert_eq!(engine.store(), &before);
+    // The op as planned is accepted, and the state still loads.
+    assert_eq!(engine.confirm(&[create], at(2)).unwrap().created, 1);
+    let reloaded = attrflow::MemoryStore::decode(&engine.store().encode()).unwrap();
+    assert_eq!(&reloaded, engine.store());
+}
+
 #[test]
 fn confirming_a_create_of_an_existing_account_records_nothing() {
     let mut engine = loaded(json!({}));

@@ -14,6 +14,7 @@ use crate::outbound::{attribute_sync, count_ops, create_op, CreateOp, Op, Outbou
 
 use crate::store::{PendingPlan, PlanId, Store, StoreError};
 
+use crate::prepare::key_text;
 use crate::text::Text;
 use crate::value::{Keys, Scalar, Value};
 
@@ -210,6 +211,7 @@ impl<S: Store> Engine<S> {
         // earlier ones in this batch. The index keeps the batch linear in its size.
         let mut staged: Vec<(String, Account)> = Vec::new();
         let mut at: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut created: HashMap<(&str, IdentityId), &str> = HashMap::new();
         let mut report = ConfirmReport { created: 0, updated: 0 };
         for op in ops {
             let Some(system) = self.config.system(op.system()) else {
@@ -226,6 +228,7 @@ impl<S: Store> Engine<S> {
                     }),
                 }
             };
+            check_op(system, op)?;
             let earlier = at.get(&(op.system(), op.account())).copied();
             let current = match earlier {
                 Some(i) => staged.get(i).map(|(_, a)| a.clone()),
@@ -239,6 +242,26 @@ impl<S: Store> Engine<S> {
                             account: c.account.clone(),
                         });
                     }
+                    // The identity must exist and hold no account of the system yet, nor
+                    // get one from an earlier create of this batch.
+                    if self.store.identity(c.identity)?.is_none() {
+                        return Err(OutboundError::UnknownIdentity(c.identity));
+                    }
+                    let held = self
+                        .store
+                        .accounts_of(c.identity)?
+                        .into_iter()
+                        .find(|(s, _)| *s == c.system)
+                        .map(|(_, key)| key)
+                        .or_else(|| created.get(&(c.system.as_str(), c.identity)).map(|k| (*k).to_owned()));
+                    if let Some(account) = held {
+                        return Err(OutboundError::AlreadyProvisioned {
+                            identity: c.identity,
+                            system: c.system.clone(),
+                            account,
+                        });
+                    }
+                    created.insert((c.system.as_str(), c.identity), c.account.as_str());
                     let mut account = Account::new(&c.account);
                     for (attribute, value) in &c.attributes {
                         account.set(&known(attribute)?, value.clone());
@@ -348,6 +371,60 @@ impl<S: Store> Engine<S> {
                 self.store.rollback();
                 Err(e)
             }
+        }
+    }
+}
+
+/// Refuses an op whose key or values do not fit the system's schema: only what the
+/// engine itself would have stored is recorded, so the state always loads again.
+fn check_op(system: &SystemConfig, op: &Op) -> Result<(), OutboundError> {
+    let key = op.account();
+    let canonical = key_text(&serde_json::Value::String(key.to_owned()), system.key_case_exact());
+    if canonical.as_deref() != Some(key) {
+        return Err(OutboundError::InvalidKey {
+            system: op.system().to_owned(),
+            account: key.to_owned(),
+            expected: canonical.unwrap_or_default(),
+        });
+    }
+    let invalid = |attribute: &str, reason: String| OutboundError::InvalidValue {
+        system: op.system().to_owned(),
+        account: key.to_owned(),
+        attribute: attribute.to_owned(),
+        reason,
+    };
+    let check = |attribute: &str, items: &[Scalar], whole: bool| -> Result<(), OutboundError> {
+        // Unknown attributes are refused by the caller, with their own kind.
+        let Some(decl) = system.attribute(attribute) else {
+            return Ok(());
+        };
+        if let Some(bad) = items.iter().find(|s| !s.is_of(decl.value_type)) {
+            return Err(invalid(
+                attribute,
+                format!("`{bad}` is not a {} value", decl.value_type),
+            ));
+        }
+        if !decl.multi && (!whole || items.len() > 1) {
+            return Err(invalid(
+                attribute,
+                "gives several values to a single-valued attribute".into(),
+            ));
+        }
+        Ok(())
+    };
+    match op {
+        Op::Create(c) => c.attributes.iter().try_for_each(|(a, v)| check(a, v.scalars(), true)),
+        Op::Update(u) => {
+            u.set.iter().try_for_each(|(a, v)| check(a, v.scalars(), true))?;
+            u.add.iter().chain(&u.remove).try_for_each(|(a, items)| {
+                if system.attribute(a).is_some_and(|d| !d.multi) {
+                    return Err(invalid(
+                        a,
+                        "is single-valued: it takes `set`, not `add` or `remove`".into(),
+                    ));
+                }
+                check(a, items, false)
+            })
         }
     }
 }
