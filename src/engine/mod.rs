@@ -179,12 +179,21 @@ impl<S: Store> Engine<S> {
     }
 
     /// Accounts currently not linked: `(system, key, state)` for unmatched and
-    /// ambiguous accounts, sorted.
+    /// ambiguous accounts, sorted. Accounts waiting in a paused engine's inbox are left
+    /// out until resume has correlated them.
     pub fn unlinked(&self) -> Result<Vec<(String, String, LinkState)>, StoreError> {
+        // An account waiting in a paused engine's inbox has not been tried by
+        // correlation yet: it is neither unmatched nor ambiguous (SPEC 6).
+        let state = self.store.engine_state()?;
+        let waiting: std::collections::HashSet<(&str, &str)> = state
+            .inbox
+            .iter()
+            .map(|e| (e.system.as_str(), e.work.account.as_str()))
+            .collect();
         let mut out = Vec::new();
         for system in self.config.systems.keys() {
             self.store.visit_accounts(system, &mut |a| {
-                if a.identity().is_none() {
+                if a.identity().is_none() && !waiting.contains(&(system.as_str(), a.key.as_str())) {
                     out.push((system.to_string(), a.key.clone(), a.link.clone()));
                 }
             })?;
