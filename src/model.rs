@@ -275,6 +275,11 @@ pub struct Echo {
     /// then can an import count a bounce (one bounce per push).
     #[serde(default)]
     pub armed: bool,
+    /// For a multi-valued attribute: values confirmed removed that no import has shown
+    /// gone yet. One seen present again is a bounce too (SPEC 5.3), and the engine
+    /// removes it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<Scalar>,
 }
 
 impl Echo {
@@ -284,6 +289,7 @@ impl Echo {
             pushed,
             bounces: 0,
             armed: true,
+            removed: Vec::new(),
         }
     }
 }

@@ -309,14 +309,27 @@ fn sync_account(
         let add: Vec<Scalar> = want.missing_from(held, decl.case_exact);
         // Without `authoritative`, only values the engine itself wrote are removed:
         // manual assignments stay.
-        let pushed = account
+        // Values the engine removed and the target brought back are still its own to
+        // remove (SPEC 5.3).
+        let owned: Vec<Scalar> = account
             .pushed
             .get(attribute.as_str())
-            .map(|p| Keys::of(p, decl.case_exact));
+            .into_iter()
+            .flatten()
+            .chain(
+                account
+                    .echoes
+                    .get(attribute.as_str())
+                    .into_iter()
+                    .flat_map(|e| &e.removed),
+            )
+            .cloned()
+            .collect();
+        let owned = Keys::of(&owned, decl.case_exact);
         let remove: Vec<Scalar> = held
             .missing_from(&want, decl.case_exact)
             .into_iter()
-            .filter(|s| target.authoritative || pushed.as_ref().is_some_and(|p| p.holds(s)))
+            .filter(|s| target.authoritative || owned.holds(s))
             .collect();
         if !add.is_empty() {
             add_ops.insert(attribute.to_string(), add);

@@ -621,24 +621,39 @@ impl AttributeSource for AccountSource<'_> {
 }
 
 /// Updates the echo of each pushed attribute after an import showed the account: a
-/// pushed value seen kept resets the count; one seen different counts a bounce.
+/// pushed value seen kept resets the count; one seen different counts a bounce. For a
+/// multi-valued attribute, a value the engine added seen missing or one it removed seen
+/// present is a bounce (SPEC 5.3), and the engine's ownership of a value it wrote ends
+/// when the import shows the value gone (SPEC 5.1): added back by hand, it is manual.
 fn observe_echoes(system: &SystemConfig, account: &mut Account) {
-    let Account { attributes, echoes, .. } = account;
+    let Account {
+        attributes,
+        echoes,
+        pushed,
+        ..
+    } = account;
     for (attribute, echo) in echoes.iter_mut() {
         let exact = system.case_exact(attribute);
         let multi = system.attribute(attribute).is_some_and(|a| a.multi);
         let held = attributes.get(attribute.as_str()).cloned().unwrap_or_default();
-        // For a multi-valued attribute, "kept" means every pushed value is still there.
         let kept = if multi {
-            Keys::of(held.scalars(), exact).holds_all(echo.pushed.scalars())
+            let held = Keys::of(held.scalars(), exact);
+            held.holds_all(echo.pushed.scalars()) && !echo.removed.iter().any(|s| held.holds(s))
         } else {
             echo.pushed.same_as(&held, exact)
         };
         if kept {
             echo.bounces = 0;
+            echo.removed.clear();
         } else if echo.armed && echo.bounces < LOOP_LIMIT {
             echo.bounces += 1;
         }
         echo.armed = false;
     }
+    pushed.retain(|attribute, owned| {
+        let exact = system.case_exact(attribute);
+        let held = Keys::of(attributes.get(attribute.as_str()).map_or(&[], |v| v.scalars()), exact);
+        owned.retain(|s| held.holds(s));
+        !owned.is_empty()
+    });
 }

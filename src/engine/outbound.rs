@@ -312,6 +312,21 @@ impl<S: Store> Engine<S> {
                     for attribute in u.set.keys().chain(u.add.keys()).chain(u.remove.keys()) {
                         record_echo(system, &mut account, attribute);
                     }
+                    // Removed values are watched until an import shows them gone; one
+                    // added again is no longer a removal to watch.
+                    for (attribute, items) in &u.remove {
+                        if let Some(echo) = account.echoes.get_mut(attribute) {
+                            let watched = Keys::of(&echo.removed, system.case_exact(attribute));
+                            let new: Vec<Scalar> = items.iter().filter(|s| !watched.holds(s)).cloned().collect();
+                            echo.removed.extend(new);
+                        }
+                    }
+                    for (attribute, items) in &u.add {
+                        if let Some(echo) = account.echoes.get_mut(attribute) {
+                            let added = Keys::of(items, system.case_exact(attribute));
+                            echo.removed.retain(|s| !added.holds(s));
+                        }
+                    }
                     report.updated += 1;
                     account
                 }
