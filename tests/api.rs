@@ -1381,3 +1381,61 @@ fn push_confirms_only_ops_the_connector_applied() {
     assert!(report.plan.changes.is_empty(), "{:?}", report.plan.changes);
     assert_eq!(ad.system(), "ad");
 }
+
+// ---------------------------------------------------------------- pause and resume
+
+#[test]
+fn resume_applies_each_queued_import_as_it_would_have_been_applied_unpaused() {
+    let imports = [
+        (json!([ { "id": "E9", "title": "Trainee" } ]), at(2)),
+        (json!([ { "id": "E9", "title": "Engineer" } ]), at(3)),
+        (json!([ { "id": "E1", "title": "" } ]), at(4)),
+    ];
+    let mut unpaused = loaded(json!({}));
+    for (rows, now) in &imports {
+        let _ = unpaused
+            .import("hr", &incremental(rows.clone(), json!([])), *now)
+            .unwrap();
+    }
+    let mut paused = loaded(json!({}));
+    paused.pause(at(1)).unwrap();
+    for (rows, now) in &imports {
+        let _ = paused
+            .import("hr", &incremental(rows.clone(), json!([])), *now)
+            .unwrap();
+    }
+    let report = paused.resume(at(5)).unwrap();
+    assert_eq!(report.imports.len(), 3);
+    let everyone = |engine: &Engine| {
+        let mut out = Vec::new();
+        engine.store().visit_identities(&mut |i| out.push(i.clone())).unwrap();
+        out
+    };
+    // Values, provenance (system, strength, create or update, time) and all.
+    assert_eq!(everyone(&paused), everyone(&unpaused));
+    let e9 = identity_of(&paused, "E9");
+    let provenance = &paused.identity(e9).unwrap().unwrap().provenance["title"];
+    assert_eq!((provenance.phase, provenance.at), (attrflow::Phase::Update, at(3)));
+}
+
+#[test]
+fn resume_reports_entries_of_a_system_removed_while_paused() {
+    let mut engine = loaded(json!({}));
+    engine.pause(at(1)).unwrap();
+    let ad =
+        snapshot(json!({ "mode": "incremental", "upserts": [ { "sam": "x1", "employeeID": "E1" } ], "deletes": [] }));
+    let _ = engine.import("ad", &ad, at(2)).unwrap();
+    let without_ad = edited(|c| {
+        c["systems"].as_object_mut().unwrap().remove("ad");
+    });
+    let _ = engine.replace_config(without_ad, true, at(3)).unwrap();
+    let report = engine.resume(at(4)).unwrap();
+    assert_eq!(report.dropped.len(), 1);
+    assert_eq!(
+        (
+            report.dropped[0].system.as_str(),
+            report.dropped[0].work.account.as_str()
+        ),
+        ("ad", "x1")
+    );
+}

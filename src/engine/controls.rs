@@ -1,5 +1,7 @@
 //! Engine pause and resume (SPEC 6) and sync-loop reports (SPEC 5.3).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -7,6 +9,7 @@ use crate::controls::{ControlError, InboxEntry, OutboxEntry, SyncLoop, LOOP_LIMI
 use crate::diff::ChangeKind;
 use crate::engine::import::Item;
 use crate::engine::{Engine, LinkEvent};
+use crate::model::{Account, LinkState};
 use crate::observe::{DecisionCounts, DecisionLog, Observer};
 use crate::outbound::Op;
 use crate::resolution::Decision;
@@ -21,6 +24,10 @@ pub struct ResumeReport {
     pub imports: Vec<ResumedImport>,
     /// How many held outbound ops were discarded (the next request computes afresh).
     pub outbox_discarded: usize,
+    /// Inbox entries not applied because their system is no longer configured (the
+    /// configuration was replaced while paused).
+    #[serde(default)]
+    pub dropped: Vec<InboxEntry>,
 }
 
 /// The identity-side outcome of one queued import.
@@ -96,25 +103,36 @@ impl<S: Store> Engine<S> {
         self.store.begin()?;
         let result = (|| {
             self.store.put_engine_state(state)?;
+            // Each entry is applied exactly as its import would have applied it
+            // unpaused (SPEC 6): with the account as that import left it, not as later
+            // paused imports changed it since.
+            let left = self.accounts_as_left(&inbox)?;
             let mut imports = Vec::new();
+            let mut dropped = Vec::new();
+            // Links made by correlation during this resume, for later entries.
+            let mut linked: HashMap<(String, String), LinkState> = HashMap::new();
             // Consecutive entries of one import are resolved together, as they would
             // have been had the engine not been paused.
-            let mut batches: Vec<(PlanId, String, DateTime<Utc>, Vec<crate::controls::AccountWork>)> = Vec::new();
-            for entry in inbox {
+            let mut batches: Vec<(PlanId, String, DateTime<Utc>, Vec<usize>)> = Vec::new();
+            for (index, entry) in inbox.iter().enumerate() {
                 match batches.last_mut() {
-                    Some((plan, _, _, works)) if *plan == entry.plan => works.push(entry.work),
-                    _ => batches.push((entry.plan, entry.system, entry.at, vec![entry.work])),
+                    Some((plan, _, _, entries)) if *plan == entry.plan => entries.push(index),
+                    _ => batches.push((entry.plan, entry.system.clone(), entry.at, vec![index])),
                 }
             }
-            for (plan, system, at, works) in batches {
+            for (plan, system, at, entries) in batches {
                 let Some(config) = self.config.system(&system).cloned() else {
+                    // The system left the configuration while paused: said, not silent.
+                    dropped.extend(entries.iter().filter_map(|&i| inbox.get(i)).cloned());
                     continue;
                 };
-                // The accounts as they are now (one may have gone since, by a later
-                // import while paused); correlation links the unlinked ones.
                 let mut accounts = Vec::new();
                 let mut items = Vec::new();
-                for work in &works {
+                for &index in &entries {
+                    let (Some(entry), Some(state)) = (inbox.get(index), left.get(index)) else {
+                        continue;
+                    };
+                    let work = &entry.work;
                     if work.kind == ChangeKind::Delete {
                         if let Some(identity) = work.previous_link {
                             items.push(Item::Deleted {
@@ -123,7 +141,11 @@ impl<S: Store> Engine<S> {
                                 held: &work.attributes,
                             });
                         }
-                    } else if let Some(account) = self.store.account(&system, &work.account)? {
+                    } else if let Some(account) = state {
+                        let mut account = account.clone();
+                        if let Some(link) = linked.get(&(system.clone(), work.account.clone())) {
+                            account.link = link.clone();
+                        }
                         items.push(Item::Present {
                             account: accounts.len(),
                             changed: &work.attributes,
@@ -134,8 +156,18 @@ impl<S: Store> Engine<S> {
                 let unlinked: Vec<bool> = accounts.iter().map(|a| a.identity().is_none()).collect();
                 let mut log = DecisionLog::new(observer);
                 let (links, processing) = self.identity_phase(&system, &config, at, &mut accounts, &items, &mut log)?;
-                let correlated = accounts.into_iter().zip(unlinked).filter(|(_, u)| *u).map(|(a, _)| a);
-                self.store.put_accounts(&system, correlated.collect())?;
+                // Only the links are written: the stored accounts keep their values.
+                let mut correlated = Vec::new();
+                for (account, _) in accounts.into_iter().zip(unlinked).filter(|(_, u)| *u) {
+                    linked.insert((system.clone(), account.key.clone()), account.link.clone());
+                    if let Some(mut stored) = self.store.account(&system, &account.key)? {
+                        if stored.link != account.link {
+                            stored.link = account.link;
+                            correlated.push(stored);
+                        }
+                    }
+                }
+                self.store.put_accounts(&system, correlated)?;
                 imports.push(ResumedImport {
                     plan,
                     system,
@@ -145,14 +177,15 @@ impl<S: Store> Engine<S> {
                     processing,
                 });
             }
-            Ok::<_, StoreError>(imports)
+            Ok::<_, StoreError>((imports, dropped))
         })();
         match result {
-            Ok(imports) => {
+            Ok((imports, dropped)) => {
                 self.store.commit()?;
                 Ok(ResumeReport {
                     imports,
                     outbox_discarded,
+                    dropped,
                 })
             }
             Err(e) => {
@@ -160,6 +193,36 @@ impl<S: Store> Engine<S> {
                 Err(e.into())
             }
         }
+    }
+
+    /// The account each inbox entry's import left, by entry: the stored account with
+    /// the changes of later entries undone, newest first (`None`: deleted then).
+    fn accounts_as_left(&self, inbox: &[InboxEntry]) -> Result<Vec<Option<Account>>, StoreError> {
+        let mut left: Vec<Option<Account>> = vec![None; inbox.len()];
+        // Per account, its state before the entries walked so far (walking backwards).
+        let mut before: HashMap<(&str, &str), Option<Account>> = HashMap::new();
+        for (index, entry) in inbox.iter().enumerate().rev() {
+            let key = (entry.system.as_str(), entry.work.account.as_str());
+            let after = match before.remove(&key) {
+                Some(state) => state,
+                None => self.store.account(&entry.system, &entry.work.account)?,
+            };
+            let earlier = match entry.work.kind {
+                ChangeKind::Insert => None,
+                ChangeKind::Update | ChangeKind::Delete => {
+                    let mut account = after.clone().unwrap_or_else(|| Account::new(&entry.work.account));
+                    for change in &entry.work.attributes {
+                        account.set(&change.attribute, change.old.clone());
+                    }
+                    Some(account)
+                }
+            };
+            if let Some(slot) = left.get_mut(index) {
+                *slot = after;
+            }
+            before.insert(key, earlier);
+        }
+        Ok(left)
     }
 
     /// Holds ops in the outbox of a paused engine, replacing what an earlier request
