@@ -88,6 +88,13 @@ pub enum ImportError {
         /// Every column problem.
         problems: Vec<ColumnProblem>,
     },
+    /// The system's accounts changed (another writer on a shared store committed)
+    /// between computing this import's plan and applying it: nothing was applied.
+    #[error("the import of system `{system}` was not applied: its accounts changed while it was being computed (another writer committed first); import again")]
+    StalePlan {
+        /// The system.
+        system: String,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -99,6 +106,7 @@ impl ImportError {
         match self {
             ImportError::UnknownSystem(_) => "unknown_system",
             ImportError::Columns { problems, .. } => problems.first().map_or("missing_column", ColumnProblem::kind),
+            ImportError::StalePlan { .. } => "stale_plan",
             ImportError::Store(_) => "store",
         }
     }

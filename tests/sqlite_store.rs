@@ -17,6 +17,7 @@ use attrflow::store::Store;
 use attrflow::{
     Account, Engine, EngineState, Identity, IdentityId, LinkState, MemoryStore, PendingPlan, Scalar, Value,
 };
+use serde_json::json;
 
 mod common;
 
@@ -498,4 +499,51 @@ fn many_keyed_reads_answer_as_the_memory_store() {
     );
     // Few keys take the query per key: the same answers.
     assert_eq!(lent(&sqlite, "a", &keys[..5]), lent(&memory, "a", &keys[..5]));
+}
+
+// ---------------------------------------------------------------- two writers
+
+#[test]
+fn an_import_computed_before_another_writer_committed_is_not_applied() {
+    let dir = TempDir::new("writers");
+    let path = dir.file("shared.db");
+    let mut first = Engine::with_store(config(), SqliteStore::open(&path).unwrap()).unwrap();
+    let report = first.import("hr", &hr(hr_rows()), at(1)).unwrap();
+    assert!(report.applied);
+    // A second process on the same file.
+    let mut second = Engine::with_store(config(), SqliteStore::open(&path).unwrap()).unwrap();
+    let mut rows = hr_rows();
+    rows[0]["title"] = json!("Lead");
+    let mut theirs = hr_rows();
+    theirs[1]["title"] = json!("Manager");
+    // The second writer commits after the first computed its plan, before it applies.
+    let mut raced = false;
+    let mut race = |p: attrflow::Progress| {
+        if p.stage == attrflow::Stage::Diff && p.done == p.total && !raced {
+            raced = true;
+            let report = second.import("hr", &hr(theirs.clone()), at(2)).unwrap();
+            assert!(report.applied);
+        }
+    };
+    let err = first
+        .import_observed(
+            "hr",
+            &hr(rows),
+            at(3),
+            &mut attrflow::Observer::new().on_progress(&mut race),
+        )
+        .unwrap_err();
+    assert!(raced);
+    assert_eq!(err.kind(), "stale_plan", "{err}");
+    // The store holds the second writer's change and nothing of the first's.
+    let title =
+        |engine: &Engine<SqliteStore>, key: &str| engine.account("hr", key).unwrap().unwrap().value("title").to_json();
+    assert_eq!(title(&first, "E2"), json!("Manager"));
+    assert_eq!(title(&first, "E1"), json!("Engineer"));
+    // Imported again, it applies.
+    let mut rows = hr_rows();
+    rows[0]["title"] = json!("Lead");
+    rows[1]["title"] = json!("Manager");
+    assert!(first.import("hr", &hr(rows), at(4)).unwrap().applied);
+    assert_eq!(title(&first, "E1"), json!("Lead"));
 }

@@ -58,6 +58,9 @@ impl<S: Store> Engine<S> {
         if let Some(columns) = snapshot.complete_columns() {
             check_columns(system, &system_config, columns)?;
         }
+        // The version the plan is computed against, read before anything it is computed
+        // from.
+        let version = self.store.system_version(system)?;
         let rows = snapshot.len() as u64;
         observer.progress(Stage::Prepare, 0, rows);
         let prepared = prepare(&self.config, system, snapshot, &self.store)?;
@@ -79,7 +82,7 @@ impl<S: Store> Engine<S> {
             counts,
             base,
             exceeded,
-            version: self.store.system_version(system)?,
+            version,
         };
         if plan.is_blocked() {
             self.store.begin()?;
@@ -114,6 +117,19 @@ impl<S: Store> Engine<S> {
         observer: &mut Observer<'_>,
     ) -> Result<ImportReport, ImportError> {
         self.store.begin()?;
+        // Checked inside the writing unit: on a store shared by several processes, the
+        // plan applies only to the state it was computed against.
+        match self.store.system_version(&plan.system) {
+            Ok(version) if version == plan.version => {}
+            Ok(_) => {
+                self.store.rollback();
+                return Err(ImportError::StalePlan { system: plan.system });
+            }
+            Err(e) => {
+                self.store.rollback();
+                return Err(e.into());
+            }
+        }
         let mut log = DecisionLog::new(observer);
         match self.apply_import_inner(&plan, system, &mut log) {
             Ok((links, processing)) => {
