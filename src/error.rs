@@ -355,6 +355,22 @@ pub enum SchemaChangeProblem {
         /// How many accounts hold a value that does not convert.
         accounts: usize,
     },
+    /// The key attribute's `case_exact` would change while accounts are stored: keys
+    /// are re-keyed under the new rule (forced).
+    KeyCaseChange {
+        /// The system.
+        system: String,
+        /// The key attribute.
+        attribute: String,
+    },
+    /// The key attribute would ignore case, but stored accounts hold keys that differ
+    /// only in case: they would become one (refused even when forced).
+    KeyCaseCollision {
+        /// The system.
+        system: String,
+        /// The colliding stored keys (sorted; the first few).
+        keys: Vec<String>,
+    },
 }
 
 impl SchemaChangeProblem {
@@ -366,12 +382,17 @@ impl SchemaChangeProblem {
             SchemaChangeProblem::MultiValuesPresent { .. } => "multi_values_present",
             SchemaChangeProblem::SystemHasAccounts { .. } => "system_has_accounts",
             SchemaChangeProblem::IncompatibleValues { .. } => "incompatible_values",
+            SchemaChangeProblem::KeyCaseChange { .. } => "key_case_change",
+            SchemaChangeProblem::KeyCaseCollision { .. } => "key_case_collision",
         }
     }
 
     /// Whether `force` overrides this problem.
     pub fn forcible(&self) -> bool {
-        !matches!(self, SchemaChangeProblem::MultiValuesPresent { .. })
+        !matches!(
+            self,
+            SchemaChangeProblem::MultiValuesPresent { .. } | SchemaChangeProblem::KeyCaseCollision { .. }
+        )
     }
 }
 
@@ -397,6 +418,15 @@ impl fmt::Display for SchemaChangeProblem {
             SchemaChangeProblem::IncompatibleValues { system, attribute, accounts } => write!(
                 f,
                 "system `{system}`: attribute `{attribute}` would change type but {accounts} stored value(s) do not convert (force to drop them)"
+            ),
+            SchemaChangeProblem::KeyCaseChange { system, attribute } => write!(
+                f,
+                "system `{system}`: key attribute `{attribute}` would change `case_exact` while accounts are stored (force to re-key them)"
+            ),
+            SchemaChangeProblem::KeyCaseCollision { system, keys } => write!(
+                f,
+                "system `{system}`: the key would ignore case but stored keys differ only in case ({}): they would become one account (cannot be forced)",
+                keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
             ),
         }
     }

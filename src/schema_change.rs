@@ -202,9 +202,39 @@ fn check_system(
             dropped += failed;
         }
     }
+    // A changed case rule of the same key attribute re-keys every account under the new
+    // rule, from the key attribute's stored value (which keeps its case), unless two
+    // keys become one: then it is refused, forced or not (no account may be lost).
+    let case_change = old.schema.account_id == new.schema.account_id && old.key_case_exact() != new.key_case_exact();
+    if case_change {
+        problems.push(SchemaChangeProblem::KeyCaseChange {
+            system: name.to_owned(),
+            attribute: new.schema.account_id.to_string(),
+        });
+        let exact = new.key_case_exact();
+        let mut by_key: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for a in &accounts {
+            let key = key_text(&a.value(&new.schema.account_id).to_json(), exact).unwrap_or_else(|| a.key.clone());
+            by_key.entry(key).or_default().push(&a.key);
+        }
+        let mut colliding: Vec<String> = by_key
+            .values()
+            .filter(|keys| keys.len() > 1)
+            .flatten()
+            .map(|k| (*k).to_owned())
+            .collect();
+        if !colliding.is_empty() {
+            colliding.sort();
+            colliding.truncate(10);
+            problems.push(SchemaChangeProblem::KeyCaseCollision {
+                system: name.to_owned(),
+                keys: colliding,
+            });
+        }
+    }
     // Re-key by the new key attribute where it gives a unique value.
     let mut removed_keys = Vec::new();
-    if old.schema.account_id != new.schema.account_id {
+    if old.schema.account_id != new.schema.account_id || case_change {
         let exact = new.key_case_exact();
         let new_keys: Vec<Option<String>> = accounts
             .iter()
