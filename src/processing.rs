@@ -51,7 +51,8 @@ pub struct ProcessingError {
     pub identity: IdentityId,
     /// The computed attribute, or `role:NAME` for a role's criteria.
     pub attribute: String,
-    /// The evaluation error's kind (`unknown_attribute`, `wrong_type`, `invalid_argument`).
+    /// The evaluation error's kind (`unknown_attribute`, `wrong_type`, `too_large`,
+    /// `invalid_argument`).
     pub kind: String,
     /// What went wrong.
     pub message: String,

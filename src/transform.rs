@@ -134,6 +134,11 @@ const MAX_DEPTH: usize = 64;
 /// How many texts `concat` may produce from multi-valued arguments.
 const MAX_COMBINATIONS: usize = 10_000;
 
+/// How many bytes of text one evaluation may produce in all (every intermediate
+/// result counted): a 2 KB configuration of nested `replace`s could otherwise ask for
+/// gigabytes. Far above any attribute value an identity system holds.
+pub const MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;
+
 /// How many values an error message shows of a multi value.
 const SHOWN_VALUES: usize = 5;
 
@@ -720,6 +725,15 @@ pub enum EvalError {
         /// What it got.
         found: String,
     },
+    /// The evaluation would produce more text than [`MAX_OUTPUT_BYTES`]: refused
+    /// before the text is made.
+    #[error("`{function}` would take the transform's output past its budget of {limit} bytes")]
+    TooLarge {
+        /// The function's name.
+        function: String,
+        /// The budget.
+        limit: usize,
+    },
     /// A function's arguments are of the right type but cannot be used (e.g. a date
     /// moved out of the representable range).
     #[error("invalid argument to `{function}`: {message}")]
@@ -732,9 +746,11 @@ pub enum EvalError {
 }
 
 impl EvalError {
-    /// The stable `snake_case` name: `unknown_attribute`, `wrong_type` or `invalid_argument`.
+    /// The stable `snake_case` name: `unknown_attribute`, `wrong_type`, `too_large` or
+    /// `invalid_argument`.
     pub fn kind(&self) -> &'static str {
         match self {
+            EvalError::TooLarge { .. } => "too_large",
             EvalError::UnknownAttribute { .. } => "unknown_attribute",
             EvalError::WrongType { .. } => "wrong_type",
             EvalError::InvalidArgument { .. } => "invalid_argument",
@@ -1304,7 +1320,12 @@ impl Transform {
     /// # }
     /// ```
     pub fn eval(&self, source: &dyn AttributeSource, now: DateTime<Utc>) -> Result<Value, EvalError> {
-        Evaluator { source, now }.eval(self)
+        Evaluator {
+            source,
+            now,
+            spent: std::cell::Cell::new(0),
+        }
+        .eval(self)
     }
 }
 
@@ -1487,9 +1508,41 @@ impl Point {
 struct Evaluator<'a> {
     source: &'a dyn AttributeSource,
     now: DateTime<Utc>,
+    /// Bytes of text produced so far (see [`MAX_OUTPUT_BYTES`]).
+    spent: std::cell::Cell<usize>,
 }
 
 impl Evaluator<'_> {
+    /// Counts `bytes` of text about to be made against the budget.
+    fn charge(&self, function: &str, bytes: usize) -> Result<(), EvalError> {
+        let spent = self.spent.get().saturating_add(bytes);
+        if spent > MAX_OUTPUT_BYTES {
+            return Err(EvalError::TooLarge {
+                function: function.to_owned(),
+                limit: MAX_OUTPUT_BYTES,
+            });
+        }
+        self.spent.set(spent);
+        Ok(())
+    }
+
+    /// [`map_text`] with each result's size charged first (`size` bounds it from the
+    /// input text).
+    fn text_map(
+        &self,
+        function: &str,
+        v: Value,
+        size: impl Fn(&str) -> usize,
+        f: impl Fn(&str) -> String,
+    ) -> Result<Value, EvalError> {
+        for s in v.scalars() {
+            if let Scalar::Text(t) = s {
+                self.charge(function, size(t))?;
+            }
+        }
+        map_text(function, v, f)
+    }
+
     fn eval(&self, t: &Transform) -> Result<Value, EvalError> {
         match t {
             Transform::Literal(v) => Ok(v.clone()),
@@ -1497,15 +1550,26 @@ impl Evaluator<'_> {
                 .source
                 .get(name)
                 .ok_or_else(|| EvalError::UnknownAttribute { name: name.clone() }),
-            Transform::Lower(x) => map_text("lower", self.eval(x)?, str::to_lowercase),
-            Transform::Upper(x) => map_text("upper", self.eval(x)?, str::to_uppercase),
+            // Case mapping can grow a text up to three times (in UTF-8 bytes).
+            Transform::Lower(x) => self.text_map("lower", self.eval(x)?, |s| s.len() * 3, str::to_lowercase),
+            Transform::Upper(x) => self.text_map("upper", self.eval(x)?, |s| s.len() * 3, str::to_uppercase),
             Transform::Trim(x) => map_text("trim", self.eval(x)?, |s| s.trim().to_owned()),
             Transform::Concat(parts) => self.concat(parts),
             Transform::Substring { value, start, length } => map_text("substring", self.eval(value)?, |s| {
                 s.chars().skip(*start).take(length.unwrap_or(usize::MAX)).collect()
             }),
             Transform::Replace { value, from, to } => {
-                map_text("replace", self.eval(value)?, |s| s.replace(from.as_str(), to))
+                // The exact size of the result, counted before it is made.
+                let grows = to.len().saturating_sub(from.len());
+                let size = |s: &str| {
+                    let hits = if from.is_empty() {
+                        s.chars().count() + 1
+                    } else {
+                        s.matches(from.as_str()).count()
+                    };
+                    s.len().saturating_add(hits.saturating_mul(grows))
+                };
+                self.text_map("replace", self.eval(value)?, size, |s| s.replace(from.as_str(), to))
             }
             Transform::Lookup { value, table, default } => self.lookup(value, table, default.as_deref()),
             Transform::If {
@@ -1566,6 +1630,8 @@ impl Evaluator<'_> {
                 let mut items = v.scalars().to_vec();
                 items.sort();
                 let texts: Vec<String> = items.iter().map(Scalar::to_string).collect();
+                let size = texts.iter().map(String::len).sum::<usize>() + separator.len() * texts.len();
+                self.charge("join", size)?;
                 Ok(Value::single(Scalar::Text(texts.join(separator).into())))
             }
             Transform::Split { value, separator } => {
@@ -1609,6 +1675,7 @@ impl Evaluator<'_> {
             let mut next = Vec::with_capacity(count);
             for head in &results {
                 for tail in &texts {
+                    self.charge("concat", head.len() + tail.len())?;
                     next.push(format!("{head}{tail}"));
                 }
             }

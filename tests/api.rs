@@ -1439,3 +1439,45 @@ fn resume_reports_entries_of_a_system_removed_while_paused() {
         ("ad", "x1")
     );
 }
+
+// ---------------------------------------------------------------- resource budget
+
+/// Twelve nested `replace`s, each making a text ten times longer: 10^12 bytes asked of
+/// a 2 KB configuration.
+fn replace_bomb() -> Json {
+    let mut t = json!({ "attr": "title" });
+    for _ in 0..12 {
+        t = json!({ "replace": [t, "a", "aaaaaaaaaa"] });
+    }
+    t
+}
+
+#[test]
+fn a_transform_that_would_grow_past_its_budget_is_refused_at_evaluation() {
+    let config = edited(|c| {
+        c["identity"]["attributes"]["label"] = json!({ "type": "string", "computed": replace_bomb() });
+    });
+    // Validation and lint finish (they used to allocate gigabytes and abort).
+    let _findings = attrflow::lint::lint(config.config());
+    let mut engine = Engine::new(config);
+    let report = engine
+        .import(
+            "hr",
+            &complete(json!([ { "id": "E1", "title": "banana", "groups": [] } ])),
+            at(1),
+        )
+        .unwrap();
+    assert!(report.applied);
+    let e1 = identity_of(&engine, "E1");
+    assert!(
+        engine.identity(e1).unwrap().unwrap().value("label").is_empty(),
+        "no value is made"
+    );
+    let errors = &report.processing.errors;
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.attribute == "label" && e.kind == "too_large" && e.message.contains("budget")),
+        "the error names the attribute and the budget: {errors:?}"
+    );
+}
