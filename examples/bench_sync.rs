@@ -19,8 +19,11 @@
 //! correlation, resolution), outbound plan (`Engine::outbound`), and an incremental import
 //! of 1,000 changes. With `--bulk-load`, the store is instead filled directly through
 //! the `Store` API (one linked account and one identity per row, as the load would
-//! leave them): the engine's load of 1M rows needs more memory than the 23 GB machine
-//! has, the import after it does not. Peak memory is the process's `VmHWM`. This is host code: it reads
+//! leave them). `--cycle` adds provisioning every identity into a directory (`dir`),
+//! confirmation, and the outbound plan and confirmation after the import;
+//! `--three-systems` imports a directory and a phone system over the same people after
+//! the load; `--store sqlite` (with `--features sqlite`) runs on a temporary SQLite file
+//! and reports its size. Peak memory is the process's `VmHWM`. This is host code: it reads
 //! files and the clock; the engine does neither.
 
 #![allow(
