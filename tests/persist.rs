@@ -210,3 +210,21 @@ fn a_store_out_of_identity_ids_refuses_the_import_and_keeps_everyone() {
     assert_eq!(data(&engine), before, "a refused import changes no record");
     assert_eq!(engine.identity_count().unwrap(), 2);
 }
+
+#[test]
+fn a_document_missing_the_inbox_or_outbox_is_refused_not_emptied() {
+    let mut engine = Engine::new(config());
+    run(&mut engine, &Step::Hr(vec![(1, 1, false, vec![1])]), at(0));
+    engine.pause(at(1)).unwrap();
+    run(&mut engine, &Step::Hr(vec![(1, 2, false, vec![1])]), at(2));
+    assert_eq!(engine.inbox().unwrap().len(), 1);
+    let document: serde_json::Value = serde_json::from_slice(&engine.store().encode()).unwrap();
+    for field in ["inbox", "outbox", "paused"] {
+        let mut damaged = document.clone();
+        damaged["engine"].as_object_mut().unwrap().remove(field);
+        let err = MemoryStore::decode(&serde_json::to_vec(&damaged).unwrap()).unwrap_err();
+        assert!(matches!(err, DecodeError::Inconsistent(_)), "{field}: {err:?}");
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    assert!(MemoryStore::decode(&serde_json::to_vec(&document).unwrap()).is_ok());
+}

@@ -144,6 +144,16 @@ impl MemoryStore {
                 supported: VERSION,
             });
         }
+        // The engine state's fields have defaults for the host's own use of
+        // `EngineState`, but `encode` always writes them: one missing from a document
+        // is damage, not an empty inbox or outbox.
+        for field in ["paused", "inbox", "outbox"] {
+            if value.get("engine").and_then(|e| e.get(field)).is_none() {
+                return Err(DecodeError::Inconsistent(format!(
+                    "the engine state lacks `{field}` (a document written by encode always has it)"
+                )));
+            }
+        }
         let document: Document = serde_json::from_value(value).map_err(malformed)?;
         rebuild(document)
     }
