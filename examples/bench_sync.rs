@@ -572,6 +572,15 @@ fn bulk_load<S: Store>(config: ValidatedConfig, mut store: S, table: &Table) -> 
     Engine::with_store(config, store).expect("an engine over the store")
 }
 
+/// The command line.
+struct Options {
+    accounts: usize,
+    dir: Option<String>,
+    bulk: bool,
+    cycle: bool,
+    three: bool,
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
@@ -580,31 +589,37 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let accounts: usize = arg("--accounts").map_or(100_000, |v| v.parse().expect("--accounts N"));
-    let dir = arg("--dir");
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let options = Options {
+        accounts: arg("--accounts").map_or(100_000, |v| v.parse().expect("--accounts N")),
+        dir: arg("--dir"),
+        bulk: flag("--bulk-load"),
+        cycle: flag("--cycle"),
+        three: flag("--three-systems"),
+    };
     println!(
-        "bench_sync: {accounts} accounts x {} attributes, source: {}",
+        "bench_sync: {} accounts x {} attributes, source: {}",
+        options.accounts,
         HEADER.len(),
-        dir.as_deref().unwrap_or("generated in process")
+        options.dir.as_deref().unwrap_or("generated in process")
     );
-
-    let bulk = args.iter().any(|a| a == "--bulk-load");
-    let cycle = args.iter().any(|a| a == "--cycle");
-    let three = args.iter().any(|a| a == "--three-systems");
     assert!(
-        !(bulk && cycle),
+        !(options.bulk && options.cycle),
         "--cycle measures the engine's load: not with --bulk-load"
     );
-    assert!(!(three && (bulk || cycle)), "--three-systems runs alone");
-    let config = config(cycle, three);
+    assert!(
+        !(options.three && (options.bulk || options.cycle)),
+        "--three-systems runs alone"
+    );
+    let config = config(options.cycle, options.three);
     match arg("--store").as_deref() {
-        None | Some("memory") => run(&args, config, MemoryStore::new, None),
+        None | Some("memory") => run(&options, config, MemoryStore::new, None),
         #[cfg(feature = "sqlite")]
         Some("sqlite") => {
             let path = std::env::temp_dir().join(format!("attrflow-bench-{}.db", std::process::id()));
             let _ = std::fs::remove_file(&path);
             let open = || attrflow::sqlite_store::SqliteStore::open(&path).expect("a SQLite file");
-            run(&args, config, open, Some(&path));
+            run(&options, config, open, Some(&path));
             let _ = std::fs::remove_file(&path);
         }
         Some(other) => panic!("--store {other}: memory, or sqlite (with --features sqlite)"),
@@ -613,18 +628,14 @@ fn main() {
 
 /// The whole benchmark over the store `open` makes; `file` is the store's database
 /// file, when it has one (its size is reported).
-fn run<S: Store>(args: &[String], config: ValidatedConfig, open: impl Fn() -> S, file: Option<&std::path::Path>) {
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let accounts: usize = arg("--accounts").map_or(100_000, |v| v.parse().expect("--accounts N"));
-    let dir = arg("--dir");
-    let bulk = args.iter().any(|a| a == "--bulk-load");
-    let cycle = args.iter().any(|a| a == "--cycle");
-    let three = args.iter().any(|a| a == "--three-systems");
+fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> S, file: Option<&std::path::Path>) {
+    let &Options {
+        accounts,
+        ref dir,
+        bulk,
+        cycle,
+        three,
+    } = options;
     let mut engine = Engine::with_store(config.clone(), open()).expect("an engine over the store");
     let rss0 = status_kib("VmRSS:");
 

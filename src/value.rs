@@ -384,19 +384,9 @@ impl Value {
     /// [`Value::convert`] by value: a single value that already has type `ty` is
     /// returned as it is, without copying; one that does not convert is given back.
     pub(crate) fn into_type(self, ty: ValueType, multi: bool, case_exact: bool) -> Result<Value, Value> {
-        let fits = |s: &Scalar| {
-            matches!(
-                (s, ty),
-                (Scalar::Text(_), ValueType::String | ValueType::Reference)
-                    | (Scalar::Integer(_), ValueType::Integer)
-                    | (Scalar::Boolean(_), ValueType::Boolean)
-                    | (Scalar::Date(_), ValueType::Date)
-                    | (Scalar::Datetime(_), ValueType::Datetime)
-            )
-        };
         match &self {
             Value::Empty if !multi => Ok(self),
-            Value::Single(s) if !multi && fits(s) => Ok(self),
+            Value::Single(s) if !multi && s.is_of(ty) => Ok(self),
             _ => self.convert(ty, multi, case_exact).map_err(|_| self),
         }
     }

@@ -85,19 +85,7 @@ impl<S: Store> Engine<S> {
             version,
         };
         if plan.is_blocked() {
-            self.store.begin()?;
-            let superseded: Vec<PlanId> = self
-                .store
-                .pending_plans()?
-                .into_iter()
-                .filter(|p| matches!(p, PendingPlan::Import(_)) && p.system() == system)
-                .map(|p| p.id())
-                .collect();
-            for id in superseded {
-                let _ = self.store.take_pending_plan(id)?;
-            }
-            self.store.put_pending_plan(PendingPlan::Import(plan.clone()))?;
-            self.store.commit()?;
+            self.keep_blocked(PendingPlan::Import(plan.clone()))?;
             return Ok(ImportReport {
                 plan,
                 applied: false,
@@ -415,6 +403,36 @@ impl<S: Store> Engine<S> {
     }
 
     // ---------------------------------------------------------------- approval
+
+    /// Keeps a blocked plan for approval in place of its system's older blocked plan of
+    /// the same kind (SPEC 2.6: only the newest import, and the newest outbound plan, of
+    /// a system can be approved).
+    pub(crate) fn keep_blocked(&mut self, plan: PendingPlan) -> Result<(), StoreError> {
+        self.store.begin()?;
+        let kept = (|| {
+            let same_kind = |p: &PendingPlan| {
+                std::mem::discriminant(p) == std::mem::discriminant(&plan) && p.system() == plan.system()
+            };
+            let superseded: Vec<PlanId> = self
+                .store
+                .pending_plans()?
+                .into_iter()
+                .filter(same_kind)
+                .map(|p| p.id())
+                .collect();
+            for id in superseded {
+                let _ = self.store.take_pending_plan(id)?;
+            }
+            self.store.put_pending_plan(plan)
+        })();
+        match kept {
+            Ok(()) => self.store.commit(),
+            Err(e) => {
+                self.store.rollback();
+                Err(e)
+            }
+        }
+    }
 
     /// Every blocked plan awaiting approval, oldest first.
     pub fn pending_plans(&self) -> Result<Vec<PendingPlan>, StoreError> {

@@ -12,7 +12,7 @@ use crate::error::OutboundError;
 use crate::model::{Account, Echo, IdentityId, LinkState};
 use crate::outbound::{attribute_sync, count_ops, create_op, CreateOp, Op, OutboundPlan, OutboundSkip};
 
-use crate::store::{PendingPlan, PlanId, Store, StoreError};
+use crate::store::{PendingPlan, Store, StoreError};
 
 use crate::prepare::key_text;
 use crate::text::Text;
@@ -174,29 +174,7 @@ impl<S: Store> Engine<S> {
             version: self.store.system_version(system)?,
         };
         if plan.is_blocked() {
-            // A system's newer blocked outbound plan replaces its older one (SPEC 2.6):
-            // only the latest can be approved.
-            self.store.begin()?;
-            let kept = (|| {
-                let superseded: Vec<PlanId> = self
-                    .store
-                    .pending_plans()?
-                    .into_iter()
-                    .filter(|p| matches!(p, PendingPlan::Outbound(_)) && p.system() == system)
-                    .map(|p| p.id())
-                    .collect();
-                for id in superseded {
-                    let _ = self.store.take_pending_plan(id)?;
-                }
-                self.store.put_pending_plan(PendingPlan::Outbound(plan.clone()))
-            })();
-            match kept {
-                Ok(()) => self.store.commit()?,
-                Err(e) => {
-                    self.store.rollback();
-                    return Err(e.into());
-                }
-            }
+            self.keep_blocked(PendingPlan::Outbound(plan.clone()))?;
         }
         Ok(plan)
     }
@@ -244,7 +222,9 @@ impl<S: Store> Engine<S> {
                     }
                     // The identity must exist and hold no account of the system yet, nor
                     // get one from an earlier create of this batch.
-                    if self.store.identity(c.identity)?.is_none() {
+                    let mut exists = false;
+                    self.store.with_identity(c.identity, &mut |i| exists = i.is_some())?;
+                    if !exists {
                         return Err(OutboundError::UnknownIdentity(c.identity));
                     }
                     let held = self
