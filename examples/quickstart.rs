@@ -169,6 +169,7 @@ fn plan(title: &str, p: &OutboundPlan) {
                 }
             }
             Op::Create(c) => println!("   {}: create `{}`", c.system, c.account),
+            Op::Delete(d) => println!("   {}: delete `{}`", d.system, d.account),
         }
     }
 }

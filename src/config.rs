@@ -100,6 +100,73 @@ pub struct SystemConfig {
     /// Change limits for imports and outbound plans.
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// Which identities belong in this system (SPEC 11.1): a condition over identity
+    /// attributes, in the language of role criteria. Without one, every identity is in
+    /// scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Transform>,
+    /// Automatic provisioning of identities in scope (SPEC 11.2).
+    #[serde(default, skip_serializing_if = "Provisioning::is_default")]
+    pub provisioning: Provisioning,
+    /// What happens to the accounts of identities out of scope (SPEC 11.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprovisioning: Option<Deprovisioning>,
+}
+
+/// Automatic provisioning settings of a system.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provisioning {
+    /// `true`: every outbound plan of the system holds a `create` op for each identity
+    /// in scope with no account linked there.
+    #[serde(default)]
+    pub auto: bool,
+}
+
+impl Provisioning {
+    fn is_default(&self) -> bool {
+        *self == Provisioning::default()
+    }
+}
+
+/// Deprovisioning settings of a system (every key optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deprovisioning {
+    /// Account attribute values that disable an account (e.g. `{"locked": true}`),
+    /// set on the accounts of identities out of scope. Checked against the account
+    /// schema by validation.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub disable: IndexMap<String, serde_json::Value>,
+    /// Values that enable an account again (e.g. `{"locked": false}`): set when an
+    /// identity the engine disabled comes back into scope, and written by every
+    /// `create` op of the system.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub enable: IndexMap<String, serde_json::Value>,
+    /// Days after an identity left scope at which its account is deleted; without it
+    /// nothing is ever deleted. A whole number of days, 0 or more (checked by
+    /// validation; see [`Deprovisioning::delete_after`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_after_days: Option<serde_json::Number>,
+    /// `true` also deletes accounts the engine did not create (imported ones).
+    #[serde(default)]
+    pub delete_unowned: bool,
+}
+
+/// The largest `delete_after_days` accepted (a hundred years).
+pub const MAX_DELETE_AFTER_DAYS: u64 = 36_500;
+
+impl Deprovisioning {
+    /// How long after leaving scope an account is deleted; `None` when never (or when
+    /// `delete_after_days` is not a whole number of days up to
+    /// [`MAX_DELETE_AFTER_DAYS`], which validation refuses).
+    pub fn delete_after(&self) -> Option<chrono::TimeDelta> {
+        let days = self.delete_after_days.as_ref()?.as_u64()?;
+        if days > MAX_DELETE_AFTER_DAYS {
+            return None;
+        }
+        chrono::TimeDelta::try_days(i64::try_from(days).ok()?)
+    }
 }
 
 /// The shape of a system's accounts.

@@ -228,6 +228,12 @@ impl MemoryConnector {
                 }
                 self.upsert(row);
             }
+            Op::Delete(d) => {
+                if !self.rows.contains_key(&d.account) {
+                    return OpStatus::Failed(format!("account `{}` does not exist", d.account));
+                }
+                self.delete(&d.account);
+            }
         }
         OpStatus::Applied
     }

@@ -42,7 +42,7 @@ pub use engine::{ResumeReport, ResumedImport};
 pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportError, OutboundError};
 pub use model::{Account, Echo, Identity, IdentityId, LinkState, Phase, Provenance};
 pub use observe::{DecisionCounts, Observer, Progress, Stage};
-pub use outbound::{CreateOp, Op, OutboundPlan, UpdateOp};
+pub use outbound::{CreateOp, DeleteOp, Op, OutboundPlan, OutboundSkip, PlanRequest, SkipReason, UpdateOp};
 pub use prepare::{RejectionReason, Row, RowRejection, Snapshot};
 pub use resolution::{Decision, Outcome, RejectReason, WriteKind};
 pub use schema_change::ConfigChange;

@@ -9,6 +9,7 @@
 //! | `conflicting_authoritative` | two systems' outbound rules both `authoritative` on one identity attribute |
 //! | `unwritten_attribute` | an identity attribute that no inbound rule writes and that is not computed |
 //! | `computed_cycle` | computed attributes whose inputs form a cycle |
+//! | `unguarded_deletion` | a system that deletes accounts it did not create (`delete_unowned`) with no `max_deleted` threshold: one bad scope change could delete every account |
 //!
 //! ```
 //! use attrflow::{lint::lint, Config};
@@ -56,6 +57,8 @@ pub enum LintKind {
     UnwrittenAttribute,
     /// Computed attributes in a cycle.
     ComputedCycle,
+    /// `delete_unowned` without a `max_deleted` threshold.
+    UnguardedDeletion,
 }
 
 impl LintKind {
@@ -68,6 +71,7 @@ impl LintKind {
             LintKind::ConflictingAuthoritative => "conflicting_authoritative",
             LintKind::UnwrittenAttribute => "unwritten_attribute",
             LintKind::ComputedCycle => "computed_cycle",
+            LintKind::UnguardedDeletion => "unguarded_deletion",
         }
     }
 }
@@ -109,6 +113,7 @@ pub fn lint_with_samples(config: &Config, samples: &BTreeMap<String, Vec<serde_j
     scores(config, &mut findings);
     authoritative(config, &mut findings);
     unwritten(config, &mut findings);
+    deletions(config, &mut findings);
     if let Some(cycle) = computed_cycle(config) {
         findings.push(LintFinding {
             kind: LintKind::ComputedCycle,
@@ -330,6 +335,22 @@ fn authoritative(config: &Config, findings: &mut Vec<LintFinding>) {
     }
 }
 
+fn deletions(config: &Config, findings: &mut Vec<LintFinding>) {
+    for (name, system) in &config.systems {
+        let unowned = system.deprovisioning.as_ref().is_some_and(|d| d.delete_unowned);
+        if unowned && system.thresholds.max_deleted.is_none() {
+            findings.push(LintFinding {
+                kind: LintKind::UnguardedDeletion,
+                rules: vec![format!("systems.{name}.deprovisioning.delete_unowned")],
+                message: format!(
+                    "`{name}` deletes accounts it did not create and has no `max_deleted` threshold: a scope change \
+                     or a bad HR import could delete every account of the system without review"
+                ),
+            });
+        }
+    }
+}
+
 fn unwritten(config: &Config, findings: &mut Vec<LintFinding>) {
     for (name, attr) in &config.identity.attributes {
         if attr.computed.is_some() {
@@ -449,6 +470,24 @@ mod tests {
         assert_eq!(kinds(&c), vec!["unwritten_attribute", "computed_cycle"]);
         let cycle = lint(&c).pop().unwrap();
         assert!(cycle.message.contains("a -> b -> a"), "{}", cycle.message);
+    }
+
+    #[test]
+    fn deleting_unowned_accounts_needs_a_max_deleted_threshold() {
+        let with = |deprovisioning: serde_json::Value, thresholds: serde_json::Value| {
+            let mut ad = system(json!([]));
+            ad["deprovisioning"] = deprovisioning;
+            ad["thresholds"] = thresholds;
+            kinds(&config(json!({ "ad": ad }), json!({})))
+        };
+        let unowned = json!({ "delete_after_days": 30, "delete_unowned": true });
+        assert_eq!(with(unowned.clone(), json!({})), vec!["unguarded_deletion"]);
+        assert_eq!(
+            with(unowned.clone(), json!({ "max_pct_deleted": 5.0 })),
+            vec!["unguarded_deletion"]
+        );
+        assert!(with(unowned, json!({ "max_deleted": 10 })).is_empty());
+        assert!(with(json!({ "delete_after_days": 30 }), json!({})).is_empty());
     }
 
     #[test]

@@ -109,6 +109,11 @@ pub struct Identity {
     /// (SPEC 7.3). Recomputed whenever the identity's attributes change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub access: BTreeMap<String, BTreeMap<String, Vec<Scalar>>>,
+    /// Per system with a `scope` (SPEC 11.1): since when the identity has been out of
+    /// that scope (the time of the change or processing step that took it out). A
+    /// system absent here has the identity in scope.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub out_of_scope: BTreeMap<Text, DateTime<Utc>>,
 }
 
 impl Identity {
@@ -121,6 +126,7 @@ impl Identity {
             created: now,
             modified: now,
             access: BTreeMap::new(),
+            out_of_scope: BTreeMap::new(),
         }
     }
 
@@ -128,6 +134,11 @@ impl Identity {
     pub fn value(&self, attribute: &str) -> &Value {
         static EMPTY: Value = Value::Empty;
         self.attributes.get(attribute).unwrap_or(&EMPTY)
+    }
+
+    /// Whether the identity is in the scope of a system (SPEC 11.1), as last evaluated.
+    pub fn in_scope(&self, system: &str) -> bool {
+        !self.out_of_scope.contains_key(system)
     }
 
     /// Sets a value with its provenance; an empty value clears both.
@@ -197,6 +208,19 @@ pub struct Account {
     /// [`MemoryStore`]: crate::store::MemoryStore
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fingerprint: u64,
+    /// Whether the engine created this account (a confirmed `create` op): only such
+    /// accounts are deleted by deprovisioning unless `delete_unowned` is set (SPEC 11.3).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub provisioned: bool,
+    /// Whether the engine disabled this account (a confirmed op wrote the system's
+    /// `disable` values while its identity was out of scope): an identity back in scope
+    /// gets the `enable` values (SPEC 11.3).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disabled: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -210,6 +234,8 @@ impl PartialEq for Account {
             && self.link == other.link
             && self.pushed == other.pushed
             && self.echoes == other.echoes
+            && self.provisioned == other.provisioned
+            && self.disabled == other.disabled
     }
 }
 
@@ -304,6 +330,8 @@ impl Account {
             pushed: BTreeMap::new(),
             echoes: BTreeMap::new(),
             fingerprint: 0,
+            provisioned: false,
+            disabled: false,
         }
     }
 

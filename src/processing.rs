@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::model::{Identity, IdentityId, Phase, Provenance, COMPUTED_SYSTEM};
+use crate::text::Text;
 use crate::transform::{AttributeSource, Transform};
 use crate::value::{Scalar, Value};
 
@@ -58,6 +59,18 @@ pub struct ProcessingError {
     pub message: String,
 }
 
+/// An identity that entered or left the scope of a system (SPEC 11.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ScopeChange {
+    /// The identity.
+    pub identity: IdentityId,
+    /// The system whose `scope` it entered or left.
+    pub system: String,
+    /// `true`: now in scope; `false`: now out of scope.
+    pub in_scope: bool,
+}
+
 /// A reference attribute whose value matches no identity (SPEC 7.2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -83,6 +96,19 @@ pub struct ProcessReport {
     pub changes: Vec<ComputedChange>,
     /// Role grant changes (examined only for identities whose attributes changed).
     pub access: Vec<AccessChange>,
+    /// Scope membership changes (SPEC 11.1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<ScopeChange>,
+    /// The identities this processing run changed (an attribute, a role grant or scope
+    /// membership), by id (SPEC 10.1). Filled by [`Engine::process`] and
+    /// [`Engine::process_identities`]; an import reports its changed identities in
+    /// [`ImportReport::changed`].
+    ///
+    /// [`Engine::process`]: crate::Engine::process
+    /// [`Engine::process_identities`]: crate::Engine::process_identities
+    /// [`ImportReport::changed`]: crate::ImportReport::changed
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<IdentityId>,
     /// Evaluation errors, per identity and attribute.
     pub errors: Vec<ProcessingError>,
     /// Unresolved references.
@@ -184,6 +210,78 @@ pub(crate) fn recompute_attributes(
                 message,
             }),
         }
+    }
+    changed
+}
+
+/// Re-evaluates the scope membership of an identity for every system (SPEC 11.1): a
+/// system without `scope` has every identity in it; an identity leaving a scope is
+/// recorded as out of it since `now`. A condition that cannot be evaluated (or gives no
+/// boolean) leaves the membership as it was and is reported as `scope:SYSTEM`. Returns
+/// whether any membership changed.
+pub(crate) fn recompute_scope(
+    config: &Config,
+    identity: &mut Identity,
+    now: DateTime<Utc>,
+    report: &mut ProcessReport,
+) -> bool {
+    let mut changed = false;
+    // Records of systems that lost their scope (or were removed) end: in scope now.
+    let stale: Vec<Text> = identity
+        .out_of_scope
+        .keys()
+        .filter(|s| config.systems.get(s.as_str()).is_none_or(|c| c.scope.is_none()))
+        .cloned()
+        .collect();
+    for system in stale {
+        identity.out_of_scope.remove(system.as_str());
+        if config.systems.contains_key(system.as_str()) {
+            report.scope.push(ScopeChange {
+                identity: identity.id,
+                system: system.to_string(),
+                in_scope: true,
+            });
+        }
+        changed = true;
+    }
+    for (name, system) in &config.systems {
+        let Some(condition) = &system.scope else { continue };
+        let holds = match condition.eval(&IdentitySource { config, identity }, now) {
+            Ok(Value::Single(Scalar::Boolean(b))) => b,
+            Ok(Value::Empty) => false,
+            Ok(other) => {
+                report.errors.push(ProcessingError {
+                    identity: identity.id,
+                    attribute: format!("scope:{name}"),
+                    kind: "wrong_type".into(),
+                    message: format!("the scope of system `{name}` gave {other}, not a boolean"),
+                });
+                continue;
+            }
+            Err(e) => {
+                report.errors.push(ProcessingError {
+                    identity: identity.id,
+                    attribute: format!("scope:{name}"),
+                    kind: e.kind().to_owned(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if holds == identity.in_scope(name) {
+            continue;
+        }
+        if holds {
+            identity.out_of_scope.remove(name.as_str());
+        } else {
+            identity.out_of_scope.insert(name.clone(), now);
+        }
+        report.scope.push(ScopeChange {
+            identity: identity.id,
+            system: name.to_string(),
+            in_scope: holds,
+        });
+        changed = true;
     }
     changed
 }

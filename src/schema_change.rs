@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::config::SystemConfig;
 use crate::engine::Engine;
 use crate::error::{ConfigChangeError, SchemaChangeProblem};
-use crate::model::Account;
+use crate::model::{Account, IdentityId};
 use crate::prepare::key_text;
+use crate::processing::{recompute_scope, ProcessReport};
 use crate::store::{Store, StoreError};
 use crate::validate::ValidatedConfig;
 use crate::value::Value;
@@ -26,6 +27,10 @@ pub struct ConfigChange {
     pub touched_systems: Vec<String>,
     /// Account values dropped, by system.
     pub dropped_values: BTreeMap<String, usize>,
+    /// The identities changed, by id (SPEC 10.1): values of removed attributes dropped,
+    /// or scope membership changed by a changed `scope` (re-evaluated at `now`).
+    #[serde(default)]
+    pub changed: Vec<IdentityId>,
 }
 
 impl<S: Store> Engine<S> {
@@ -42,7 +47,6 @@ impl<S: Store> Engine<S> {
         force: bool,
         now: DateTime<Utc>,
     ) -> Result<ConfigChange, ConfigChangeError> {
-        let _ = now;
         let old = self.config().clone();
         let mut problems = Vec::new();
         let mut rewrites: Vec<(String, Vec<Account>, Vec<String>, usize)> = Vec::new();
@@ -104,17 +108,31 @@ impl<S: Store> Engine<S> {
                     change.dropped_values.insert(system, dropped);
                 }
             }
-            // Identity values of attributes that no longer exist are dropped.
-            let mut orphaned = Vec::new();
+            // Identity values of attributes that no longer exist are dropped; a changed
+            // scope is re-evaluated for every identity at once (SPEC 11.1), so that no
+            // plan acts on a membership the new configuration does not give.
+            let scopes_changed = old.systems.len() != new.systems.len()
+                || old
+                    .systems
+                    .iter()
+                    .any(|(name, s)| new.system(name).is_none_or(|n| n.scope != s.scope));
+            let mut rewritten = Vec::new();
+            let mut report = ProcessReport::default();
             store.visit_identities(&mut |i| {
-                if i.attributes.keys().any(|a| !new.identity.attributes.contains_key(a)) {
-                    let mut i = i.clone();
-                    i.attributes.retain(|a, _| new.identity.attributes.contains_key(a));
-                    i.provenance.retain(|a, _| new.identity.attributes.contains_key(a));
-                    orphaned.push(i);
+                let orphaned = i.attributes.keys().any(|a| !new.identity.attributes.contains_key(a));
+                if !orphaned && !scopes_changed {
+                    return;
+                }
+                let mut i = i.clone();
+                i.attributes.retain(|a, _| new.identity.attributes.contains_key(a));
+                i.provenance.retain(|a, _| new.identity.attributes.contains_key(a));
+                let rescoped = scopes_changed && recompute_scope(&new, &mut i, now, &mut report);
+                if orphaned || rescoped {
+                    change.changed.push(i.id);
+                    rewritten.push(i);
                 }
             })?;
-            store.put_identities(orphaned)?;
+            store.put_identities(rewritten)?;
             Ok::<(), StoreError>(())
         })();
         if let Err(e) = result {

@@ -16,7 +16,13 @@
 //!   never names the bare attribute, which would remove every value; values the engine
 //!   does not own stay.
 //!
-//! The account key is used as the resource id in PATCH paths (percent-encoded). When the
+//! * A [`DeleteOp`] (deprovisioning, SPEC 11.3) becomes `DELETE /Users/{account}`
+//!   with no body (`body` is JSON `null`). Disabling an account is an ordinary update
+//!   of the system's `disable` values: with `"disable": {"active": false}` (or any
+//!   account attribute the mapping sends to `active`), it renders as the PATCH
+//!   `replace` of `active`.
+//!
+//! The account key is used as the resource id in PATCH and DELETE paths (percent-encoded). When the
 //! service provider's `id` is not the account key, the host rewrites
 //! [`ScimRequest::path`] using [`ScimRequest::account`].
 //!
@@ -30,6 +36,8 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::config::SystemConfig;
+#[cfg(doc)]
+use crate::outbound::DeleteOp;
 use crate::outbound::{CreateOp, Op, OutboundPlan, UpdateOp};
 use crate::value::{Scalar, Value};
 
@@ -46,11 +54,11 @@ pub const ENTERPRISE_USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ScimRequest {
-    /// `PATCH` or `POST`.
+    /// `POST`, `PATCH` or `DELETE`.
     pub method: &'static str,
     /// The request path relative to the service's base URL: `/Users/{id}` or `/Users`.
     pub path: String,
-    /// The JSON request body.
+    /// The JSON request body (`null` for `DELETE`).
     pub body: Json,
     /// The account key of the op the request carries out.
     pub account: String,
@@ -256,6 +264,12 @@ pub fn render_op(op: &Op, mapping: &ScimMapping) -> ScimRequest {
     match op {
         Op::Create(c) => render_create(c, mapping),
         Op::Update(u) => render_update(u, mapping),
+        Op::Delete(d) => ScimRequest {
+            method: "DELETE",
+            path: format!("{}/{}", mapping.endpoint, encode_segment(&d.account)),
+            body: Json::Null,
+            account: d.account.clone(),
+        },
     }
 }
 
@@ -833,6 +847,29 @@ mod tests {
         assert_eq!(mapping.path("badge"), "badge");
         assert_eq!(mapping.endpoint(), "/Users");
         assert_eq!(mapping.targets.len(), 4);
+    }
+
+    #[test]
+    fn deletes_are_delete_requests_and_disabling_patches_active() {
+        let delete = Op::Delete(crate::outbound::DeleteOp {
+            system: "scim".into(),
+            account: "bjensen@example.com".into(),
+            identity: IdentityId::from_raw(1),
+        });
+        let request = render_op(&delete, &ScimMapping::core_user());
+        assert_eq!(request.method, "DELETE");
+        assert_eq!(request.path, "/Users/bjensen@example.com");
+        assert_eq!(request.body, Json::Null);
+        // A system disabling through an attribute the mapping sends to `active`.
+        let mut op = update("bjensen");
+        op.set.insert("enabled".into(), Value::Single(Scalar::Boolean(false)));
+        let mapping = ScimMapping::core_user().map("enabled", "active");
+        let request = render_op(&Op::Update(op), &mapping);
+        assert_eq!(request.method, "PATCH");
+        assert_eq!(
+            request.body,
+            patch(json!([{"op": "replace", "path": "active", "value": false}]))
+        );
     }
 
     #[test]

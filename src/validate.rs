@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::{Config, Direction, SystemConfig};
+use crate::config::{Config, Direction, SystemConfig, MAX_DELETE_AFTER_DAYS};
 use crate::error::ConfigError;
 use crate::text::Text;
-use crate::value::{Scalar, ValueType};
+use crate::value::{Scalar, Value, ValueType};
 
 /// What kind of problem a validation error is. The `snake_case` name (see
 /// [`ValidationErrorKind::as_str`]) is what scenario files and reports use.
@@ -47,6 +47,12 @@ pub enum ValidationErrorKind {
     /// A system named with the `@` prefix, which provenance reserves for the host's
     /// edits (`@host`) and computed attributes (`@computed`).
     ReservedSystemName,
+    /// A `delete_after_days` that is negative, fractional or past
+    /// [`MAX_DELETE_AFTER_DAYS`](crate::config::MAX_DELETE_AFTER_DAYS).
+    InvalidDeleteAfter,
+    /// A `disable` / `enable` value that does not fit its account attribute (wrong
+    /// type, a multi-valued attribute, or the key attribute).
+    InvalidDeprovisioningValue,
 }
 
 impl ValidationErrorKind {
@@ -67,6 +73,8 @@ impl ValidationErrorKind {
             ValidationErrorKind::GrantNotEntitlement => "grant_not_entitlement",
             ValidationErrorKind::InvalidGrantValue => "invalid_grant_value",
             ValidationErrorKind::ReservedSystemName => "reserved_system_name",
+            ValidationErrorKind::InvalidDeleteAfter => "invalid_delete_after",
+            ValidationErrorKind::InvalidDeprovisioningValue => "invalid_deprovisioning_value",
         }
     }
 }
@@ -520,6 +528,7 @@ impl Checker {
                 }
             }
         }
+        self.lifecycle_of_accounts(system, &base, identity_names, &at);
         for (name, limit) in system.thresholds.percentages() {
             if let Some(limit) = limit {
                 if limit.is_nan() || limit < 0.0 {
@@ -529,6 +538,64 @@ impl Checker {
                         format!("`{name}` must be a percentage of 0 or more, not {limit}"),
                         None,
                     );
+                }
+            }
+        }
+    }
+}
+
+/// Builds the place of a problem inside one system: (path, rule, attribute).
+type PlaceAt<'a> = dyn Fn(String, Option<String>, Option<&str>) -> Place + 'a;
+
+impl Checker {
+    /// `scope` and `deprovisioning` of a system (SPEC 11).
+    fn lifecycle_of_accounts(&mut self, system: &SystemConfig, base: &str, identity_names: &[&str], at: &PlaceAt<'_>) {
+        if let Some(scope) = &system.scope {
+            for used in scope.attributes() {
+                self.identity_attr(identity_names, &used, at(format!("{base}.scope"), None, None));
+            }
+        }
+        let Some(deprovisioning) = &system.deprovisioning else {
+            return;
+        };
+        let path = format!("{base}.deprovisioning");
+        if let Some(days) = &deprovisioning.delete_after_days {
+            if deprovisioning.delete_after().is_none() {
+                self.push(
+                    ValidationErrorKind::InvalidDeleteAfter,
+                    at(format!("{path}.delete_after_days"), None, None),
+                    format!(
+                        "`delete_after_days` must be a whole number of days from 0 to {MAX_DELETE_AFTER_DAYS}, not {days}"
+                    ),
+                    None,
+                );
+            }
+        }
+        for (field, values) in [("disable", &deprovisioning.disable), ("enable", &deprovisioning.enable)] {
+            for (attribute, raw) in values {
+                let place = at(format!("{path}.{field}.{attribute}"), None, Some(attribute));
+                let Some(decl) = system.attribute(attribute) else {
+                    self.account_attr(system, attribute, place);
+                    continue;
+                };
+                let problem = if decl.multi {
+                    Some(format!(
+                        "`{attribute}` is multi-valued; `{field}` sets single-valued attributes only"
+                    ))
+                } else if *attribute == system.schema.account_id {
+                    Some(format!(
+                        "`{attribute}` is the account key, which `{field}` cannot change"
+                    ))
+                } else if Value::from_json(raw, decl.value_type, false, decl.case_exact).is_err() {
+                    Some(format!(
+                        "`{field}` gives `{attribute}` the value {raw}, which is not a {}",
+                        decl.value_type
+                    ))
+                } else {
+                    None
+                };
+                if let Some(message) = problem {
+                    self.push(ValidationErrorKind::InvalidDeprovisioningValue, place, message, None);
                 }
             }
         }

@@ -9,6 +9,7 @@ use crate::controls::{ControlError, InboxEntry, OutboxEntry, SyncLoop, LOOP_LIMI
 use crate::diff::ChangeKind;
 use crate::engine::import::Item;
 use crate::engine::{Engine, LinkEvent};
+use crate::model::IdentityId;
 use crate::model::{Account, LinkState};
 use crate::observe::{DecisionCounts, DecisionLog, Observer};
 use crate::outbound::Op;
@@ -28,6 +29,9 @@ pub struct ResumeReport {
     /// configuration was replaced while paused).
     #[serde(default)]
     pub dropped: Vec<InboxEntry>,
+    /// Every identity the queued imports changed, by id (SPEC 10.1).
+    #[serde(default)]
+    pub changed: Vec<IdentityId>,
 }
 
 /// The identity-side outcome of one queued import.
@@ -46,6 +50,9 @@ pub struct ResumedImport {
     pub rejected: Vec<Decision>,
     /// Event-based processing of the identities that changed.
     pub processing: crate::processing::ProcessReport,
+    /// The identities this import changed, by id (SPEC 10.1).
+    #[serde(default)]
+    pub changed: Vec<IdentityId>,
 }
 
 impl<S: Store> Engine<S> {
@@ -155,7 +162,7 @@ impl<S: Store> Engine<S> {
                 }
                 let unlinked: Vec<bool> = accounts.iter().map(|a| a.identity().is_none()).collect();
                 let mut log = DecisionLog::new(observer);
-                let (links, processing) = self.identity_phase(&system, &config, at, &mut accounts, &items, &mut log)?;
+                let outcome = self.identity_phase(&system, &config, at, &mut accounts, &items, &mut log)?;
                 // Only the links are written: the stored accounts keep their values.
                 let mut correlated = Vec::new();
                 for (account, _) in accounts.into_iter().zip(unlinked).filter(|(_, u)| *u) {
@@ -171,10 +178,11 @@ impl<S: Store> Engine<S> {
                 imports.push(ResumedImport {
                     plan,
                     system,
-                    links,
+                    links: outcome.links,
                     decisions: log.counts,
                     rejected: log.rejected,
-                    processing,
+                    processing: outcome.processing,
+                    changed: outcome.changed,
                 });
             }
             Ok::<_, StoreError>((imports, dropped))
@@ -182,7 +190,11 @@ impl<S: Store> Engine<S> {
         match result {
             Ok((imports, dropped)) => {
                 self.store.commit()?;
+                let mut changed: Vec<IdentityId> = imports.iter().flat_map(|i| i.changed.iter().copied()).collect();
+                changed.sort_unstable();
+                changed.dedup();
                 Ok(ResumeReport {
+                    changed,
                     imports,
                     outbox_discarded,
                     dropped,

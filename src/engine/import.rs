@@ -14,7 +14,6 @@ use crate::engine::{Approval, Engine, ImportReport, LinkEvent};
 use crate::error::{ApproveError, ImportError};
 use crate::model::{Account, Identity, IdentityId, LinkState};
 use crate::observe::{DecisionCounts, DecisionLog, Observer, Stage};
-use crate::outbound::{attribute_sync, create_op, Op};
 use crate::prepare::{check_columns, prepare, Snapshot};
 use crate::processing::ProcessReport;
 use crate::resolution::{resolve, resolve_group, Candidate, Offer, Round, Scores};
@@ -93,6 +92,7 @@ impl<S: Store> Engine<S> {
                 decisions: DecisionCounts::default(),
                 rejected: Vec::new(),
                 processing: ProcessReport::default(),
+                changed: Vec::new(),
             });
         }
         self.apply_import(plan, &system_config, observer)
@@ -120,7 +120,11 @@ impl<S: Store> Engine<S> {
         }
         let mut log = DecisionLog::new(observer);
         match self.apply_import_inner(&plan, system, &mut log) {
-            Ok((links, processing)) => {
+            Ok(IdentityOutcome {
+                links,
+                processing,
+                changed,
+            }) => {
                 self.store.commit()?;
                 Ok(ImportReport {
                     plan,
@@ -129,6 +133,7 @@ impl<S: Store> Engine<S> {
                     decisions: log.counts,
                     rejected: log.rejected,
                     processing,
+                    changed,
                 })
             }
             Err(e) => {
@@ -143,7 +148,7 @@ impl<S: Store> Engine<S> {
         plan: &ImportPlan,
         system: &SystemConfig,
         log: &mut DecisionLog<'_, '_>,
-    ) -> Result<(Vec<LinkEvent>, ProcessReport), StoreError> {
+    ) -> Result<IdentityOutcome, StoreError> {
         let name = plan.system.as_str();
         // 1. The account mirror, with the echoes of pushed values (SPEC 5.3). The stored
         // accounts are read once, lent; only those that change are copied.
@@ -234,7 +239,7 @@ impl<S: Store> Engine<S> {
                     }),
             );
             self.store.put_engine_state(state)?;
-            return Ok((Vec::new(), ProcessReport::default()));
+            return Ok(IdentityOutcome::default());
         }
         for key in &plan.retry {
             if let Some(account) = self.store.account(name, key)? {
@@ -245,10 +250,10 @@ impl<S: Store> Engine<S> {
                 put.push(account);
             }
         }
-        let (links, processing) = self.identity_phase(name, system, plan.at, &mut put, &items, log)?;
+        let outcome = self.identity_phase(name, system, plan.at, &mut put, &items, log)?;
         self.write_mirror(name, plan, &removed)?;
         self.store.put_accounts(name, put)?;
-        Ok((links, processing))
+        Ok(outcome)
     }
 
     /// The system's new version and the removal of its deleted accounts.
@@ -271,7 +276,7 @@ impl<S: Store> Engine<S> {
         accounts: &mut [Account],
         items: &[Item<'_>],
         log: &mut DecisionLog<'_, '_>,
-    ) -> Result<(Vec<LinkEvent>, ProcessReport), StoreError> {
+    ) -> Result<IdentityOutcome, StoreError> {
         // 1. Which identity each item offers to: linked accounts to theirs; unlinked
         // ones are correlated, linked, projected or recorded as unmatched or ambiguous.
         let total = items.len() as u64;
@@ -337,6 +342,7 @@ impl<S: Store> Engine<S> {
         let first_created = created.first().and_then(|i| i.as_ref()).map(|i| i.id);
         // One buffer of candidates serves every identity.
         let mut candidates: Vec<Candidate<'_>> = Vec::new();
+        let mut changed: Vec<IdentityId> = Vec::new();
         let runs = routes.chunk_by(|a, b| a.0 == b.0);
         let identities = runs.clone().count() as u64;
         for (done, run) in runs.enumerate() {
@@ -389,7 +395,16 @@ impl<S: Store> Engine<S> {
             drop(offered);
             if written {
                 processing.examined += 1;
+            }
+            // A new identity is processed too: its scope membership starts now.
+            if written || is_new {
                 self.after_change(&mut identity, at, &mut processing);
+            }
+            // Linked to or unlinked from an account: changed even with no value written
+            // (SPEC 10.1).
+            let relinked = run.iter().any(|&(_, _, mode)| mode != Mode::Changed);
+            if written || is_new || relinked {
+                changed.push(id);
             }
             if written || is_new {
                 put.push(identity);
@@ -399,7 +414,11 @@ impl<S: Store> Engine<S> {
         // Projected identities that nothing was offered to are stored empty.
         put.extend(created.into_iter().flatten());
         self.store.put_identities(put)?;
-        Ok((links, processing))
+        Ok(IdentityOutcome {
+            links,
+            processing,
+            changed,
+        })
     }
 
     // ---------------------------------------------------------------- approval
@@ -512,15 +531,7 @@ impl<S: Store> Engine<S> {
                 if self.store.system_version(&p.system)? != p.version {
                     return Err(stale);
                 }
-                let fresh = match p.ops.first() {
-                    Some(Op::Create(c)) => {
-                        let identity = self.store.identity(c.identity)?;
-                        identity
-                            .and_then(|i| create_op(&self.config, &p.system, &system, &i, p.at).ok())
-                            .map(|(op, _)| vec![Op::Create(op)])
-                    }
-                    _ => Some(attribute_sync(&self.config, &p.system, &system, &self.store, p.at)?.0),
-                };
+                let fresh = self.recompute_outbound(&p)?;
                 if fresh.as_ref() != Some(&p.ops) {
                     return Err(stale);
                 }
@@ -529,6 +540,17 @@ impl<S: Store> Engine<S> {
             }
         }
     }
+}
+
+/// What the identity phase of an import did.
+#[derive(Debug, Default)]
+pub(crate) struct IdentityOutcome {
+    /// Correlation outcomes.
+    pub(crate) links: Vec<LinkEvent>,
+    /// Event-based processing of the identities that changed.
+    pub(crate) processing: ProcessReport,
+    /// The identities changed, by id.
+    pub(crate) changed: Vec<IdentityId>,
 }
 
 /// One account's part in the identity phase of an import.

@@ -59,14 +59,23 @@ pub struct ImportReport {
     /// The rejected decisions, each explaining itself.
     pub rejected: Vec<Decision>,
     /// Event-based processing of the identities that changed: computed attributes,
-    /// role grants, evaluation errors.
+    /// role grants, scope membership, evaluation errors.
     pub processing: ProcessReport,
+    /// The identities this import changed, by id (SPEC 10.1): an attribute value, a
+    /// role grant or scope membership, or an account linked to or unlinked from it.
+    /// Pass them to [`Engine::outbound_for`] to push the changes at once.
+    #[serde(default)]
+    pub changed: Vec<IdentityId>,
 }
 
 /// The result of approving a blocked plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[must_use]
 #[non_exhaustive]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per approval; boxing the plan would change the public API"
+)]
 pub enum Approval {
     /// An import plan, now applied.
     Import(Box<ImportReport>),
@@ -75,13 +84,20 @@ pub enum Approval {
 }
 
 /// The result of confirming applied ops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ConfirmReport {
     /// Accounts created in the mirror.
     pub created: usize,
     /// Accounts updated in the mirror.
     pub updated: usize,
+    /// Accounts deleted from the mirror (and unlinked).
+    #[serde(default)]
+    pub deleted: usize,
+    /// The identities an account was linked to (created) or unlinked from (deleted),
+    /// by id (SPEC 10.1).
+    #[serde(default)]
+    pub changed: Vec<IdentityId>,
 }
 
 /// The identity attribute sync engine over a store (by default [`MemoryStore`]).

@@ -10,7 +10,8 @@ use crate::config::SystemConfig;
 use crate::engine::{ConfirmReport, Engine};
 use crate::error::OutboundError;
 use crate::model::{Account, Echo, IdentityId, LinkState};
-use crate::outbound::{attribute_sync, count_ops, create_op, CreateOp, Op, OutboundPlan, OutboundSkip};
+use crate::outbound::planner::{Planned, Planner};
+use crate::outbound::{count_ops, CreateOp, Op, OutboundPlan, OutboundSkip, PlanRequest};
 
 use crate::store::{PendingPlan, Store, StoreError};
 
@@ -21,15 +22,67 @@ use crate::value::{Keys, Scalar, Value};
 impl<S: Store> Engine<S> {
     // ---------------------------------------------------------------- outbound
 
-    /// Computes the attribute-sync plan for one system: one `update` op per linked
-    /// account whose stored values differ from what its identity says. Blocked plans
-    /// (thresholds) are kept for approval; their ops must not be carried out.
+    /// Computes the outbound plan for one system (SPEC 5, 11): one `update` op per
+    /// linked account whose stored values differ from what its identity says; with
+    /// automatic provisioning, a `create` op per identity in scope with no account
+    /// there; for accounts of identities out of scope, the `disable` values, then a
+    /// `delete` op once `delete_after_days` have passed. Blocked plans (thresholds) are
+    /// kept for approval; their ops must not be carried out.
     pub fn outbound(&mut self, system: &str, now: DateTime<Utc>) -> Result<OutboundPlan, OutboundError> {
         let Some(config) = self.system(system) else {
             return Err(OutboundError::UnknownSystem(system.to_owned()));
         };
-        let (ops, skipped) = attribute_sync(&self.config, system, &config, &self.store, now)?;
-        self.finish_outbound(system, &config, ops, skipped, now)
+        let planned = Planner::new(&self.config, system, &config, now).whole_system(&self.store)?;
+        self.finish_outbound(system, &config, planned, PlanRequest::System, now)
+    }
+
+    /// The plan of [`Engine::outbound`] restricted to chosen identities (SPEC 10.1):
+    /// exactly the ops `outbound(system, now)` would hold for their accounts (and their
+    /// create ops), read identity by identity, so its cost grows with the identities
+    /// given, not with the store. Pass the identities an import, approval, resume, edit
+    /// or processing step changed to push its changes at once. Thresholds apply with
+    /// the whole system stored as the base of percentages. Unknown ids are ignored.
+    pub fn outbound_for(
+        &mut self,
+        system: &str,
+        identities: &[IdentityId],
+        now: DateTime<Utc>,
+    ) -> Result<OutboundPlan, OutboundError> {
+        let Some(config) = self.system(system) else {
+            return Err(OutboundError::UnknownSystem(system.to_owned()));
+        };
+        let planned = Planner::new(&self.config, system, &config, now).for_identities(&self.store, identities)?;
+        let mut chosen = identities.to_vec();
+        chosen.sort_unstable();
+        chosen.dedup();
+        self.finish_outbound(system, &config, planned, PlanRequest::Identities(chosen), now)
+    }
+
+    /// The manual sync of one identity (SPEC 10.2): for every system with `allow_flow`,
+    /// in configuration order, the plan of [`Engine::outbound_for`] for that identity
+    /// alone; systems with nothing to do are left out. Each plan is checked by its own
+    /// system's thresholds; a blocked one is kept for approval like any other.
+    pub fn sync(&mut self, identity: IdentityId, now: DateTime<Utc>) -> Result<Vec<OutboundPlan>, OutboundError> {
+        if self.store.identity(identity)?.is_none() {
+            return Err(OutboundError::UnknownIdentity(identity));
+        }
+        let systems: Vec<String> = self
+            .config
+            .systems
+            .iter()
+            .filter(|(_, s)| s.allow_flow)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let mut plans = Vec::new();
+        for name in systems {
+            let Some(config) = self.system(&name) else { continue };
+            let planned = Planner::new(&self.config, &name, &config, now).for_identities(&self.store, &[identity])?;
+            if planned.ops.is_empty() && planned.skipped.is_empty() {
+                continue;
+            }
+            plans.push(self.finish_outbound(&name, &config, planned, PlanRequest::Identities(vec![identity]), now)?);
+        }
+        Ok(plans)
     }
 
     /// Provisions an account for an identity in a system: one `create` op seeded by
@@ -90,8 +143,17 @@ impl<S: Store> Engine<S> {
             });
         }
         ops.sort_by(|a: &CreateOp, b| a.account.cmp(&b.account));
-        let ops = ops.into_iter().map(Op::Create).collect();
-        self.finish_outbound(system, &config, ops, skipped, now)
+        let planned = Planned {
+            ops: ops.into_iter().map(Op::Create).collect(),
+            skipped,
+        };
+        self.finish_outbound(
+            system,
+            &config,
+            planned,
+            PlanRequest::Provision(identities.to_vec()),
+            now,
+        )
     }
 
     /// One provisioning request of a batch, checked against the store and the batch.
@@ -114,8 +176,9 @@ impl<S: Store> Engine<S> {
                 account,
             });
         }
-        let (op, skipped) =
-            create_op(&self.config, system, config, &record, now).map_err(|attribute| OutboundError::NoAccountId {
+        let (op, skipped) = Planner::new(&self.config, system, config, now)
+            .create(&record)
+            .map_err(|attribute| OutboundError::NoAccountId {
                 identity,
                 system: system.to_owned(),
                 attribute,
@@ -148,10 +211,11 @@ impl<S: Store> Engine<S> {
         &mut self,
         system: &str,
         config: &SystemConfig,
-        ops: Vec<Op>,
-        skipped: Vec<OutboundSkip>,
+        planned: Planned,
+        request: PlanRequest,
         now: DateTime<Utc>,
     ) -> Result<OutboundPlan, OutboundError> {
+        let Planned { ops, skipped } = planned;
         // While paused, ops are held in the outbox and none is returned (SPEC 6).
         let ops = if self.store.engine_state()?.paused {
             self.hold(system, ops, now)?;
@@ -159,7 +223,15 @@ impl<S: Store> Engine<S> {
         } else {
             ops
         };
-        let counts = count_ops(&ops);
+        // A delete removes every value the account holds in multi-valued attributes.
+        let mut removed: HashMap<&str, u64> = HashMap::new();
+        for op in &ops {
+            if let Op::Delete(d) = op {
+                let values = self.store.account(system, &d.account)?.map_or(0, |a| a.link_values());
+                removed.insert(d.account.as_str(), values);
+            }
+        }
+        let counts = count_ops(&ops, &|d| removed.get(d.account.as_str()).copied().unwrap_or(0));
         let base = self.store.account_base(system)?;
         let exceeded = config.thresholds.check(&counts, base);
         let plan = OutboundPlan {
@@ -172,6 +244,7 @@ impl<S: Store> Engine<S> {
             base,
             exceeded,
             version: self.store.system_version(system)?,
+            request,
         };
         if plan.is_blocked() {
             self.keep_blocked(PendingPlan::Outbound(plan.clone()))?;
@@ -179,18 +252,56 @@ impl<S: Store> Engine<S> {
         Ok(plan)
     }
 
+    /// The ops a blocked outbound plan would hold if computed again now at its time:
+    /// approval releases it only if they are the same.
+    pub(crate) fn recompute_outbound(&self, plan: &OutboundPlan) -> Result<Option<Vec<Op>>, StoreError> {
+        let Some(system) = self.config.system(&plan.system) else {
+            return Ok(None);
+        };
+        let planner = Planner::new(&self.config, &plan.system, system, plan.at);
+        let request = match &plan.request {
+            // A plan persisted before requests were recorded: a system plan without
+            // automatic provisioning holds no create op, so one that does was made by
+            // provisioning.
+            PlanRequest::System if !system.provisioning.auto && matches!(plan.ops.first(), Some(Op::Create(_))) => {
+                PlanRequest::Provision(plan.ops.iter().map(Op::identity).collect())
+            }
+            other => other.clone(),
+        };
+        Ok(Some(match request {
+            PlanRequest::System => planner.whole_system(&self.store)?.ops,
+            PlanRequest::Identities(ids) => planner.for_identities(&self.store, &ids)?.ops,
+            PlanRequest::Provision(ids) => {
+                let mut ops = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let Some(identity) = self.store.identity(id)? else {
+                        return Ok(None);
+                    };
+                    match planner.create(&identity) {
+                        Ok((op, _)) => ops.push(op),
+                        Err(_) => return Ok(None),
+                    }
+                }
+                ops.sort_by(|a, b| a.account.cmp(&b.account));
+                ops.into_iter().map(Op::Create).collect()
+            }
+        }))
+    }
+
     /// Records ops the host carried out successfully: the account mirror then holds the
-    /// new values, created accounts are linked to their identity, and values added to
-    /// multi-valued attributes are remembered as the engine's own. All ops are checked
-    /// first; if one is refused, none is recorded.
+    /// new values, created accounts are linked to their identity (and remembered as the
+    /// engine's own, SPEC 11.3), values added to multi-valued attributes are remembered
+    /// as the engine's own, and deleted accounts leave the mirror and are unlinked. All
+    /// ops are checked first; if one is refused, none is recorded.
     pub fn confirm(&mut self, ops: &[Op], now: DateTime<Utc>) -> Result<ConfirmReport, OutboundError> {
         let _ = now;
         // One staged account per (system, key): later ops on the same account build on
-        // earlier ones in this batch. The index keeps the batch linear in its size.
-        let mut staged: Vec<(String, Account)> = Vec::new();
+        // earlier ones in this batch (`None`: deleted by it). The index keeps the batch
+        // linear in its size.
+        let mut staged: Vec<(String, String, Option<Account>)> = Vec::new();
         let mut at: HashMap<(&str, &str), usize> = HashMap::new();
         let mut created: HashMap<(&str, IdentityId), &str> = HashMap::new();
-        let mut report = ConfirmReport { created: 0, updated: 0 };
+        let mut report = ConfirmReport::default();
         for op in ops {
             let Some(system) = self.config.system(op.system()) else {
                 return Err(OutboundError::UnknownSystem(op.system().to_owned()));
@@ -209,7 +320,7 @@ impl<S: Store> Engine<S> {
             check_op(system, op)?;
             let earlier = at.get(&(op.system(), op.account())).copied();
             let current = match earlier {
-                Some(i) => staged.get(i).map(|(_, a)| a.clone()),
+                Some(i) => staged.get(i).and_then(|(_, _, a)| a.clone()),
                 None => self.store.account(op.system(), op.account())?,
             };
             let account = match op {
@@ -231,7 +342,13 @@ impl<S: Store> Engine<S> {
                         .store
                         .accounts_of(c.identity)?
                         .into_iter()
-                        .find(|(s, _)| *s == c.system)
+                        .find(|(s, key)| {
+                            // An account this batch deleted is no longer held.
+                            *s == c.system
+                                && !at
+                                    .get(&(c.system.as_str(), key.as_str()))
+                                    .is_some_and(|&i| staged.get(i).is_some_and(|(_, _, a)| a.is_none()))
+                        })
                         .map(|(_, key)| key)
                         .or_else(|| created.get(&(c.system.as_str(), c.identity)).map(|k| (*k).to_owned()));
                     if let Some(account) = held {
@@ -250,11 +367,26 @@ impl<S: Store> Engine<S> {
                         }
                     }
                     account.link = LinkState::Linked(c.identity);
+                    account.provisioned = true;
                     for attribute in c.attributes.keys() {
                         record_echo(system, &mut account, attribute);
                     }
                     report.created += 1;
-                    account
+                    report.changed.push(c.identity);
+                    Some(account)
+                }
+                Op::Delete(d) => {
+                    let Some(account) = current else {
+                        return Err(OutboundError::UnknownAccount {
+                            system: d.system.clone(),
+                            account: d.account.clone(),
+                        });
+                    };
+                    if let Some(identity) = account.identity() {
+                        report.changed.push(identity);
+                    }
+                    report.deleted += 1;
+                    None
                 }
                 Op::Update(u) => {
                     let Some(mut account) = current else {
@@ -307,26 +439,45 @@ impl<S: Store> Engine<S> {
                             echo.removed.retain(|s| !added.holds(s));
                         }
                     }
+                    // Deprovisioning: the account is the engine's to enable again once
+                    // it holds the disable values of an identity out of scope.
+                    if system.deprovisioning.is_some() {
+                        let planner = Planner::new(&self.config, &u.system, system, now);
+                        let mut disabled = account.disabled;
+                        self.store.with_identity(u.identity, &mut |identity| {
+                            if let Some(identity) = identity {
+                                disabled = planner.disabled_after(&account, identity);
+                            }
+                        })?;
+                        account.disabled = disabled;
+                    }
                     report.updated += 1;
-                    account
+                    Some(account)
                 }
             };
             match earlier.and_then(|i| staged.get_mut(i)) {
-                Some((_, slot)) => *slot = account,
+                Some((_, _, slot)) => *slot = account,
                 None => {
                     at.insert((op.system(), op.account()), staged.len());
-                    staged.push((op.system().to_owned(), account));
+                    staged.push((op.system().to_owned(), op.account().to_owned(), account));
                 }
             }
         }
+        report.changed.sort_unstable();
+        report.changed.dedup();
         // One write per system, in the order the systems first appear.
-        let mut by_system: IndexMap<String, Vec<Account>> = IndexMap::new();
-        for (system, account) in staged {
-            by_system.entry(system).or_default().push(account);
+        let mut by_system: IndexMap<String, (Vec<Account>, Vec<String>)> = IndexMap::new();
+        for (system, key, account) in staged {
+            let (put, removed) = by_system.entry(system).or_default();
+            match account {
+                Some(account) => put.push(account),
+                None => removed.push(key),
+            }
         }
         self.store.begin()?;
         let result = (|| {
-            for (system, accounts) in by_system {
+            for (system, (accounts, removed)) in by_system {
+                self.store.remove_accounts(&system, &removed)?;
                 self.store.put_accounts(&system, accounts)?;
                 self.store.bump_system_version(&system)?;
             }
@@ -409,6 +560,7 @@ fn check_op(system: &SystemConfig, op: &Op) -> Result<(), OutboundError> {
     };
     match op {
         Op::Create(c) => c.attributes.iter().try_for_each(|(a, v)| check(a, v.scalars(), true)),
+        Op::Delete(_) => Ok(()),
         Op::Update(u) => {
             u.set.iter().try_for_each(|(a, v)| check(a, v.scalars(), true))?;
             u.add.iter().chain(&u.remove).try_for_each(|(a, items)| {

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use crate::engine::Engine;
 use crate::model::{Identity, IdentityId};
-use crate::processing::{recompute_access, recompute_attributes, DanglingReference, ProcessReport};
+use crate::processing::{recompute_access, recompute_attributes, recompute_scope, DanglingReference, ProcessReport};
 use crate::store::{Store, StoreError};
 use crate::value::ValueType;
 
@@ -104,8 +104,10 @@ impl<S: Store> Engine<S> {
             if attributes_changed || matches!(scope, Scope::Chosen(_)) {
                 recompute_access(&self.config, &mut identity, now, &mut report);
             }
+            let scope_changed = recompute_scope(&self.config, &mut identity, now, &mut report);
             self.dangling_references(&identity, &mut report)?;
-            if attributes_changed || identity.access != before_access {
+            if attributes_changed || scope_changed || identity.access != before_access {
+                report.changed.push(identity.id);
                 changed.push(identity);
             }
         }
@@ -123,10 +125,11 @@ impl<S: Store> Engine<S> {
     }
 
     /// Event-based processing of an identity that just changed: computed attributes,
-    /// then role grants.
+    /// role grants, then scope membership.
     pub(crate) fn after_change(&self, identity: &mut Identity, now: DateTime<Utc>, report: &mut ProcessReport) {
         recompute_attributes(&self.config, identity, now, report);
         recompute_access(&self.config, identity, now, report);
+        recompute_scope(&self.config, identity, now, report);
     }
 
     fn dangling_references(&self, identity: &Identity, report: &mut ProcessReport) -> Result<(), StoreError> {

@@ -279,6 +279,38 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
         }
     }
 
+    if let Some(changed) = &expect.changed {
+        let mut expected = BTreeSet::new();
+        for selector in changed {
+            match select(engine, selector) {
+                Ok(id) => {
+                    expected.insert(id);
+                }
+                Err(e) => miss("changed".into(), selector.clone(), e),
+            }
+        }
+        let actual: BTreeSet<IdentityId> = outcome.changed.iter().copied().collect();
+        if expected != actual {
+            miss("changed".into(), format!("{expected:?}"), format!("{actual:?}"));
+        }
+    }
+
+    if let Some(skipped) = &expect.skipped {
+        let mut expected = BTreeSet::new();
+        for s in skipped {
+            match select(engine, &s.identity) {
+                Ok(id) => {
+                    expected.insert((s.system.clone(), id, s.reason.clone()));
+                }
+                Err(e) => miss("skipped".into(), s.identity.clone(), e),
+            }
+        }
+        let actual: BTreeSet<(String, IdentityId, String)> = outcome.skipped.iter().cloned().collect();
+        if expected != actual {
+            miss("skipped".into(), format!("{expected:?}"), format!("{actual:?}"));
+        }
+    }
+
     if let Some(loops) = &expect.loops {
         let expected: BTreeSet<(String, String, String)> = loops
             .iter()
@@ -396,6 +428,7 @@ fn render_op(op: &Op) -> Json {
             }
             Json::Object(o)
         }
+        Op::Delete(d) => json!({"op": "delete", "system": d.system, "account": d.account}),
     }
 }
 
@@ -417,6 +450,7 @@ fn normalise_expected_op<S: Store>(engine: &Engine<S>, op: &Json) -> Result<Json
     let allowed: &[&str] = match kind {
         "create" => &["op", "system", "identity", "attributes"],
         "update" => &["op", "system", "account", "set", "add", "remove"],
+        "delete" => &["op", "system", "account"],
         other => return Err(format!("unknown op `{other}`")),
     };
     if let Some(unknown) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
@@ -444,6 +478,10 @@ fn normalise_expected_op<S: Store>(engine: &Engine<S>, op: &Json) -> Result<Json
         Ok(out)
     };
     match kind {
+        "delete" => {
+            let (_, key) = canonical_key(engine, system_name, field("account")?);
+            Ok(json!({"op": "delete", "system": system_name, "account": key}))
+        }
         "create" => {
             let selector = field("identity")?;
             let id = select(engine, selector)?;

@@ -37,6 +37,8 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provision: Option<ProvisionStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<SetStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessStep>,
@@ -62,6 +64,7 @@ impl Step {
             ("approve", self.approve.is_some()),
             ("outbound", self.outbound.is_some()),
             ("provision", self.provision.is_some()),
+            ("sync", self.sync.is_some()),
             ("set", self.set.is_some()),
             ("process", self.process.is_some()),
             ("pause", self.pause.is_some()),
@@ -137,6 +140,19 @@ impl ImportStep {
 #[allow(missing_docs, reason = "fields as in SCENARIOS.md")]
 pub struct OutboundStep {
     pub system: String,
+    /// Only these identities' ops (SPEC 10.1); absent: the whole system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identities: Option<Vec<String>>,
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+/// A manual sync of one identity on every system (SPEC 10.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "fields as in SCENARIOS.md")]
+pub struct SyncStep {
+    pub identity: String,
     #[serde(default)]
     pub confirm: bool,
 }
@@ -244,10 +260,24 @@ pub struct Expect {
     pub loops: Option<Vec<LoopRef>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingExpect>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<Vec<SkippedExpect>>,
     /// The exact set of lint finding kinds of the configuration in force (a crate
     /// extension of the format: `[{"kind": "unstable_round_trip"}, ...]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lint: Option<Vec<LintExpect>>,
+}
+
+/// Something an outbound or sync step skipped `{system, identity, reason}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "fields as in SCENARIOS.md")]
+pub struct SkippedExpect {
+    pub system: String,
+    pub identity: String,
+    pub reason: String,
 }
 
 /// A sync loop `{system, account, attribute}` (the `clear_loop` action and the `loops`

@@ -148,6 +148,10 @@ pub(crate) struct StepOutcome {
     pub(crate) errors: Vec<(String, Option<String>)>,
     pub(crate) rejected: Vec<(IdentityId, String, String, String)>,
     pub(crate) plan: Vec<Op>,
+    /// The identities the step changed (SPEC 10.1).
+    pub(crate) changed: Vec<IdentityId>,
+    /// `(system, identity, reason)` of what outbound plans skipped.
+    pub(crate) skipped: Vec<(String, IdentityId, String)>,
 }
 
 impl StepOutcome {
@@ -170,7 +174,26 @@ impl StepOutcome {
                 })
                 .collect(),
             plan: Vec::new(),
+            changed: report.changed.clone(),
+            skipped: Vec::new(),
         }
+    }
+
+    /// Adds what another plan of the same step did (a sync step has one per system).
+    fn merge(&mut self, other: StepOutcome) {
+        let (a, b) = (&mut self.counts, other.counts);
+        a.inserted += b.inserted;
+        a.updated += b.updated;
+        a.deleted += b.deleted;
+        a.link_inserted += b.link_inserted;
+        a.link_updated += b.link_updated;
+        a.link_deleted += b.link_deleted;
+        self.exceeded.extend(other.exceeded);
+        self.errors.extend(other.errors);
+        self.rejected.extend(other.rejected);
+        self.plan.extend(other.plan);
+        self.changed.extend(other.changed);
+        self.skipped.extend(other.skipped);
     }
 
     fn error(kind: &str) -> StepOutcome {
@@ -252,8 +275,29 @@ impl<S: Store> Runner<S> {
             });
         }
         if let Some(out) = &step.outbound {
-            return Some(match self.engine.outbound(&out.system, now) {
+            let result = match &out.identities {
+                None => self.engine.outbound(&out.system, now),
+                Some(selectors) => {
+                    let ids = self.select_all(index, "outbound.identities", selectors)?;
+                    self.engine.outbound_for(&out.system, &ids, now)
+                }
+            };
+            return Some(match result {
                 Ok(plan) => self.released(index, plan, out.confirm, now),
+                Err(e) => StepOutcome::error(e.kind()),
+            });
+        }
+        if let Some(sync) = &step.sync {
+            let id = self.select(index, "sync.identity", &sync.identity)?;
+            return Some(match self.engine.sync(id, now) {
+                Ok(plans) => {
+                    let mut outcome = StepOutcome::default();
+                    for plan in plans {
+                        let one = self.released(index, plan, sync.confirm, now);
+                        outcome.merge(one);
+                    }
+                    outcome
+                }
                 Err(e) => StepOutcome::error(e.kind()),
             });
         }
@@ -269,7 +313,10 @@ impl<S: Store> Runner<S> {
             let values: Vec<(String, serde_json::Value)> =
                 set.attributes.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
             return Some(match self.engine.set_attributes(id, &values, now) {
-                Ok(_) => StepOutcome::default(),
+                Ok(decisions) => StepOutcome {
+                    changed: if decisions.is_empty() { Vec::new() } else { vec![id] },
+                    ..StepOutcome::default()
+                },
                 Err(e) => StepOutcome::error(e.kind()),
             });
         }
@@ -293,7 +340,10 @@ impl<S: Store> Runner<S> {
             }
             return Some(match self.engine.resume(now) {
                 Ok(report) => {
-                    let mut outcome = StepOutcome::default();
+                    let mut outcome = StepOutcome {
+                        changed: report.changed.clone(),
+                        ..StepOutcome::default()
+                    };
                     for import in &report.imports {
                         outcome.rejected.extend(import.rejected.iter().filter_map(|d| {
                             d.reason()
@@ -315,10 +365,7 @@ impl<S: Store> Runner<S> {
         let result = match &process.identities {
             None => self.engine.process(now),
             Some(selectors) => {
-                let mut ids = Vec::new();
-                for (i, selector) in selectors.iter().enumerate() {
-                    ids.push(self.select(index, &format!("process.identities[{i}]"), selector)?);
-                }
+                let ids = self.select_all(index, "process.identities", selectors)?;
                 self.engine.process_identities(&ids, now)
             }
         };
@@ -330,6 +377,7 @@ impl<S: Store> Runner<S> {
                     .map(|e| (e.kind.clone(), None))
                     .chain(report.dangling.iter().map(|_| ("dangling_reference".to_owned(), None)))
                     .collect(),
+                changed: report.changed.clone(),
                 ..StepOutcome::default()
             },
             Err(_) => StepOutcome::error("store"),
@@ -351,7 +399,10 @@ impl<S: Store> Runner<S> {
             }
         };
         match self.engine.replace_config(validated, force, now) {
-            Ok(_) => StepOutcome::default(),
+            Ok(change) => StepOutcome {
+                changed: change.changed,
+                ..StepOutcome::default()
+            },
             Err(ConfigChangeError::Refused { problems }) => StepOutcome {
                 errors: problems.iter().map(|p| (p.kind().to_owned(), None)).collect(),
                 ..StepOutcome::default()
@@ -370,17 +421,33 @@ impl<S: Store> Runner<S> {
             counts: plan.counts,
             exceeded: plan.exceeded.iter().map(|e| e.threshold.clone()).collect(),
             plan: plan.ops.clone(),
+            skipped: plan
+                .skipped
+                .iter()
+                .map(|s| (plan.system.clone(), s.identity, s.reason.as_str().to_owned()))
+                .collect(),
             ..StepOutcome::default()
         };
         if plan.is_blocked() {
             self.confirm_on_approve.insert(plan.id, confirm);
         } else if confirm {
-            if let Err(e) = self.engine.confirm(&plan.ops, now) {
-                self.fail(index, "confirm", "the plan's ops to confirm".into(), e.to_string());
-                outcome.errors.push((e.kind().to_owned(), None));
+            match self.engine.confirm(&plan.ops, now) {
+                Ok(report) => outcome.changed = report.changed,
+                Err(e) => {
+                    self.fail(index, "confirm", "the plan's ops to confirm".into(), e.to_string());
+                    outcome.errors.push((e.kind().to_owned(), None));
+                }
             }
         }
         outcome
+    }
+
+    fn select_all(&mut self, index: usize, path: &str, selectors: &[String]) -> Option<Vec<IdentityId>> {
+        let mut ids = Vec::with_capacity(selectors.len());
+        for (i, selector) in selectors.iter().enumerate() {
+            ids.push(self.select(index, &format!("{path}[{i}]"), selector)?);
+        }
+        Some(ids)
     }
 
     fn select(&mut self, index: usize, path: &str, selector: &str) -> Option<IdentityId> {

@@ -135,6 +135,18 @@ pub struct Observed {
     pub unlinked: Vec<(String, String, LinkState)>,
 }
 
+/// What a version-1 state holds of an observation: version 1 did not record which
+/// accounts the engine created (`Account::provisioned`), so an account created then
+/// loads as not the engine's own (it is never deleted unless `delete_unowned`).
+pub fn as_version_1(mut observed: Observed) -> Observed {
+    for (_, accounts) in &mut observed.accounts {
+        for account in accounts {
+            account.provisioned = false;
+        }
+    }
+    observed
+}
+
 pub fn observe<S: Store>(engine: &Engine<S>) -> Observed {
     let store = engine.store();
     let mut identities = Vec::new();
