@@ -767,6 +767,71 @@ mod tests {
     }
 
     #[test]
+    fn scope_and_deprovisioning_problems_are_reported_together() {
+        let system = |deprovisioning: serde_json::Value| {
+            json!({
+                "schema": {"account_id": "id", "account_name": "id", "attributes": {
+                    "id": {"type": "string"}, "locked": {"type": "boolean"},
+                    "groups": {"type": "string", "multi": true, "entitlement": true}}},
+                "scope": {"eq": [{"attr": "statsu"}, "active"]},
+                "deprovisioning": deprovisioning
+            })
+        };
+        let errors = validate(json!({
+            "identity": {"attributes": {"status": {"type": "string"}}},
+            "systems": {
+                "a": system(json!({"disable": {"locked": "yes", "lockd": true, "groups": []}, "delete_after_days": -3})),
+                "b": system(json!({"enable": {"id": "x", "locked": false}, "delete_after_days": 1.5})),
+                "c": system(json!({"delete_after_days": 36501}))
+            }
+        }))
+        .unwrap_err();
+        let kinds: Vec<_> = errors
+            .0
+            .iter()
+            .map(|e| (e.kind().as_str(), e.place().path.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("unknown_attribute", "systems.a.scope"),
+                ("invalid_delete_after", "systems.a.deprovisioning.delete_after_days"),
+                (
+                    "invalid_deprovisioning_value",
+                    "systems.a.deprovisioning.disable.locked"
+                ),
+                ("unknown_attribute", "systems.a.deprovisioning.disable.lockd"),
+                (
+                    "invalid_deprovisioning_value",
+                    "systems.a.deprovisioning.disable.groups"
+                ),
+                ("unknown_attribute", "systems.b.scope"),
+                ("invalid_delete_after", "systems.b.deprovisioning.delete_after_days"),
+                ("invalid_deprovisioning_value", "systems.b.deprovisioning.enable.id"),
+                ("unknown_attribute", "systems.c.scope"),
+                ("invalid_delete_after", "systems.c.deprovisioning.delete_after_days"),
+            ]
+        );
+        let scope = &errors.0[0];
+        assert_eq!(scope.hint(), Some("did you mean `status`?"));
+        let ok = validate(json!({
+            "identity": {"attributes": {"status": {"type": "string"}}},
+            "systems": {"a": {
+                "schema": {"account_id": "id", "account_name": "id", "attributes": {
+                    "id": {"type": "string"}, "locked": {"type": "boolean"}}},
+                "scope": {"eq": [{"attr": "status"}, "active"]},
+                "deprovisioning": {"disable": {"locked": true}, "enable": {"locked": false}, "delete_after_days": 0}
+            }}
+        }))
+        .unwrap();
+        let days = ok
+            .system("a")
+            .and_then(|s| s.deprovisioning.as_ref())
+            .and_then(|d| d.delete_after());
+        assert_eq!(days, Some(chrono::TimeDelta::zero()));
+    }
+
+    #[test]
     fn edit_distance_counts_edits() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "ab"), 2);
