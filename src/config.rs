@@ -1,7 +1,7 @@
 //! The engine configuration as written by an administrator (serde, JSON): the identity
 //! schema, systems with their account schemas, correlation rules, flow rules and
 //! thresholds. A [`Config`] is only data; [`Config::validate`] turns it into a
-//! [`ValidatedConfig`], the only form the engine accepts.
+//! [`ValidatedConfig`](crate::ValidatedConfig), the only form the engine accepts.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};

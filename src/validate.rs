@@ -48,7 +48,7 @@ pub enum ValidationErrorKind {
     /// edits (`@host`) and computed attributes (`@computed`).
     ReservedSystemName,
     /// A `delete_after_days` that is negative, fractional or past
-    /// [`MAX_DELETE_AFTER_DAYS`](crate::config::MAX_DELETE_AFTER_DAYS).
+    /// [`crate::config::MAX_DELETE_AFTER_DAYS`].
     InvalidDeleteAfter,
     /// A `disable` / `enable` value that does not fit its account attribute (wrong
     /// type, a multi-valued attribute, or the key attribute).

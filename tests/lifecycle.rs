@@ -93,7 +93,7 @@ fn story<S: Store>(engine: &mut Engine<S>) {
         person("E1", Some("ann"), "active", "Sales"),
         person("E2", Some("bob"), "active", "Eng")
     ]);
-    engine.import("hr", &hr(rows), at(1)).unwrap();
+    assert!(engine.import("hr", &hr(rows), at(1)).unwrap().applied);
     let plan = engine.outbound("app", at(1)).unwrap();
     assert_eq!(plan.counts.inserted, 2);
     engine.confirm(&plan.ops, at(1)).unwrap();
@@ -204,13 +204,14 @@ fn a_connector_carries_out_deletes() {
         vec!["user".into(), "dept".into(), "locked".into(), "groups".into()],
     );
     let rows = json!([person("E1", Some("ann"), "active", "Sales")]);
-    engine.import("hr", &hr(rows), at(1)).unwrap();
+    assert!(engine.import("hr", &hr(rows), at(1)).unwrap().applied);
     let (_, statuses) = push(&mut engine, &mut app, at(1)).unwrap();
     assert_eq!(statuses.len(), 1);
     assert_eq!(app.row("ann").and_then(|r| r.get("groups")), Some(&json!(["Sales"])));
     let rows = json!([person("E1", Some("ann"), "left", "Sales")]);
-    engine.import("hr", &hr(rows), at(2)).unwrap();
-    push(&mut engine, &mut app, at(2)).unwrap();
+    assert!(engine.import("hr", &hr(rows), at(2)).unwrap().applied);
+    let (lock, _) = push(&mut engine, &mut app, at(2)).unwrap();
+    assert_eq!(lock.counts.updated, 1);
     assert_eq!(app.row("ann").and_then(|r| r.get("locked")), Some(&json!(true)));
     let (plan, _) = push(&mut engine, &mut app, at(9)).unwrap();
     assert_eq!(plan.counts.deleted, 1);
@@ -252,10 +253,10 @@ proptest! {
         days in 0i64..10,
     ) {
         let mut engine = Engine::new(config());
-        engine.import("hr", &hr(rows_of(&first)), at(1)).unwrap();
+        assert!(engine.import("hr", &hr(rows_of(&first)), at(1)).unwrap().applied);
         let plan = engine.outbound("app", at(1)).unwrap();
         engine.confirm(&plan.ops, at(1)).unwrap();
-        engine.import("hr", &hr(rows_of(&second)), at(2)).unwrap();
+        assert!(engine.import("hr", &hr(rows_of(&second)), at(2)).unwrap().applied);
         let now = at(2) + TimeDelta::days(days);
         let ids: Vec<IdentityId> = chosen
             .iter()

@@ -16,7 +16,9 @@ impl<S: Store> Engine<S> {
 
     /// Directly edits identity attributes (an administrator's change): every value is
     /// written with provenance `@host` and strength 100. All values are checked first;
-    /// if one is refused, nothing is written.
+    /// if one is refused, nothing is written. The identity changed (SPEC 10.1: pass it
+    /// to [`Engine::outbound_for`] or [`Engine::sync`]) exactly when the returned list
+    /// of applied decisions is not empty.
     pub fn set_attributes(
         &mut self,
         identity: IdentityId,

@@ -42,6 +42,8 @@ impl<S: Store> Engine<S> {
     /// given, not with the store. Pass the identities an import, approval, resume, edit
     /// or processing step changed to push its changes at once. Thresholds apply with
     /// the whole system stored as the base of percentages. Unknown ids are ignored.
+    /// While paused, its ops replace what the outbox held for the system, as any
+    /// outbound request's do (SPEC 6).
     pub fn outbound_for(
         &mut self,
         system: &str,

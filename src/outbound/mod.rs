@@ -2,7 +2,7 @@
 //! that make linked accounts hold what their identities say, never more than needed,
 //! create accounts for joiners and disable, then delete, those of leavers.
 //!
-//! The op and plan types live here; [`planner`] computes them.
+//! The op and plan types live here; the `planner` submodule computes them.
 
 pub(crate) mod planner;
 
