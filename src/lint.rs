@@ -9,6 +9,7 @@
 //! | `conflicting_authoritative` | two systems' outbound rules both `authoritative` on one identity attribute |
 //! | `unwritten_attribute` | an identity attribute that no inbound rule writes and that is not computed |
 //! | `computed_cycle` | computed attributes whose inputs form a cycle |
+//! | `unguarded_rejections` | a system with neither `max_rejected` nor `max_pct_rejected`: an export whose rows all fail to parse (a type declared wrong, a changed date format) would be applied as a quiet success that changes nothing (SPEC 12.3) |
 //! | `unguarded_deletion` | a system that deletes accounts it did not create (`delete_unowned`) with no `max_deleted` threshold: one bad scope change could delete every account |
 //!
 //! ```
@@ -19,6 +20,7 @@
 //!       "identity": { "attributes": { "mail": { "type": "string" }, "nickname": { "type": "string" } } },
 //!       "systems": { "ad": {
 //!         "schema": { "account_id": "mail", "account_name": "mail", "attributes": { "mail": { "type": "string" } } },
+//!         "thresholds": { "max_pct_rejected": 10.0 },
 //!         "flows": [ { "account": "mail", "identity": "mail", "direction": "bidirectional",
 //!                      "create": 50, "update": 50, "out": { "upper": { "attr": "mail" } } } ] } }
 //!     }"#)?;
@@ -59,6 +61,8 @@ pub enum LintKind {
     ComputedCycle,
     /// `delete_unowned` without a `max_deleted` threshold.
     UnguardedDeletion,
+    /// Neither `max_rejected` nor `max_pct_rejected`.
+    UnguardedRejections,
 }
 
 impl LintKind {
@@ -72,6 +76,7 @@ impl LintKind {
             LintKind::UnwrittenAttribute => "unwritten_attribute",
             LintKind::ComputedCycle => "computed_cycle",
             LintKind::UnguardedDeletion => "unguarded_deletion",
+            LintKind::UnguardedRejections => "unguarded_rejections",
         }
     }
 }
@@ -337,6 +342,16 @@ fn authoritative(config: &Config, findings: &mut Vec<LintFinding>) {
 
 fn deletions(config: &Config, findings: &mut Vec<LintFinding>) {
     for (name, system) in &config.systems {
+        if system.thresholds.max_rejected.is_none() && system.thresholds.max_pct_rejected.is_none() {
+            findings.push(LintFinding {
+                kind: LintKind::UnguardedRejections,
+                rules: vec![format!("systems.{name}.thresholds")],
+                message: format!(
+                    "`{name}` has neither `max_rejected` nor `max_pct_rejected`: an export in which every row fails \
+                     to parse (a changed date format, a type declared wrong) would be applied as a quiet success"
+                ),
+            });
+        }
         let unowned = system.deprovisioning.as_ref().is_some_and(|d| d.delete_unowned);
         if unowned && system.thresholds.max_deleted.is_none() {
             findings.push(LintFinding {
@@ -389,7 +404,8 @@ mod tests {
         json!({
             "schema": { "account_id": "id", "account_name": "id", "attributes": {
                 "id": { "type": "string" }, "mail": { "type": "string" }, "groups": { "type": "string", "multi": true } } },
-            "flows": flows
+            "flows": flows,
+            "thresholds": { "max_pct_rejected": 50.0 }
         })
     }
 
@@ -473,11 +489,29 @@ mod tests {
     }
 
     #[test]
+    fn a_system_needs_a_rejected_row_threshold() {
+        let mut hr = system(json!([]));
+        hr["thresholds"] = json!({});
+        let mut ad = system(json!([]));
+        ad["thresholds"] = json!({ "max_rejected": 10 });
+        let findings = lint(&config(
+            json!({ "hr": hr, "ad": ad, "tel": system(json!([])) }),
+            json!({}),
+        ));
+        let found: Vec<(&str, &[String])> = findings.iter().map(|f| (f.kind.as_str(), f.rules.as_slice())).collect();
+        assert_eq!(
+            found,
+            [("unguarded_rejections", &["systems.hr.thresholds".to_owned()][..])]
+        );
+    }
+
+    #[test]
     fn deleting_unowned_accounts_needs_a_max_deleted_threshold() {
         let with = |deprovisioning: serde_json::Value, thresholds: serde_json::Value| {
             let mut ad = system(json!([]));
             ad["deprovisioning"] = deprovisioning;
             ad["thresholds"] = thresholds;
+            ad["thresholds"]["max_rejected"] = json!(0);
             kinds(&config(json!({ "ad": ad }), json!({})))
         };
         let unowned = json!({ "delete_after_days": 30, "delete_unowned": true });

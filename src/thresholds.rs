@@ -81,6 +81,12 @@ pub struct Thresholds {
     pub max_pct_link_updated: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pct_link_deleted: Option<f64>,
+    /// Rows of an import rejected by prepare (SPEC 12.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rejected: Option<u64>,
+    /// Rejected rows as a percentage of the snapshot's rows (SPEC 12.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pct_rejected: Option<f64>,
 }
 
 /// One exceeded limit, with the figures that exceeded it.
@@ -106,8 +112,9 @@ type Limits<'a> = (&'a str, Option<u64>, &'a str, Option<f64>, u64, u64);
 
 impl Thresholds {
     /// Each configured percentage limit with its name (for validation).
-    pub(crate) fn percentages(&self) -> [(&'static str, Option<f64>); 6] {
+    pub(crate) fn percentages(&self) -> [(&'static str, Option<f64>); 7] {
         [
+            ("max_pct_rejected", self.max_pct_rejected),
             ("max_pct_inserted", self.max_pct_inserted),
             ("max_pct_updated", self.max_pct_updated),
             ("max_pct_deleted", self.max_pct_deleted),
@@ -115,6 +122,38 @@ impl Thresholds {
             ("max_pct_link_updated", self.max_pct_link_updated),
             ("max_pct_link_deleted", self.max_pct_link_deleted),
         ]
+    }
+
+    /// The rejected-row limits an import exceeds (SPEC 12.3): `rejected` rows rejected
+    /// by prepare out of the snapshot's `rows`. A snapshot without rows rejects none.
+    pub fn check_rejected(&self, rejected: u64, rows: u64) -> Vec<Exceeded> {
+        let mut exceeded = Vec::new();
+        if let Some(limit) = self.max_rejected.filter(|&limit| rejected > limit) {
+            exceeded.push(Exceeded {
+                threshold: "max_rejected".to_owned(),
+                count: rejected,
+                limit: limit as f64,
+                percent: None,
+                base: None,
+            });
+        }
+        if let Some(limit) = self.max_pct_rejected {
+            let percent = if rows == 0 {
+                0.0
+            } else {
+                rejected as f64 * 100.0 / rows as f64
+            };
+            if percent > limit {
+                exceeded.push(Exceeded {
+                    threshold: "max_pct_rejected".to_owned(),
+                    count: rejected,
+                    limit,
+                    percent: Some(percent),
+                    base: Some(rows),
+                });
+            }
+        }
+        exceeded
     }
 
     /// Every limit that `counts` exceeds against `base`, in a fixed order.
@@ -224,6 +263,24 @@ mod tests {
             link_updated,
             link_deleted,
         }
+    }
+
+    #[test]
+    fn rejected_rows_exceed_above_their_count_or_share_of_the_rows() {
+        let limits = Thresholds {
+            max_rejected: Some(2),
+            max_pct_rejected: Some(50.0),
+            ..Thresholds::default()
+        };
+        assert!(limits.check_rejected(2, 4).is_empty());
+        assert_eq!(names(&limits.check_rejected(3, 100)), ["max_rejected"]);
+        assert_eq!(names(&limits.check_rejected(2, 3)), ["max_pct_rejected"]);
+        assert_eq!(limits.check_rejected(2, 3)[0].percent.map(f64::round), Some(67.0));
+        assert_eq!(
+            names(&limits.check_rejected(3, 4)),
+            ["max_rejected", "max_pct_rejected"]
+        );
+        assert!(limits.check_rejected(0, 0).is_empty());
     }
 
     #[test]

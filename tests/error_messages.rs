@@ -252,6 +252,15 @@ fn every_refusal_reads_as_words() {
     // The lint explains each finding.
     let config: Config = serde_json::from_value(config_json()).unwrap();
     for finding in lint(&config) {
-        review("lint finding", &finding.to_string(), &["identity.attributes"]);
+        // Each finding names where it is: an identity attribute or a system's part.
+        let place = finding
+            .rules
+            .first()
+            .map(|r| r.split('.').take(2).collect::<Vec<_>>().join("."));
+        review(
+            "lint finding",
+            &finding.to_string(),
+            &[place.as_deref().unwrap_or("identity.attributes")],
+        );
     }
 }

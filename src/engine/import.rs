@@ -69,7 +69,12 @@ impl<S: Store> Engine<S> {
         observer.progress(Stage::Diff, rows, rows);
         let counts = count(&system_config, &changes);
         let base = self.store.account_base(system)?;
-        let exceeded = system_config.thresholds.check(&counts, base);
+        let mut exceeded = system_config.thresholds.check(&counts, base);
+        exceeded.extend(
+            system_config
+                .thresholds
+                .check_rejected(prepared.rejections.len() as u64, rows),
+        );
         let plan = ImportPlan {
             id: self.store.allocate_plan_id()?,
             system: system.to_owned(),
