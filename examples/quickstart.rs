@@ -127,6 +127,10 @@ fn report(title: &str, (r, applied): &(ImportReport, Vec<String>)) {
             e.threshold, e.count, e.limit
         );
     }
+    // The likely cause, with its evidence: where the review of a blocked plan starts.
+    for suspicion in &r.plan.diagnosis {
+        println!("   diagnosis {}: {}", suspicion.kind.as_str(), suspicion.message);
+    }
     for rejection in &r.plan.rejections {
         println!("   {rejection}");
     }

@@ -79,6 +79,10 @@ pub struct ImportPlan {
     pub exceeded: Vec<Exceeded>,
     /// The system's version the plan was computed against (stale-plan check).
     pub version: u64,
+    /// The likely causes of a suspicious import, each with its evidence (SPEC 12.1):
+    /// where a review of a blocked plan starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnosis: Vec<crate::diagnosis::Suspicion>,
 }
 
 impl ImportPlan {

@@ -22,6 +22,9 @@ pub enum Stage {
     Prepare,
     /// Prepared rows compared with the stored accounts (`done` rows of `total`).
     Diff,
+    /// The plan checked for the likely causes of a suspicious import (SPEC 12.1; `done`
+    /// of 1).
+    Diagnose,
     /// Changed accounts written to the mirror and correlated (`done` of `total`).
     Apply,
     /// Identities resolved and processed (`done` of `total`).
@@ -33,6 +36,7 @@ impl fmt::Display for Stage {
         f.write_str(match self {
             Stage::Prepare => "prepare",
             Stage::Diff => "diff",
+            Stage::Diagnose => "diagnose",
             Stage::Apply => "apply",
             Stage::Resolve => "resolve",
         })

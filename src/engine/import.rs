@@ -9,6 +9,7 @@ use crate::attr_map::AttrMap;
 use crate::config::SystemConfig;
 use crate::controls::{AccountWork, InboxEntry, LOOP_LIMIT};
 use crate::correlation::{correlate, Correlation};
+use crate::diagnosis::diagnose;
 use crate::diff::{count, diff, AttributeChange, ChangeKind, Diff, ImportPlan};
 use crate::engine::{Approval, Engine, ImportReport, LinkEvent};
 use crate::error::{ApproveError, ImportError};
@@ -75,6 +76,17 @@ impl<S: Store> Engine<S> {
                 .thresholds
                 .check_rejected(prepared.rejections.len() as u64, rows),
         );
+        observer.progress(Stage::Diagnose, 0, 1);
+        let diagnosis = diagnose(
+            system,
+            &system_config,
+            snapshot,
+            &changes,
+            &prepared.rejections,
+            base,
+            &self.store,
+        )?;
+        observer.progress(Stage::Diagnose, 1, 1);
         let plan = ImportPlan {
             id: self.store.allocate_plan_id()?,
             system: system.to_owned(),
@@ -87,6 +99,7 @@ impl<S: Store> Engine<S> {
             base,
             exceeded,
             version,
+            diagnosis,
         };
         if plan.is_blocked() {
             self.keep_blocked(PendingPlan::Import(plan.clone()))?;

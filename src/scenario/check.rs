@@ -295,6 +295,36 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
         }
     }
 
+    if let Some(diagnosis) = &expect.diagnosis {
+        // An expected finding without `columns` matches its kind whatever the columns.
+        let loose: BTreeSet<&str> = diagnosis
+            .iter()
+            .filter(|d| d.columns.is_none())
+            .map(|d| d.kind.as_str())
+            .collect();
+        let expected: BTreeSet<(String, Option<Vec<String>>)> = diagnosis
+            .iter()
+            .map(|d| {
+                let mut columns = d.columns.clone();
+                if let Some(c) = &mut columns {
+                    c.sort();
+                }
+                (d.kind.clone(), columns)
+            })
+            .collect();
+        let actual: BTreeSet<(String, Option<Vec<String>>)> = outcome
+            .diagnosis
+            .iter()
+            .map(|(kind, columns)| {
+                let columns = (!loose.contains(kind.as_str())).then(|| columns.clone());
+                (kind.clone(), columns)
+            })
+            .collect();
+        if expected != actual {
+            miss("diagnosis".into(), format!("{expected:?}"), format!("{actual:?}"));
+        }
+    }
+
     if let Some(skipped) = &expect.skipped {
         let mut expected = BTreeSet::new();
         for s in skipped {

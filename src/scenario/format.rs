@@ -264,10 +264,22 @@ pub struct Expect {
     pub changed: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<Vec<SkippedExpect>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<Vec<DiagnosisExpect>>,
     /// The exact set of lint finding kinds of the configuration in force (a crate
     /// extension of the format: `[{"kind": "unstable_round_trip"}, ...]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lint: Option<Vec<LintExpect>>,
+}
+
+/// A finding of an import's diagnosis: `{kind}` or `{kind, columns}` (SPEC 12.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "fields as in SCENARIOS.md")]
+pub struct DiagnosisExpect {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub columns: Option<Vec<String>>,
 }
 
 /// Something an outbound or sync step skipped `{system, identity, reason}`.

@@ -152,6 +152,8 @@ pub(crate) struct StepOutcome {
     pub(crate) changed: Vec<IdentityId>,
     /// `(system, identity, reason)` of what outbound plans skipped.
     pub(crate) skipped: Vec<(String, IdentityId, String)>,
+    /// `(kind, columns)` of an import's diagnosis.
+    pub(crate) diagnosis: Vec<(String, Vec<String>)>,
 }
 
 impl StepOutcome {
@@ -176,6 +178,12 @@ impl StepOutcome {
             plan: Vec::new(),
             changed: report.changed.clone(),
             skipped: Vec::new(),
+            diagnosis: report
+                .plan
+                .diagnosis
+                .iter()
+                .map(|d| (d.kind.as_str().to_owned(), d.columns.clone()))
+                .collect(),
         }
     }
 
