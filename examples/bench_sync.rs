@@ -173,6 +173,10 @@ impl Stages {
     }
 
     fn on(&mut self, p: Progress) {
+        if p.done == p.total && self.current.is_none() && self.took.last().is_some_and(|(s, _)| *s == p.stage) {
+            // The closing report of a stage already finished.
+            return;
+        }
         if self.current.map(|(s, _)| s) != Some(p.stage) {
             self.finish();
             let bar = ProgressBar::new(p.total);
@@ -187,6 +191,11 @@ impl Stages {
         }
         if let Some(bar) = &self.bar {
             bar.set_position(p.done);
+        }
+        // A stage ends when it reports itself done: the work between two stages
+        // (building the mirror, writing the store) is not counted in either.
+        if p.done == p.total && p.total > 0 {
+            self.finish();
         }
     }
 
@@ -726,8 +735,21 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
     let read_new = t.elapsed();
     let snapshot = Snapshot::Table(new);
     let t = Instant::now();
-    let report = engine.import("hr", &snapshot, at(2)).expect("the import is accepted");
+    let mut import_stages = Stages::new();
+    let report = {
+        let mut on_progress = |p: Progress| import_stages.on(p);
+        engine
+            .import_observed(
+                "hr",
+                &snapshot,
+                at(2),
+                &mut Observer::new().on_progress(&mut on_progress),
+            )
+            .expect("the import is accepted")
+    };
     let prepare_diff = t.elapsed();
+    let import_stages = import_stages.summary();
+    let diagnosis: Vec<&str> = report.plan.diagnosis.iter().map(|d| d.kind.as_str()).collect();
     assert!(!report.applied, "the 0.1% deletion limit blocks the plan");
     let plan = report.plan;
     let counts = plan.counts;
@@ -819,6 +841,7 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
     }
     println!("read new.csv into a table              {:>8.3}", s(read_new));
     println!("prepare + diff + thresholds            {:>8.3}", s(prepare_diff));
+    println!("  stages: {import_stages}; diagnosis: {diagnosis:?}");
     println!("apply + resolution ({decisions} decisions) {:>8.3}", s(apply));
     println!("outbound plan ({ops} ops)                {:>8.3}", s(outbound_time));
     println!(

@@ -159,39 +159,32 @@ fn mass_blanking(
     if blanked.is_empty() {
         return Ok(());
     }
-    // The accounts stored before and present in the snapshot that held a value: every
-    // stored account not deleted by a complete snapshot, the upserted ones of a delta.
-    let deleted: HashSet<&str> = changes
-        .iter()
-        .filter(|c| c.kind == ChangeKind::Delete)
-        .map(|c| c.key.as_str())
-        .collect();
+    // The accounts stored before and present in the snapshot that held a value, read
+    // by the snapshot's keys in growing chunks. Reading stops once every column has
+    // more holders than "most" allows (blanked in 80% of them): on a large system that
+    // is after a few accounts per blank, not a scan of the whole mirror.
     let mut held: HashMap<&str, u64> = blanked.keys().map(|c| (*c, 0)).collect();
-    let mut count = |account: &crate::model::Account| {
-        for (column, n) in held.iter_mut() {
-            *n += u64::from(!account.value(column).is_empty());
+    let limits: HashMap<&str, u64> = blanked
+        .iter()
+        .map(|(c, keys)| (*c, (keys.len() as u64).saturating_mul(5) / 4))
+        .collect();
+    let settled = |held: &HashMap<&str, u64>| held.iter().all(|(c, n)| *n > limits.get(c).copied().unwrap_or(0));
+    let mut keys = SnapshotKeys::new(system, snapshot);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut chunk = 256usize;
+    while !settled(&held) {
+        let batch: Vec<String> = keys.by_ref().filter(|k| seen.insert(k.clone())).take(chunk).collect();
+        if batch.is_empty() {
+            break;
         }
-    };
-    match snapshot {
-        Snapshot::Incremental { upserts, .. } => {
-            let exact = system.key_case_exact();
-            let keys: Vec<String> = upserts
-                .iter()
-                .filter_map(|row| row.get(&system.schema.account_id))
-                .filter_map(|raw| crate::prepare::key_text(raw, exact))
-                .collect();
-            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            store.visit_accounts_by_key(system_name, &keys, &mut |_, account| {
-                if let Some(account) = account {
-                    count(account);
-                }
-            })?;
-        }
-        _ => store.visit_accounts(system_name, &mut |account| {
-            if !deleted.contains(account.key.as_str()) {
-                count(account);
+        let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+        store.visit_accounts_by_key(system_name, &refs, &mut |_, account| {
+            let Some(account) = account else { return };
+            for (column, n) in held.iter_mut() {
+                *n += u64::from(!account.value(column).is_empty());
             }
-        })?,
+        })?;
+        chunk = chunk.saturating_mul(2);
     }
     for (column, keys) in blanked {
         let of = held.get(column).copied().unwrap_or(0);
@@ -302,6 +295,12 @@ fn case_or_space(system: &SystemConfig, changes: &[AccountChange], found: &mut V
 }
 
 fn rekeyed(system: &SystemConfig, changes: &[AccountChange], found: &mut Vec<Suspicion>) {
+    // Fewer deletes than "most" needs: nothing to pair (a first load has none, and its
+    // inserts are not hashed).
+    let deletes = changes.iter().filter(|c| c.kind == ChangeKind::Delete).count() as u64;
+    if deletes < MOST_ACCOUNTS {
+        return;
+    }
     let key = system.schema.account_id.as_str();
     // Non-key values hashed in name order: an insert lists its non-empty values in
     // column order, a delete its stored ones in name order.
@@ -327,9 +326,7 @@ fn rekeyed(system: &SystemConfig, changes: &[AccountChange], found: &mut Vec<Sus
         *inserted.entry(hash(change, false)).or_default() += 1;
     }
     let mut paired = Vec::new();
-    let mut deletes = 0u64;
     for change in changes.iter().filter(|c| c.kind == ChangeKind::Delete) {
-        deletes += 1;
         if let Some(left) = inserted.get_mut(&hash(change, true)).filter(|n| **n > 0) {
             *left -= 1;
             paired.push(change.key.as_str());
@@ -382,6 +379,59 @@ fn format_change(system: &SystemConfig, snapshot: &Snapshot, rejections: &[RowRe
                 ),
                 examples: examples(keys.into_iter().filter(|k| !k.is_empty()).collect()),
             });
+        }
+    }
+}
+
+/// The account keys of a snapshot's rows, in row order, as the store holds them
+/// (lower-cased where the key ignores case); rows without a key are skipped.
+struct SnapshotKeys<'a> {
+    snapshot: &'a Snapshot,
+    key: &'a str,
+    /// The key's column in a table snapshot.
+    column: Option<usize>,
+    exact: bool,
+    row: usize,
+}
+
+impl<'a> SnapshotKeys<'a> {
+    fn new(system: &'a SystemConfig, snapshot: &'a Snapshot) -> SnapshotKeys<'a> {
+        let key = system.schema.account_id.as_str();
+        let column = match snapshot {
+            Snapshot::Table(table) => table.columns().iter().position(|c| c == key),
+            _ => None,
+        };
+        SnapshotKeys {
+            snapshot,
+            key,
+            column,
+            exact: system.key_case_exact(),
+            row: 0,
+        }
+    }
+}
+
+impl Iterator for SnapshotKeys<'_> {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        loop {
+            let row = self.row;
+            self.row += 1;
+            let raw = match self.snapshot {
+                Snapshot::Complete { rows, .. } => rows.get(row)?.get(self.key).cloned(),
+                Snapshot::Incremental { upserts, .. } => upserts.get(row)?.get(self.key).cloned(),
+                Snapshot::Table(table) => {
+                    if row >= table.len() {
+                        return None;
+                    }
+                    let column = self.column?;
+                    table.cell(row, column).map(|c| serde_json::Value::String(c.to_owned()))
+                }
+            };
+            if let Some(key) = raw.and_then(|raw| crate::prepare::key_text(&raw, self.exact)) {
+                return Some(key);
+            }
         }
     }
 }

@@ -40,7 +40,7 @@ pub use controls::{ControlError, InboxEntry, OutboxEntry, SyncLoop};
 pub use diagnosis::{Suspicion, SuspicionKind};
 pub use diff::{AccountChange, AttributeChange, ChangeKind, ImportPlan};
 pub use engine::{Approval, ConfirmReport, Engine, ImportReport, LinkEvent};
-pub use engine::{ResumeReport, ResumedImport};
+pub use engine::{ConfigPreview, ResumeReport, ResumedImport};
 pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportError, OutboundError};
 pub use model::{Account, Echo, Identity, IdentityId, LinkState, Phase, Provenance};
 pub use observe::{DecisionCounts, Observer, Progress, Stage};

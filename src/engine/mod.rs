@@ -6,10 +6,12 @@ mod controls;
 mod edit;
 pub(crate) mod import;
 mod outbound;
+mod preview;
 mod processing;
 
 pub use controls::{ResumeReport, ResumedImport};
 pub(crate) use import::AccountSource;
+pub use preview::ConfigPreview;
 
 use serde::{Deserialize, Serialize};
 

@@ -295,6 +295,36 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
         }
     }
 
+    if let Some(preview) = &expect.preview {
+        let mut expected = BTreeSet::new();
+        for p in preview {
+            let id = match select(engine, &p.identity) {
+                Ok(id) => id,
+                Err(e) => {
+                    miss("preview".into(), p.identity.clone(), e);
+                    continue;
+                }
+            };
+            // Typed by the declaration in force when stated; sets compare as sets.
+            let value = engine
+                .config()
+                .identity
+                .attributes
+                .get(p.attribute.as_str())
+                .and_then(|d| Value::from_json(&p.value, d.value_type, d.multi, d.case_exact).ok())
+                .map_or_else(|| sorted(p.value.clone()), |v| sorted_set(v.to_json()));
+            expected.insert((id, p.attribute.clone(), value.to_string()));
+        }
+        let actual: BTreeSet<(IdentityId, String, String)> = outcome
+            .preview
+            .iter()
+            .map(|(id, attribute, value)| (*id, attribute.clone(), sorted_set(value.to_json()).to_string()))
+            .collect();
+        if expected != actual {
+            miss("preview".into(), format!("{expected:?}"), format!("{actual:?}"));
+        }
+    }
+
     if let Some(diagnosis) = &expect.diagnosis {
         // An expected finding without `columns` matches its kind whatever the columns.
         let loose: BTreeSet<&str> = diagnosis
@@ -398,6 +428,17 @@ fn sorted(json: Json) -> Json {
             Json::Object(entries.into_iter().collect())
         }
         Json::Array(items) => Json::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// A value's JSON with the items of a set in a fixed order.
+fn sorted_set(json: Json) -> Json {
+    match json {
+        Json::Array(mut items) => {
+            items.sort_by_key(ToString::to_string);
+            Json::Array(items)
+        }
         other => other,
     }
 }

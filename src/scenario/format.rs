@@ -51,6 +51,8 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_config: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expect>,
@@ -71,6 +73,7 @@ impl Step {
             ("resume", self.resume.is_some()),
             ("clear_loop", self.clear_loop.is_some()),
             ("config", self.config.is_some()),
+            ("preview_config", self.preview_config.is_some()),
         ]
         .into_iter()
         .filter(|(_, set)| *set)
@@ -266,10 +269,22 @@ pub struct Expect {
     pub skipped: Option<Vec<SkippedExpect>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnosis: Option<Vec<DiagnosisExpect>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Vec<PreviewExpect>>,
     /// The exact set of lint finding kinds of the configuration in force (a crate
     /// extension of the format: `[{"kind": "unstable_round_trip"}, ...]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lint: Option<Vec<LintExpect>>,
+}
+
+/// A new identity attribute value a `preview_config` step reports (SPEC 12.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs, reason = "fields as in SCENARIOS.md")]
+pub struct PreviewExpect {
+    pub identity: String,
+    pub attribute: String,
+    pub value: serde_json::Value,
 }
 
 /// A finding of an import's diagnosis: `{kind}` or `{kind, columns}` (SPEC 12.1).

@@ -154,6 +154,8 @@ pub(crate) struct StepOutcome {
     pub(crate) skipped: Vec<(String, IdentityId, String)>,
     /// `(kind, columns)` of an import's diagnosis.
     pub(crate) diagnosis: Vec<(String, Vec<String>)>,
+    /// `(identity, attribute, new value)` a configuration preview reports.
+    pub(crate) preview: Vec<(IdentityId, String, crate::value::Value)>,
 }
 
 impl StepOutcome {
@@ -184,6 +186,7 @@ impl StepOutcome {
                 .iter()
                 .map(|d| (d.kind.as_str().to_owned(), d.columns.clone()))
                 .collect(),
+            preview: Vec::new(),
         }
     }
 
@@ -202,6 +205,8 @@ impl StepOutcome {
         self.plan.extend(other.plan);
         self.changed.extend(other.changed);
         self.skipped.extend(other.skipped);
+        self.diagnosis.extend(other.diagnosis);
+        self.preview.extend(other.preview);
     }
 
     fn error(kind: &str) -> StepOutcome {
@@ -329,7 +334,10 @@ impl<S: Store> Runner<S> {
             });
         }
         if let Some(config) = &step.config {
-            return Some(self.replace_config(config, step.force.unwrap_or(false), now));
+            return Some(self.replace_config(config, step.force.unwrap_or(false), now, false));
+        }
+        if let Some(config) = &step.preview_config {
+            return Some(self.replace_config(config, step.force.unwrap_or(false), now, true));
         }
         if let Some(pause) = step.pause {
             if !pause {
@@ -392,7 +400,16 @@ impl<S: Store> Runner<S> {
         })
     }
 
-    fn replace_config(&mut self, json: &serde_json::Value, force: bool, now: DateTime<Utc>) -> StepOutcome {
+    /// A `config` step, or with `preview` a `preview_config` step (SPEC 12.2): the same
+    /// refusals, and for a preview the new values and every system's plan instead of
+    /// a change.
+    fn replace_config(
+        &mut self,
+        json: &serde_json::Value,
+        force: bool,
+        now: DateTime<Utc>,
+        preview: bool,
+    ) -> StepOutcome {
         let config: Config = match serde_json::from_value(json.clone()) {
             Ok(c) => c,
             Err(_) => return StepOutcome::error("invalid_config"),
@@ -406,11 +423,37 @@ impl<S: Store> Runner<S> {
                 }
             }
         };
-        match self.engine.replace_config(validated, force, now) {
-            Ok(change) => StepOutcome {
-                changed: change.changed,
-                ..StepOutcome::default()
-            },
+        let result = if preview {
+            self.engine.preview_config(validated, force, now).map(|p| {
+                let mut outcome = StepOutcome {
+                    preview: p
+                        .processing
+                        .changes
+                        .iter()
+                        .map(|c| (c.identity, c.attribute.clone(), c.new.clone()))
+                        .collect(),
+                    ..StepOutcome::default()
+                };
+                for plan in &p.plans {
+                    outcome.merge(StepOutcome {
+                        counts: plan.counts,
+                        exceeded: plan.exceeded.iter().map(|e| e.threshold.clone()).collect(),
+                        plan: plan.ops.clone(),
+                        ..StepOutcome::default()
+                    });
+                }
+                outcome
+            })
+        } else {
+            self.engine
+                .replace_config(validated, force, now)
+                .map(|change| StepOutcome {
+                    changed: change.changed,
+                    ..StepOutcome::default()
+                })
+        };
+        match result {
+            Ok(outcome) => outcome,
             Err(ConfigChangeError::Refused { problems }) => StepOutcome {
                 errors: problems.iter().map(|p| (p.kind().to_owned(), None)).collect(),
                 ..StepOutcome::default()

@@ -48,6 +48,11 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// Sets a system's version (a copy of another store's state keeps its versions).
+    pub(crate) fn set_system_version(&mut self, system: &str, version: u64) {
+        self.systems.entry(system.to_owned()).or_default().version = version;
+    }
+
     /// Adds an identity's values of the indexed attributes to the correlation index,
     /// or removes them.
     fn reindex(index: &mut CorrelationIndex, indexed: &HashMap<String, bool>, identity: &Identity, add: bool) {
