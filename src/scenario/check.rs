@@ -295,6 +295,14 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
         }
     }
 
+    if let Some(next_due) = &expect.next_due {
+        miss(
+            "next_due".into(),
+            show(next_due),
+            "not supported: this version does not compute the next due time (SPEC 13)".into(),
+        );
+    }
+
     if let Some(preview) = &expect.preview {
         let mut expected = BTreeSet::new();
         for p in preview {
