@@ -220,6 +220,31 @@ fn a_connector_carries_out_deletes() {
     assert!(engine.account("app", "ann").unwrap().is_none());
 }
 
+#[test]
+fn a_paused_import_changes_no_identity_until_resume_reports_them() {
+    let mut engine = Engine::new(config());
+    let rows = json!([person("E1", Some("ann"), "active", "Sales")]);
+    assert!(engine.import("hr", &hr(rows), at(1)).unwrap().applied);
+    engine.pause(at(2)).unwrap();
+    let rows = json!([
+        person("E1", Some("ann"), "left", "Sales"),
+        person("E2", Some("bob"), "active", "Eng")
+    ]);
+    let paused = engine.import("hr", &hr(rows), at(2)).unwrap();
+    assert!(paused.applied && paused.changed.is_empty());
+    let resumed = engine.resume(at(3)).unwrap();
+    let (ann, bob) = (id_of(&engine, "E1"), id_of(&engine, "E2"));
+    assert_eq!(resumed.changed, vec![ann, bob]);
+    assert_eq!(resumed.imports[0].changed, vec![ann, bob]);
+    // Scope membership moved with the queued import's time, not resume's.
+    assert_eq!(
+        engine.identity(ann).unwrap().unwrap().out_of_scope.get("app"),
+        Some(&at(2))
+    );
+    let process = engine.process(at(4)).unwrap();
+    assert!(process.changed.is_empty());
+}
+
 /// One person of a random population: status, department, whether they have a login.
 fn people() -> impl Strategy<Value = Vec<(bool, bool, bool)>> {
     prop::collection::vec((any::<bool>(), any::<bool>(), prop::bool::weighted(0.9)), 1..12)
