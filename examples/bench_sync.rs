@@ -83,8 +83,15 @@ use common::at;
 
 /// The shared configuration, with a deletion limit of 0.1% so that the import's plan
 /// blocks and its phases can be timed apart.
-fn config(cycle: bool, three: bool) -> ValidatedConfig {
-    let json = common::config_json(json!({ "thresholds": { "max_pct_deleted": 0.1 } }));
+fn config(cycle: bool, three: bool, lifecycle: bool) -> ValidatedConfig {
+    let mut json = common::config_json(json!({ "thresholds": { "max_pct_deleted": 0.1 } }));
+    if lifecycle {
+        // A time-based rule over every identity: `next_due` has something to search.
+        json["identity"]["attributes"]["contract"] = json!({ "type": "string", "computed": { "if": [
+            { "and": [ { "not": { "is_empty": { "attr": "terminationDate" } } },
+                       { "lt": [ { "attr": "terminationDate" }, { "today": {} } ] } ] },
+            "ended", "current" ] } });
+    }
     let json = if cycle || three {
         common::with_directory(json)
     } else {
@@ -588,6 +595,7 @@ struct Options {
     bulk: bool,
     cycle: bool,
     three: bool,
+    lifecycle: bool,
 }
 
 fn main() {
@@ -605,6 +613,7 @@ fn main() {
         bulk: flag("--bulk-load"),
         cycle: flag("--cycle"),
         three: flag("--three-systems"),
+        lifecycle: flag("--lifecycle"),
     };
     println!(
         "bench_sync: {} accounts x {} attributes, source: {}",
@@ -620,7 +629,7 @@ fn main() {
         !(options.three && (options.bulk || options.cycle)),
         "--three-systems runs alone"
     );
-    let config = config(options.cycle, options.three);
+    let config = config(options.cycle, options.three, options.lifecycle);
     match arg("--store").as_deref() {
         None | Some("memory") => run(&options, config, MemoryStore::new, None),
         #[cfg(feature = "sqlite")]
@@ -644,6 +653,7 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
         bulk,
         cycle,
         three,
+        lifecycle,
     } = options;
     let mut engine = Engine::with_store(config.clone(), open()).expect("an engine over the store");
     let rss0 = status_kib("VmRSS:");
@@ -684,6 +694,13 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
     }
     let load_import = t.elapsed();
     let load_stages = stages.summary();
+    // The next due time over the loaded store (with `--lifecycle`, a date rule per
+    // identity); a host calls it after every processing run.
+    let next_due = lifecycle.then(|| {
+        let t = Instant::now();
+        let due = engine.next_due(at(1)).expect("the next due time");
+        (t.elapsed(), due.at, due.identities.len())
+    });
     let store_kib = status_kib("VmRSS:").saturating_sub(rss0);
 
     // ---- three systems: a directory and a phone system over the same people
@@ -838,6 +855,12 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
     println!("{how}      {:>8.3}", s(load_import));
     if !bulk {
         println!("  stages: {load_stages}");
+        if let Some((took, at, due)) = next_due {
+            println!(
+                "next_due after the load ({at:?}, {due} due) {:>8.3}",
+                took.as_secs_f64()
+            );
+        }
     }
     println!("read new.csv into a table              {:>8.3}", s(read_new));
     println!("prepare + diff + thresholds            {:>8.3}", s(prepare_diff));

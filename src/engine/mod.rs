@@ -5,12 +5,14 @@
 mod controls;
 mod edit;
 pub(crate) mod import;
+mod next_due;
 mod outbound;
 mod preview;
 mod processing;
 
 pub use controls::{ResumeReport, ResumedImport};
 pub(crate) use import::AccountSource;
+pub use next_due::NextDue;
 pub use preview::ConfigPreview;
 
 use serde::{Deserialize, Serialize};

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value as Json};
 
 use crate::engine::Engine;
@@ -295,12 +296,46 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
         }
     }
 
-    if let Some(next_due) = &expect.next_due {
-        miss(
-            "next_due".into(),
-            show(next_due),
-            "not supported: this version does not compute the next due time (SPEC 13)".into(),
-        );
+    if let Some(expected) = &expect.next_due {
+        let render = |at: Option<DateTime<Utc>>, ids: &BTreeSet<IdentityId>| match at {
+            None => "null".to_owned(),
+            Some(at) => format!("{} {ids:?}", at.to_rfc3339()),
+        };
+        let wanted = match expected {
+            Json::Null => Ok((None, BTreeSet::new())),
+            Json::Object(o) => {
+                let at = o
+                    .get("at")
+                    .and_then(Json::as_str)
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                let ids: Result<BTreeSet<IdentityId>, String> = o
+                    .get("identities")
+                    .and_then(Json::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .map(|s| select(engine, s.as_str().unwrap_or_default()))
+                            .collect()
+                    })
+                    .unwrap_or_else(|| Ok(BTreeSet::new()));
+                match (at, ids) {
+                    (Some(at), Ok(ids)) => Ok((Some(at), ids)),
+                    (None, _) => Err("`at` must be an RFC 3339 time".to_owned()),
+                    (_, Err(e)) => Err(e),
+                }
+            }
+            _ => Err("null or {\"at\": T, \"identities\": [SEL, ...]}".to_owned()),
+        };
+        match (wanted, engine.next_due(outcome.at)) {
+            (Err(e), _) => miss("next_due".into(), show(expected), e),
+            (_, Err(e)) => miss("next_due".into(), show(expected), e.to_string()),
+            (Ok((at, ids)), Ok(due)) => {
+                let actual: BTreeSet<IdentityId> = due.identities.iter().copied().collect();
+                if at != due.at || (at.is_some() && ids != actual) {
+                    miss("next_due".into(), render(at, &ids), render(due.at, &actual));
+                }
+            }
+        }
     }
 
     if let Some(preview) = &expect.preview {

@@ -271,9 +271,7 @@ pub struct Expect {
     pub diagnosis: Option<Vec<DiagnosisExpect>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<Vec<PreviewExpect>>,
-    /// SPEC 13's `next_due`: parsed so that a file using it reports this one
-    /// expectation as unsupported (the engine does not compute it yet) and every other
-    /// expectation is still checked.
+    /// `null` or `{"at": T, "identities": [SEL, ...]}` (SPEC 13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_due: Option<serde_json::Value>,
     /// The exact set of lint finding kinds of the configuration in force (a crate

@@ -156,6 +156,8 @@ pub(crate) struct StepOutcome {
     pub(crate) diagnosis: Vec<(String, Vec<String>)>,
     /// `(identity, attribute, new value)` a configuration preview reports.
     pub(crate) preview: Vec<(IdentityId, String, crate::value::Value)>,
+    /// The step's time (`next_due` is asked at it).
+    pub(crate) at: DateTime<Utc>,
 }
 
 impl StepOutcome {
@@ -187,6 +189,7 @@ impl StepOutcome {
                 .map(|d| (d.kind.as_str().to_owned(), d.columns.clone()))
                 .collect(),
             preview: Vec::new(),
+            at: report.plan.at,
         }
     }
 
@@ -241,10 +244,11 @@ impl<S: Store> Runner<S> {
             return;
         }
         let now = step.at;
-        let outcome = match self.act(index, step, now) {
+        let mut outcome = match self.act(index, step, now) {
             Some(outcome) => outcome,
             None => return,
         };
+        outcome.at = now;
         if let Some(expect) = &step.expect {
             let failures = check::check(&self.engine, expect, &outcome);
             for (path, expected, actual) in failures {
