@@ -214,6 +214,45 @@ pub(crate) fn recompute_attributes(
     changed
 }
 
+/// Why a condition gave no truth value.
+enum Undecided {
+    /// It gave a value that is not a boolean.
+    WrongType,
+    /// It could not be evaluated.
+    Failed,
+}
+
+/// A condition over an identity (a role's criteria, a system's scope): its truth (empty
+/// is false), or why it has none, reported as an error of `attribute`; `what` names the
+/// condition in the message.
+fn condition(
+    config: &Config,
+    identity: &Identity,
+    transform: &Transform,
+    now: DateTime<Utc>,
+    attribute: String,
+    what: impl FnOnce() -> String,
+    report: &mut ProcessReport,
+) -> Result<bool, Undecided> {
+    let (kind, message, undecided) = match transform.eval(&IdentitySource { config, identity }, now) {
+        Ok(Value::Single(Scalar::Boolean(b))) => return Ok(b),
+        Ok(Value::Empty) => return Ok(false),
+        Ok(other) => (
+            "wrong_type".to_owned(),
+            format!("{} gave {other}, not a boolean", what()),
+            Undecided::WrongType,
+        ),
+        Err(e) => (e.kind().to_owned(), e.to_string(), Undecided::Failed),
+    };
+    report.errors.push(ProcessingError {
+        identity: identity.id,
+        attribute,
+        kind,
+        message,
+    });
+    Err(undecided)
+}
+
 /// Re-evaluates the scope membership of an identity for every system (SPEC 11.1): a
 /// system without `scope` has every identity in it; an identity leaving a scope is
 /// recorded as out of it since `now`. A condition that cannot be evaluated (or gives no
@@ -245,28 +284,18 @@ pub(crate) fn recompute_scope(
         changed = true;
     }
     for (name, system) in &config.systems {
-        let Some(condition) = &system.scope else { continue };
-        let holds = match condition.eval(&IdentitySource { config, identity }, now) {
-            Ok(Value::Single(Scalar::Boolean(b))) => b,
-            Ok(Value::Empty) => false,
-            Ok(other) => {
-                report.errors.push(ProcessingError {
-                    identity: identity.id,
-                    attribute: format!("scope:{name}"),
-                    kind: "wrong_type".into(),
-                    message: format!("the scope of system `{name}` gave {other}, not a boolean"),
-                });
-                continue;
-            }
-            Err(e) => {
-                report.errors.push(ProcessingError {
-                    identity: identity.id,
-                    attribute: format!("scope:{name}"),
-                    kind: e.kind().to_owned(),
-                    message: e.to_string(),
-                });
-                continue;
-            }
+        let Some(condition_of) = &system.scope else { continue };
+        let what = || format!("the scope of system `{name}`");
+        let Ok(holds) = condition(
+            config,
+            identity,
+            condition_of,
+            now,
+            format!("scope:{name}"),
+            what,
+            report,
+        ) else {
+            continue;
         };
         if holds == identity.in_scope(name) {
             continue;
@@ -304,28 +333,20 @@ pub(crate) fn recompute_access(
     let mut wanted: BTreeMap<String, BTreeMap<String, Vec<Scalar>>> = BTreeMap::new();
     if !revoked {
         for (role_name, role) in &config.roles {
-            let holds = match role.criteria.eval(&IdentitySource { config, identity }, now) {
-                Ok(Value::Single(Scalar::Boolean(b))) => b,
-                Ok(Value::Empty) => false,
-                Ok(other) => {
-                    report.errors.push(ProcessingError {
-                        identity: identity.id,
-                        attribute: format!("role:{role_name}"),
-                        kind: "wrong_type".into(),
-                        message: format!("the criteria of role `{role_name}` gave {other}, not a boolean"),
-                    });
-                    continue;
-                }
-                Err(e) => {
-                    report.errors.push(ProcessingError {
-                        identity: identity.id,
-                        attribute: format!("role:{role_name}"),
-                        kind: e.kind().to_owned(),
-                        message: e.to_string(),
-                    });
-                    // The previous grants stay while the criteria cannot be evaluated.
-                    return;
-                }
+            let what = || format!("the criteria of role `{role_name}`");
+            let holds = match condition(
+                config,
+                identity,
+                &role.criteria,
+                now,
+                format!("role:{role_name}"),
+                what,
+                report,
+            ) {
+                Ok(holds) => holds,
+                Err(Undecided::WrongType) => continue,
+                // The previous grants stay while the criteria cannot be evaluated.
+                Err(Undecided::Failed) => return,
             };
             if !holds {
                 continue;

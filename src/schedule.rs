@@ -443,19 +443,20 @@ pub(crate) fn changes_at(config: &Config, identity: &Identity, at: DateTime<Utc>
     changed || copy.access != identity.access
 }
 
-/// The first whole second in `(now, until)` at which scheduled processing would change
-/// `identity`, if any.
+/// The first whole second in `[start, until)` at which scheduled processing would
+/// change `identity`, if any; the evaluation errors at `start` go to `report`.
 pub(crate) fn first_change(
     config: &Config,
     identity: &Identity,
     start: DateTime<Utc>,
     until: DateTime<Utc>,
+    report: &mut ProcessReport,
 ) -> Option<DateTime<Utc>> {
+    let changes_now = changes_at(config, identity, start, report);
     if start >= until {
         return None;
     }
-    let mut scratch = ProcessReport::default();
-    if changes_at(config, identity, start, &mut scratch) {
+    if changes_now {
         return Some(start);
     }
     let mut budget = BUDGET;

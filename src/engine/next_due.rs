@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::Engine;
 use crate::model::{Identity, IdentityId};
 use crate::processing::{ProcessReport, ProcessingError};
-use crate::schedule::{changes_at, first_change};
+use crate::schedule::first_change;
 use crate::store::{Store, StoreError};
 
 /// When time next changes something (see [`Engine::next_due`]).
@@ -97,9 +97,9 @@ impl<S: Store> Engine<S> {
             let until = due.at.map_or(horizon, |best| best + TimeDelta::seconds(1));
             if timed {
                 let mut report = ProcessReport::default();
-                let _ = changes_at(config, identity, start, &mut report);
+                let first = first_change(config, identity, start, until, &mut report);
                 due.errors.append(&mut report.errors);
-                if let Some(at) = first_change(config, identity, start, until) {
+                if let Some(at) = first {
                     offer(&mut due, identity.id, at);
                 }
             }
