@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::{Config, Direction, SystemConfig, MAX_DELETE_AFTER_DAYS};
 use crate::error::ConfigError;
 use crate::text::Text;
+use crate::transform::{InputSize, Transform, MAX_OUTPUT_BYTES};
 use crate::value::{Scalar, Value, ValueType};
 
 /// What kind of problem a validation error is. The `snake_case` name (see
@@ -53,6 +54,11 @@ pub enum ValidationErrorKind {
     /// A `disable` / `enable` value that does not fit its account attribute (wrong
     /// type, a multi-valued attribute, or the key attribute).
     InvalidDeprovisioningValue,
+    /// A transform whose worst case on ordinary inputs (1 KiB per single value, 1,000
+    /// values of 256 bytes per multi value) passes the evaluation budget of
+    /// [`crate::transform::MAX_OUTPUT_BYTES`]: nested `replace`s that grow their input
+    /// tenfold, say.
+    TransformTooLarge,
 }
 
 impl ValidationErrorKind {
@@ -75,6 +81,7 @@ impl ValidationErrorKind {
             ValidationErrorKind::ReservedSystemName => "reserved_system_name",
             ValidationErrorKind::InvalidDeleteAfter => "invalid_delete_after",
             ValidationErrorKind::InvalidDeprovisioningValue => "invalid_deprovisioning_value",
+            ValidationErrorKind::TransformTooLarge => "transform_too_large",
         }
     }
 }
@@ -212,7 +219,32 @@ impl Checker {
         });
     }
 
+    /// Refuses a transform whose worst case passes the evaluation budget, so the
+    /// refusal comes with the configuration and not on the first identity evaluated.
+    fn transform_budget(&mut self, t: &Transform, multi: &dyn Fn(&str) -> bool, place: Place) {
+        let input = |name: &str| {
+            if multi(name) {
+                InputSize::MULTI
+            } else {
+                InputSize::SINGLE
+            }
+        };
+        let worst = t.worst_case_bytes(&input);
+        if worst > MAX_OUTPUT_BYTES as u128 {
+            self.push(
+                ValidationErrorKind::TransformTooLarge,
+                place,
+                format!(
+                    "the transform could produce {} bytes of text from attribute values of 1 KiB, past the budget of {MAX_OUTPUT_BYTES}",
+                    if worst == u128::MAX { "unboundedly many".to_owned() } else { worst.to_string() }
+                ),
+                Some("a transform that grows its input this much (nested `replace`s, say) would fail on every identity".into()),
+            );
+        }
+    }
+
     fn run(mut self, config: &Config) -> Vec<ValidationError> {
+        let identity_multi = |name: &str| config.identity.attributes.get(name).is_some_and(|a| a.multi);
         let identity_names: Vec<&str> = config.identity.attributes.keys().map(Text::as_str).collect();
         for (name, attr) in &config.identity.attributes {
             let path = format!("identity.attributes.{name}");
@@ -233,6 +265,14 @@ impl Checker {
                 }
             }
             if let Some(computed) = &attr.computed {
+                self.transform_budget(
+                    computed,
+                    &identity_multi,
+                    Place {
+                        path: format!("{path}.computed"),
+                        ..place.clone()
+                    },
+                );
                 for used in computed.attributes() {
                     self.identity_attr(
                         &identity_names,
@@ -262,6 +302,14 @@ impl Checker {
         }
         for (name, role) in &config.roles {
             let path = format!("roles.{name}");
+            self.transform_budget(
+                &role.criteria,
+                &identity_multi,
+                Place {
+                    path: format!("{path}.criteria"),
+                    ..Place::default()
+                },
+            );
             for used in role.criteria.attributes() {
                 self.identity_attr(
                     &identity_names,
@@ -346,7 +394,7 @@ impl Checker {
             );
         }
         for (system_name, system) in &config.systems {
-            self.system(system_name, system, &identity_names);
+            self.system(system_name, system, &identity_names, &identity_multi);
         }
         self.errors
     }
@@ -382,7 +430,13 @@ impl Checker {
         }
     }
 
-    fn system(&mut self, system_name: &str, system: &SystemConfig, identity_names: &[&str]) {
+    fn system(
+        &mut self,
+        system_name: &str,
+        system: &SystemConfig,
+        identity_names: &[&str],
+        identity_multi: &dyn Fn(&str) -> bool,
+    ) {
         let base = format!("systems.{system_name}");
         let at = |path: String, rule: Option<String>, attribute: Option<&str>| Place {
             system: Some(system_name.to_owned()),
@@ -500,11 +554,22 @@ impl Checker {
                 }
             }
             if let Some(t) = &rule.transform_in {
+                let account_multi = |name: &str| system.schema.attributes.get(name).is_some_and(|a| a.multi);
+                self.transform_budget(
+                    t,
+                    &account_multi,
+                    at(format!("{path}.in"), Some(rule_name.clone()), Some(&rule.identity)),
+                );
                 for used in t.attributes() {
                     self.account_attr(system, &used, at(format!("{path}.in"), Some(rule_name.clone()), None));
                 }
             }
             if let Some(t) = &rule.transform_out {
+                self.transform_budget(
+                    t,
+                    identity_multi,
+                    at(format!("{path}.out"), Some(rule_name.clone()), Some(&rule.account)),
+                );
                 for used in t.attributes() {
                     self.identity_attr(
                         identity_names,
@@ -528,7 +593,7 @@ impl Checker {
                 }
             }
         }
-        self.lifecycle_of_accounts(system, &base, identity_names, &at);
+        self.lifecycle_of_accounts(system, &base, identity_names, identity_multi, &at);
         for (name, limit) in system.thresholds.percentages() {
             if let Some(limit) = limit {
                 if limit.is_nan() || limit < 0.0 {
@@ -549,8 +614,16 @@ type PlaceAt<'a> = dyn Fn(String, Option<String>, Option<&str>) -> Place + 'a;
 
 impl Checker {
     /// `scope` and `deprovisioning` of a system (SPEC 11).
-    fn lifecycle_of_accounts(&mut self, system: &SystemConfig, base: &str, identity_names: &[&str], at: &PlaceAt<'_>) {
+    fn lifecycle_of_accounts(
+        &mut self,
+        system: &SystemConfig,
+        base: &str,
+        identity_names: &[&str],
+        identity_multi: &dyn Fn(&str) -> bool,
+        at: &PlaceAt<'_>,
+    ) {
         if let Some(scope) = &system.scope {
+            self.transform_budget(scope, identity_multi, at(format!("{base}.scope"), None, None));
             for used in scope.attributes() {
                 self.identity_attr(identity_names, &used, at(format!("{base}.scope"), None, None));
             }
@@ -749,6 +822,64 @@ mod tests {
             }}
         }));
         assert!(ok.is_ok());
+    }
+
+    /// `levels` nested `replace`s of `a` by ten of them over `attribute`.
+    fn growing(attribute: &str, levels: usize) -> serde_json::Value {
+        let mut j = json!({"attr": attribute});
+        for _ in 0..levels {
+            j = json!({"replace": [j, "a", "aaaaaaaaaa"]});
+        }
+        j
+    }
+
+    fn config_with_transforms(levels: usize) -> serde_json::Value {
+        json!({
+            "identity": {"attributes": {
+                "name": {"type": "string"},
+                "display": {"type": "string", "computed": growing("name", levels)}
+            }},
+            "roles": {"r": {"criteria": {"eq": [growing("name", levels), "x"]}, "grants": {}}},
+            "systems": {"hr": {
+                "schema": {"account_id": "id", "account_name": "id", "attributes": {"id": {"type": "string"}}},
+                "scope": {"is_empty": growing("name", levels)},
+                "flows": [
+                    {"account": "id", "identity": "name", "direction": "inbound", "in": growing("id", levels)},
+                    {"account": "id", "identity": "name", "direction": "outbound", "out": growing("name", levels)}
+                ]
+            }}
+        })
+    }
+
+    #[test]
+    fn transforms_past_the_budget_are_refused_everywhere_at_once() {
+        assert!(validate(config_with_transforms(3)).is_ok());
+        let errors = validate(config_with_transforms(12)).unwrap_err();
+        let found: Vec<_> = errors
+            .0
+            .iter()
+            .map(|e| {
+                (
+                    e.kind().as_str(),
+                    e.place().path.as_str(),
+                    e.place().attribute.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "transform_too_large",
+                    "identity.attributes.display.computed",
+                    Some("display")
+                ),
+                ("transform_too_large", "roles.r.criteria", None),
+                ("transform_too_large", "systems.hr.flows[0].in", Some("name")),
+                ("transform_too_large", "systems.hr.flows[1].out", Some("id")),
+                ("transform_too_large", "systems.hr.scope", None),
+            ]
+        );
     }
 
     #[test]

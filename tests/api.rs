@@ -1442,28 +1442,44 @@ fn resume_reports_entries_of_a_system_removed_while_paused() {
 
 // ---------------------------------------------------------------- resource budget
 
-/// Twelve nested `replace`s, each making a text ten times longer: 10^12 bytes asked of
-/// a 2 KB configuration.
-fn replace_bomb() -> Json {
+/// `levels` nested `replace`s, each making a text ten times longer: twelve ask 10^12
+/// bytes of a 2 KB configuration.
+fn replace_bomb(levels: usize) -> Json {
     let mut t = json!({ "attr": "title" });
-    for _ in 0..12 {
+    for _ in 0..levels {
         t = json!({ "replace": [t, "a", "aaaaaaaaaa"] });
     }
     t
 }
 
 #[test]
+fn a_transform_that_grows_past_its_budget_on_ordinary_values_is_refused_by_validation() {
+    let mut raw = config_json(json!({}));
+    raw["identity"]["attributes"]["label"] = json!({ "type": "string", "computed": replace_bomb(12) });
+    // Lint finishes (it used to allocate gigabytes and abort); validation refuses.
+    let _findings = attrflow::lint::lint(&serde_json::from_value(raw.clone()).unwrap());
+    let err = ValidatedConfig::from_json(&raw.to_string()).unwrap_err();
+    let problems = match &err {
+        attrflow::ConfigError::Invalid(problems) => &problems.0,
+        other => panic!("expected validation errors, got {other:?}"),
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].kind().as_str(), "transform_too_large");
+    assert_eq!(problems[0].place().attribute.as_deref(), Some("label"));
+}
+
+#[test]
 fn a_transform_that_would_grow_past_its_budget_is_refused_at_evaluation() {
+    // Four levels pass validation (1 KiB of `a`s would make 10 MiB) ...
     let config = edited(|c| {
-        c["identity"]["attributes"]["label"] = json!({ "type": "string", "computed": replace_bomb() });
+        c["identity"]["attributes"]["label"] = json!({ "type": "string", "computed": replace_bomb(4) });
     });
-    // Validation and lint finish (they used to allocate gigabytes and abort).
-    let _findings = attrflow::lint::lint(config.config());
     let mut engine = Engine::new(config);
+    // ... but a 20 KiB title would make 200 MiB.
     let report = engine
         .import(
             "hr",
-            &complete(json!([ { "id": "E1", "title": "banana", "groups": [] } ])),
+            &complete(json!([ { "id": "E1", "title": "a".repeat(20 * 1024), "groups": [] } ])),
             at(1),
         )
         .unwrap();

@@ -73,6 +73,14 @@
 //! - **Dates.** `add_days` keeps the kind of its input (a text that parses as a date
 //!   becomes a date). `days_between` of two datetimes counts whole 24-hour days, rounded
 //!   towards zero; otherwise it counts calendar days between the (UTC) dates.
+//! - **Budget.** One evaluation makes at most [`MAX_OUTPUT_BYTES`] of text, every
+//!   intermediate result counted before it is made; past it the evaluation fails with
+//!   [`TooLarge`](EvalError::TooLarge). Configuration validation works out each
+//!   transform's worst case from its expression (1 KiB per single value, 1,000 values of
+//!   256 bytes per multi value) and refuses one past the budget (`transform_too_large`).
+//!   Evaluation steps need no budget of their own: there are no loops, each node is
+//!   evaluated at most once (a `lookup`'s default too), and `concat` makes at most
+//!   10 000 combinations.
 //! - **Attributes.** Reading an attribute the source does not know is an
 //!   [`UnknownAttribute`](EvalError::UnknownAttribute) error (an attribute that is known
 //!   but empty yields the empty value). [`Transform::attributes`] lists every attribute a
@@ -127,6 +135,9 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde_json::Value as Json;
 
 use crate::value::{Scalar, Value, ValueType};
+
+mod bound;
+pub(crate) use bound::InputSize;
 
 /// How deeply functions may nest: deeper JSON is refused rather than risking the stack.
 const MAX_DEPTH: usize = 64;
@@ -1326,6 +1337,22 @@ impl Transform {
             spent: std::cell::Cell::new(0),
         }
         .eval(self)
+    }
+
+    /// [`Transform::eval`] and the bytes of text it charged against the budget.
+    #[cfg(test)]
+    pub(crate) fn eval_charged(
+        &self,
+        source: &dyn AttributeSource,
+        now: DateTime<Utc>,
+    ) -> (Result<Value, EvalError>, usize) {
+        let evaluator = Evaluator {
+            source,
+            now,
+            spent: std::cell::Cell::new(0),
+        };
+        let result = evaluator.eval(self);
+        (result, evaluator.spent.get())
     }
 }
 
