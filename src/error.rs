@@ -171,6 +171,21 @@ pub enum OutboundError {
         /// Its existing account.
         account: String,
     },
+    /// A `create` op handed out earlier for the identity in the system is not
+    /// confirmed yet.
+    #[error(
+        "{identity} was given a create op for account `{account}` in system `{system}` at {since}, not confirmed yet; confirm it, or cancel it with cancel_provision if it failed"
+    )]
+    ProvisionPending {
+        /// The identity.
+        identity: IdentityId,
+        /// The system.
+        system: String,
+        /// The account the earlier op creates.
+        account: String,
+        /// When the earlier op was handed out.
+        since: chrono::DateTime<chrono::Utc>,
+    },
     /// No value would be written to the system's `account_id` attribute.
     #[error(
         "cannot provision {identity} in system `{system}`: no rule gives a value for its key attribute `{attribute}`"
@@ -254,6 +269,7 @@ impl OutboundError {
             OutboundError::UnknownSystem(_) => "unknown_system",
             OutboundError::UnknownIdentity(_) => "unknown_identity",
             OutboundError::AlreadyProvisioned { .. } => "already_provisioned",
+            OutboundError::ProvisionPending { .. } => "provision_pending",
             OutboundError::NoAccountId { .. } => "no_account_id",
             OutboundError::UnknownAccount { .. } => "unknown_account",
             OutboundError::AccountExists { .. } => "account_exists",

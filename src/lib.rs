@@ -43,7 +43,7 @@ pub use diff::{AccountChange, AttributeChange, ChangeKind, ImportPlan};
 pub use engine::{Approval, ConfirmReport, Engine, ImportReport, LinkEvent};
 pub use engine::{ConfigPreview, NextDue, ResumeReport, ResumedImport};
 pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportError, OutboundError};
-pub use model::{Account, Echo, Identity, IdentityId, LinkState, Phase, Provenance};
+pub use model::{Account, Echo, Identity, IdentityId, LinkState, PendingCreate, Phase, Provenance};
 pub use observe::{DecisionCounts, Observer, Progress, Stage};
 pub use outbound::{CreateOp, DeleteOp, Op, OutboundPlan, OutboundSkip, PlanRequest, SkipReason, UpdateOp};
 pub use prepare::{RejectionReason, Row, RowRejection, Snapshot};

@@ -114,6 +114,23 @@ pub struct Identity {
     /// system absent here has the identity in scope.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub out_of_scope: BTreeMap<Text, DateTime<Utc>>,
+    /// Per system: the account a provisioning request handed out a `create` op for
+    /// that is not confirmed yet (SPEC 5.2). A second request is refused
+    /// (`provision_pending`) until the create is confirmed, the identity is linked in
+    /// that system by an import, or the host cancels it with
+    /// [`Engine::cancel_provision`](crate::Engine::cancel_provision).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pending_creates: BTreeMap<Text, PendingCreate>,
+}
+
+/// A `create` op handed out by provisioning and not confirmed yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PendingCreate {
+    /// The account key the op creates.
+    pub account: String,
+    /// When the op was handed out.
+    pub since: DateTime<Utc>,
 }
 
 impl Identity {
@@ -127,6 +144,7 @@ impl Identity {
             modified: now,
             access: BTreeMap::new(),
             out_of_scope: BTreeMap::new(),
+            pending_creates: BTreeMap::new(),
         }
     }
 

@@ -891,6 +891,81 @@ fn provisioning_onto_a_key_a_stored_account_holds_is_refused_at_the_request() {
 }
 
 #[test]
+fn a_second_provisioning_before_the_first_is_confirmed_is_refused() {
+    let mut engine = loaded(json!({}));
+    let e1 = identity_of(&engine, "E1");
+    let first = engine.provision("ad", e1, at(2)).unwrap();
+    assert_eq!(first.ops.len(), 1);
+    let pending = &engine.identity(e1).unwrap().unwrap().pending_creates;
+    assert_eq!(
+        pending.get("ad").map(|p| (p.account.as_str(), p.since)),
+        Some(("E1", at(2)))
+    );
+    let before = engine.store().clone();
+    let err = engine.provision("ad", e1, at(3)).unwrap_err();
+    assert_eq!(
+        err,
+        OutboundError::ProvisionPending {
+            identity: e1,
+            system: "ad".into(),
+            account: "E1".into(),
+            since: at(2)
+        }
+    );
+    assert_eq!(err.kind(), "provision_pending");
+    assert!(err.to_string().contains("cancel_provision"), "{err}");
+    // In a batch too, and the batch provisions no one.
+    let e2 = identity_of(&engine, "E2");
+    let err = engine.provision_many("ad", &[e2, e1], at(3)).unwrap_err();
+    assert_eq!(err.kind(), "provisioning_refused");
+    assert_eq!(engine.store(), &before, "a refused request changes nothing");
+    // Confirming the create settles it; the identity is then provisioned.
+    engine.confirm(&first.ops, at(4)).unwrap();
+    assert!(engine.identity(e1).unwrap().unwrap().pending_creates.is_empty());
+    assert_eq!(
+        engine.provision("ad", e1, at(5)).unwrap_err().kind(),
+        "already_provisioned"
+    );
+}
+
+#[test]
+fn a_cancelled_provisioning_can_be_requested_again() {
+    let mut engine = loaded(json!({}));
+    let e1 = identity_of(&engine, "E1");
+    assert_eq!(engine.provision("ad", e1, at(2)).unwrap().ops.len(), 1);
+    let cancelled = engine.cancel_provision("ad", e1).unwrap();
+    assert_eq!(cancelled.map(|p| p.account), Some("E1".to_owned()));
+    assert_eq!(
+        engine.cancel_provision("ad", e1).unwrap(),
+        None,
+        "nothing pending any more"
+    );
+    assert_eq!(engine.cancel_provision("crm", e1).unwrap_err().kind(), "unknown_system");
+    let ghost = IdentityId::from_raw(999);
+    assert_eq!(
+        engine.cancel_provision("ad", ghost).unwrap_err().kind(),
+        "unknown_identity"
+    );
+    let again = engine.provision("ad", e1, at(3)).unwrap();
+    assert_eq!(again.ops.len(), 1);
+}
+
+#[test]
+fn an_import_that_links_the_account_settles_a_pending_provisioning() {
+    let mut engine = loaded(json!({}));
+    let e1 = identity_of(&engine, "E1");
+    assert_eq!(engine.provision("ad", e1, at(2)).unwrap().ops.len(), 1);
+    // The host applied the create but never confirmed it; the directory's export shows
+    // the account, and correlation links it.
+    let employee = engine.identity(e1).unwrap().unwrap().value("employeeNumber").clone();
+    let ad = snapshot(json!({ "mode": "incremental",
+        "upserts": [ { "sam": "E1", "employeeID": employee.to_json() } ], "deletes": [] }));
+    assert!(engine.import("ad", &ad, at(3)).unwrap().applied);
+    assert!(account(&engine, "ad", "E1").is_some_and(|a| a.identity() == Some(e1)));
+    assert!(engine.identity(e1).unwrap().unwrap().pending_creates.is_empty());
+}
+
+#[test]
 fn provisioning_many_identities_gives_one_plan() {
     let mut engine = loaded(json!({}));
     let ids: Vec<IdentityId> = ["E3", "E1", "E2"].iter().map(|e| identity_of(&engine, e)).collect();

@@ -424,7 +424,10 @@ impl<S: Store> Engine<S> {
             if written || is_new || relinked {
                 changed.push(id);
             }
-            if written || is_new {
+            // Linked here by correlation: a create handed out for this system is moot.
+            let linked = run.iter().any(|&(_, _, mode)| mode == Mode::Values);
+            let settled = linked && identity.pending_creates.remove(name).is_some();
+            if written || is_new || settled {
                 put.push(identity);
             }
         }
@@ -554,6 +557,7 @@ impl<S: Store> Engine<S> {
                     return Err(stale);
                 }
                 p.exceeded.clear();
+                self.mark_pending_creates(&p)?;
                 Ok(Approval::Outbound(p))
             }
         }

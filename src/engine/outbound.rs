@@ -9,7 +9,7 @@ use crate::config::SystemConfig;
 
 use crate::engine::{ConfirmReport, Engine};
 use crate::error::OutboundError;
-use crate::model::{Account, Echo, IdentityId, LinkState};
+use crate::model::{Account, Echo, IdentityId, LinkState, PendingCreate};
 use crate::outbound::planner::{Planned, Planner};
 use crate::outbound::{count_ops, CreateOp, Op, OutboundPlan, OutboundSkip, PlanRequest};
 
@@ -178,6 +178,16 @@ impl<S: Store> Engine<S> {
                 account,
             });
         }
+        // A create handed out earlier and not confirmed: a second one would create the
+        // account twice (or fail at the target) if the host carried out both.
+        if let Some(pending) = record.pending_creates.get(system) {
+            return Err(OutboundError::ProvisionPending {
+                identity,
+                system: system.to_owned(),
+                account: pending.account.clone(),
+                since: pending.since,
+            });
+        }
         let (op, skipped) = Planner::new(&self.config, system, config, now)
             .create(&record)
             .map_err(|attribute| OutboundError::NoAccountId {
@@ -250,8 +260,68 @@ impl<S: Store> Engine<S> {
         };
         if plan.is_blocked() {
             self.keep_blocked(PendingPlan::Outbound(plan.clone()))?;
+        } else {
+            self.mark_pending_creates(&plan)?;
         }
         Ok(plan)
+    }
+
+    /// Remembers the create ops a provisioning plan hands out, until they are
+    /// confirmed (SPEC 5.2: one account per identity and system). Creates of the
+    /// whole-system plan (automatic provisioning) are not remembered: that plan states
+    /// what should exist and holds them until they exist.
+    pub(crate) fn mark_pending_creates(&mut self, plan: &OutboundPlan) -> Result<(), StoreError> {
+        if !matches!(plan.request, PlanRequest::Provision(_)) {
+            return Ok(());
+        }
+        let system = Text::from(plan.system.as_str());
+        let mut marked = Vec::new();
+        for op in &plan.ops {
+            if let Op::Create(c) = op {
+                if let Some(mut identity) = self.store.identity(c.identity)? {
+                    identity.pending_creates.insert(
+                        system.clone(),
+                        PendingCreate {
+                            account: c.account.clone(),
+                            since: plan.at,
+                        },
+                    );
+                    marked.push(identity);
+                }
+            }
+        }
+        if marked.is_empty() {
+            return Ok(());
+        }
+        self.store.begin()?;
+        match self.store.put_identities(marked) {
+            Ok(()) => self.store.commit(),
+            Err(e) => {
+                self.store.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets the unconfirmed create op handed out to `identity` in `system` (one the
+    /// target refused, say), so that it can be provisioned again. Returns what was
+    /// pending, or `None` if nothing was.
+    pub fn cancel_provision(
+        &mut self,
+        system: &str,
+        identity: IdentityId,
+    ) -> Result<Option<PendingCreate>, OutboundError> {
+        if self.config.system(system).is_none() {
+            return Err(OutboundError::UnknownSystem(system.to_owned()));
+        }
+        let Some(mut record) = self.store.identity(identity)? else {
+            return Err(OutboundError::UnknownIdentity(identity));
+        };
+        let cancelled = record.pending_creates.remove(system);
+        if cancelled.is_some() {
+            self.store.put_identities(vec![record])?;
+        }
+        Ok(cancelled)
     }
 
     /// The ops a blocked outbound plan would hold if computed again now at its time:
@@ -476,12 +546,29 @@ impl<S: Store> Engine<S> {
                 None => removed.push(key),
             }
         }
+        // Confirmed creates are no longer pending.
+        let mut settled = Vec::new();
+        for &(system, identity) in created.keys() {
+            let mut pending = false;
+            self.store.with_identity(identity, &mut |i| {
+                pending = i.is_some_and(|i| i.pending_creates.contains_key(system))
+            })?;
+            if pending {
+                if let Some(mut record) = self.store.identity(identity)? {
+                    record.pending_creates.remove(system);
+                    settled.push(record);
+                }
+            }
+        }
         self.store.begin()?;
         let result = (|| {
             for (system, (accounts, removed)) in by_system {
                 self.store.remove_accounts(&system, &removed)?;
                 self.store.put_accounts(&system, accounts)?;
                 self.store.bump_system_version(&system)?;
+            }
+            if !settled.is_empty() {
+                self.store.put_identities(settled)?;
             }
             Ok::<(), StoreError>(())
         })();

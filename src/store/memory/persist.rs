@@ -69,6 +69,43 @@ struct Document {
     systems: BTreeMap<String, SystemDocument>,
     pending: Vec<PendingPlan>,
     engine: EngineState,
+    /// What the document holds, counted when it was written: fields an identity may
+    /// leave out when empty (`access`, `out_of_scope`, `pending_creates`) cannot be told
+    /// lost from empty otherwise. Absent from documents written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    totals: Option<Totals>,
+}
+
+/// The counts a document is checked against when loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Totals {
+    identities: u64,
+    accounts: u64,
+    /// Values granted by roles, over every identity, system and attribute.
+    grants: u64,
+    /// (identity, system) pairs out of scope.
+    out_of_scope: u64,
+    /// (identity, system) pairs with an unconfirmed provisioning create.
+    pending_creates: u64,
+}
+
+impl Totals {
+    fn of<'a>(identities: &[Identity], accounts: impl Iterator<Item = &'a SystemDocument>) -> Totals {
+        let count = |n: usize| n as u64;
+        Totals {
+            identities: count(identities.len()),
+            accounts: accounts.map(|s| count(s.accounts.len())).sum(),
+            grants: identities
+                .iter()
+                .flat_map(|i| i.access.values())
+                .flat_map(BTreeMap::values)
+                .map(|v| count(v.len()))
+                .sum(),
+            out_of_scope: identities.iter().map(|i| count(i.out_of_scope.len())).sum(),
+            pending_creates: identities.iter().map(|i| count(i.pending_creates.len())).sum(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -84,7 +121,7 @@ impl MemoryStore {
     pub fn encode(&self) -> Vec<u8> {
         let mut index: Vec<(String, bool)> = self.indexed.iter().map(|(a, e)| (a.clone(), *e)).collect();
         index.sort();
-        let systems = self
+        let systems: BTreeMap<String, SystemDocument> = self
             .systems
             .iter()
             .map(|(name, s)| {
@@ -99,16 +136,19 @@ impl MemoryStore {
                 )
             })
             .collect();
+        let identities: Vec<Identity> = self.identities.values().cloned().collect();
+        let totals = Some(Totals::of(&identities, systems.values()));
         let document = Document {
             format: FORMAT.to_owned(),
             version: VERSION,
             next_identity: self.next_identity,
             next_plan: self.next_plan,
             index,
-            identities: self.identities.values().cloned().collect(),
+            identities,
             systems,
             pending: self.pending.values().cloned().collect(),
             engine: self.state.clone(),
+            totals,
         };
         // Serializing plain data to a Vec cannot fail; an empty document would be
         // refused by `decode` rather than load as an empty store.
@@ -161,6 +201,14 @@ impl MemoryStore {
 
 fn rebuild(document: Document) -> Result<MemoryStore, DecodeError> {
     let inconsistent = |m: String| Err(DecodeError::Inconsistent(m));
+    if let Some(written) = document.totals {
+        let found = Totals::of(&document.identities, document.systems.values());
+        if found != written {
+            return inconsistent(format!(
+                "the document was written holding {written:?} but holds {found:?} (part of it was lost)"
+            ));
+        }
+    }
     let mut ids = BTreeSet::new();
     for identity in &document.identities {
         if !ids.insert(identity.id) {
@@ -275,5 +323,38 @@ mod tests {
             Err(DecodeError::Inconsistent(_))
         ));
         assert!(matches!(MemoryStore::decode(b""), Err(DecodeError::Malformed { .. })));
+    }
+
+    #[test]
+    fn a_document_that_lost_fields_an_identity_may_leave_out_is_refused() {
+        let mut store = sample();
+        let t = chrono::DateTime::from_timestamp(1_780_000_000, 0).unwrap_or_default();
+        let id = IdentityId::from_raw(1);
+        let mut identity = store.identity(id).unwrap().unwrap();
+        identity.access.insert(
+            "ad".into(),
+            BTreeMap::from([("memberOf".to_owned(), vec![crate::Scalar::Text("staff".into())])]),
+        );
+        identity.out_of_scope.insert("phone".into(), t);
+        store.put_identities(vec![identity]).unwrap();
+        let bytes = store.encode();
+        assert_eq!(MemoryStore::decode(&bytes).unwrap(), store);
+        let mut document: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        for field in ["access", "out_of_scope"] {
+            let mut damaged = document.clone();
+            let removed = damaged["identities"][0].as_object_mut().and_then(|i| i.remove(field));
+            assert!(removed.is_some(), "{field} is written");
+            let err = MemoryStore::decode(&serde_json::to_vec(&damaged).unwrap()).unwrap_err();
+            assert!(
+                matches!(&err, DecodeError::Inconsistent(m) if m.contains("lost")),
+                "{field}: {err:?}"
+            );
+        }
+        // A document written before totals existed still loads.
+        document.as_object_mut().and_then(|d| d.remove("totals"));
+        assert_eq!(
+            MemoryStore::decode(&serde_json::to_vec(&document).unwrap()).unwrap(),
+            store
+        );
     }
 }
