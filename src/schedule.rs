@@ -44,6 +44,11 @@ enum Span {
     /// `sign` x (the day number of the clock's date) + `base`: what `days_between` gives
     /// between the clock and a fixed date.
     DayCount { sign: i64, base: i64 },
+    /// `sign` x the whole 24-hour days from `anchor` to the clock instant, truncated
+    /// towards zero: what `days_between` gives between `now` (shifted by whole days,
+    /// folded into the anchor) and a fixed instant. A step function in the anchor's
+    /// phase of the day; `anchor` has whole seconds.
+    Elapsed { sign: i64, anchor: DateTime<Utc> },
     /// Not decided.
     Unknown,
 }
@@ -159,22 +164,82 @@ fn clock_days_between(x: &Span, y: &Span) -> Option<Span> {
     match (x, y) {
         (Span::Clock { days: a, .. }, Span::Clock { days: b, .. }) => Some(int(b - a)),
         // An instant against an instant counts the duration, not the dates: not exact.
-        (Span::Clock { now, days }, other) => {
-            let (d, instant) = date_of(other)?;
-            (!(*now && instant)).then(|| Span::DayCount {
+        // An instant against an instant counts the duration: days from `now + k` to `T`
+        // are the days from `T - k` to `now`, negated.
+        (Span::Clock { now: true, days }, other) if instant_of(other).is_some() => {
+            elapsed(-1, instant_of(other)?, *days)
+        }
+        (other, Span::Clock { now: true, days }) if instant_of(other).is_some() => {
+            elapsed(1, instant_of(other)?, *days)
+        }
+        (Span::Clock { days, .. }, other) => {
+            let (d, _) = date_of(other)?;
+            Some(Span::DayCount {
                 sign: -1,
                 base: day_number(d) - days,
             })
         }
-        (other, Span::Clock { now, days }) => {
-            let (d, instant) = date_of(other)?;
-            (!(*now && instant)).then(|| Span::DayCount {
+        (other, Span::Clock { days, .. }) => {
+            let (d, _) = date_of(other)?;
+            Some(Span::DayCount {
                 sign: 1,
                 base: days - day_number(d),
             })
         }
         _ => None,
     }
+}
+
+/// A constant single instant.
+fn instant_of(span: &Span) -> Option<DateTime<Utc>> {
+    match span {
+        Span::Const(Ok(Value::Single(Scalar::Datetime(t)))) => Some(*t),
+        _ => None,
+    }
+}
+
+/// `sign` x the days between the instant `instant - shift days` and the clock, when the
+/// anchor is exact to the second (otherwise left to the range evaluation).
+fn elapsed(sign: i64, instant: DateTime<Utc>, shift: i64) -> Option<Span> {
+    let anchor = instant.checked_sub_signed(TimeDelta::try_days(shift)?)?;
+    (anchor.timestamp_subsec_nanos() == 0).then_some(Span::Elapsed { sign, anchor })
+}
+
+/// A day-stepping count (`DayCount`, `Elapsed`) at instant `t`, and the first whole
+/// second after `t` at which it steps again, valid while `t` stays on one side of an
+/// `Elapsed` anchor. On each side, the steps are one day apart.
+fn count_at(span: &Span, t: DateTime<Utc>) -> Option<(i64, DateTime<Utc>)> {
+    let day = TimeDelta::days(1);
+    match *span {
+        Span::DayCount { sign, base } => {
+            let date = t.date_naive();
+            let next = date.succ_opt()?.and_hms_opt(0, 0, 0)?.and_utc();
+            Some((sign.checked_mul(day_number(date))?.checked_add(base)?, next))
+        }
+        Span::Elapsed { sign, anchor } => {
+            let e = t.signed_duration_since(anchor).num_days();
+            let next = if t >= anchor {
+                // `e` days reached at `anchor + e days`; the next at one day more.
+                anchor.checked_add_signed(TimeDelta::try_days(e.checked_add(1)?)?)?
+            } else if e < 0 {
+                // `-k` until `anchor - k days`, one more a second later.
+                anchor
+                    .checked_add_signed(TimeDelta::try_days(e)?)?
+                    .checked_add_signed(TimeDelta::seconds(1))?
+            } else {
+                // Zero from a day before the anchor until a day after it.
+                anchor.checked_add_signed(day)?
+            };
+            Some((sign.checked_mul(e)?, next))
+        }
+        _ => None,
+    }
+}
+
+/// Whether an `Elapsed` anchor falls inside `(from, last]`, where its steps stop being
+/// one day apart.
+fn crosses_anchor(span: &Span, from: DateTime<Utc>, last: DateTime<Utc>) -> bool {
+    matches!(*span, Span::Elapsed { anchor, .. } if from < anchor && anchor <= last)
 }
 
 /// Dates or instants of a span, for `days_between`.
@@ -227,8 +292,40 @@ impl Interval<'_> {
                 let (a, b) = (at(self.from.date_naive()), at(self.last.date_naive()));
                 Span::Ints(a.min(b), a.max(b))
             }
+            // Monotone in the clock: its ends bound it.
+            Span::Elapsed { sign, anchor } => {
+                let at = |t: DateTime<Utc>| sign.saturating_mul(t.signed_duration_since(anchor).num_days());
+                let (a, b) = (at(self.from), at(self.last));
+                Span::Ints(a.min(b), a.max(b))
+            }
             other => other,
         }
+    }
+
+    /// The range of `x - y` over the interval for two day-stepping counts of the same
+    /// sign. Each steps once a day in its own phase, so the steps alternate (or
+    /// coincide) and the difference only moves between its value at the start and one
+    /// step away from it, however long the interval: a comparison of the two is decided
+    /// for the whole interval or flips within a day.
+    fn count_difference(&self, x: &Span, y: &Span) -> Option<(i64, i64)> {
+        let sign = |s: &Span| match *s {
+            Span::DayCount { sign, .. } | Span::Elapsed { sign, .. } => Some(sign),
+            _ => None,
+        };
+        let (sx, sy) = (sign(x)?, sign(y)?);
+        if sx != sy || crosses_anchor(x, self.from, self.last) || crosses_anchor(y, self.from, self.last) {
+            return None;
+        }
+        let ((vx, nx), (vy, ny)) = (count_at(x, self.from)?, count_at(y, self.from)?);
+        let d0 = vx.checked_sub(vy)?;
+        let moved = match nx.cmp(&ny) {
+            _ if nx > self.last && ny > self.last => d0,
+            Ordering::Equal => d0,
+            // `x` steps first: the difference moves by its sign, then back.
+            Ordering::Less => d0.checked_add(sx)?,
+            Ordering::Greater => d0.checked_sub(sx)?,
+        };
+        Some((d0.min(moved), d0.max(moved)))
     }
 
     fn span(&self, t: &Transform) -> Span {
@@ -306,6 +403,13 @@ impl Interval<'_> {
                     };
                     return boolean(order == want);
                 }
+                if let Some((lo, hi)) = self.count_difference(&x, &y) {
+                    let less = matches!(t, Transform::Lt(..));
+                    let (always, never) = if less { (hi < 0, lo >= 0) } else { (lo > 0, hi <= 0) };
+                    if always || never {
+                        return boolean(always);
+                    }
+                }
                 let (x, y) = (self.widen(x), self.widen(y));
                 let ((xl, xh), (yl, yh)) = match compared(&x, &y) {
                     Ranges::Known(a, b) => (a, b),
@@ -327,6 +431,11 @@ impl Interval<'_> {
                 let (x, y) = (self.span(a), self.span(b));
                 if let Some(order) = clock_order(&x, &y) {
                     return boolean((order == Ordering::Equal) == matches!(t, Transform::Eq(..)));
+                }
+                if let Some((lo, hi)) = self.count_difference(&x, &y) {
+                    if lo == 0 && hi == 0 || lo > 0 || hi < 0 {
+                        return boolean((lo == 0 && hi == 0) == matches!(t, Transform::Eq(..)));
+                    }
                 }
                 let (x, y) = (self.widen(x), self.widen(y));
                 let ((xl, xh), (yl, yh)) = match compared(&x, &y) {
@@ -380,9 +489,12 @@ impl Interval<'_> {
                 None => Span::Unknown,
             },
             Transform::IsEmpty(x) => match self.span(x) {
-                Span::Dates(..) | Span::Times(..) | Span::Ints(..) | Span::Clock { .. } | Span::DayCount { .. } => {
-                    boolean(false)
-                }
+                Span::Dates(..)
+                | Span::Times(..)
+                | Span::Ints(..)
+                | Span::Clock { .. }
+                | Span::DayCount { .. }
+                | Span::Elapsed { .. } => boolean(false),
                 Span::Const(Ok(v)) => boolean(v.is_empty()),
                 Span::Const(Err(())) => Span::Const(Err(())),
                 Span::Unknown => Span::Unknown,

@@ -49,13 +49,11 @@ fn time_family() -> BoxedStrategy<Json> {
 fn int_term() -> BoxedStrategy<Json> {
     prop_oneof![
         (date_term(1), date_term(1)).prop_map(|(a, b)| json!({ "days_between": [a, b] })),
-        // Between two instants: of one family (the clock, or one datetime attribute),
-        // each shifted by whole days. A count between the clock and a datetime attribute
-        // is a step function in the attribute's phase of the day; compared with another
-        // count it may be reported early (never late), see `Engine::next_due`.
-        (time_family(), -20i64..20, -20i64..20).prop_map(|(base, a, b)| {
-            json!({ "days_between": [{ "add_days": [base.clone(), a] }, { "add_days": [base, b] }] })
-        }),
+        // Between two instants, each shifted by whole days: of one family (the clock,
+        // or the datetime attribute), or the clock and the attribute either way round
+        // (a step function in the attribute's phase of the day).
+        (time_family(), time_family(), -20i64..20, -20i64..20)
+            .prop_map(|(x, y, a, b)| { json!({ "days_between": [{ "add_days": [x, a] }, { "add_days": [y, b] }] }) }),
         (-60i64..60).prop_map(|k| json!(k)),
     ]
     .boxed()
@@ -163,6 +161,15 @@ proptest! {
         while midnight_t < end {
             samples.push(midnight_t);
             midnight_t += TimeDelta::days(1);
+        }
+        // Every day's instant at the attribute's time of day, where counts between the
+        // clock and it step (a second either side).
+        let mut phase = t1 + TimeDelta::days((now - t1).num_days() - 1);
+        while phase < end {
+            for s in [-1i64, 0, 1] {
+                samples.push(phase + TimeDelta::seconds(s));
+            }
+            phase += TimeDelta::days(1);
         }
         for k in -62i64..=62 {
             for anchor in [midnight(day(d1)), midnight(day(d2)), t1, midnight(t1.date_naive()), now] {
