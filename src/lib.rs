@@ -29,6 +29,8 @@ pub mod value;
 
 #[cfg(feature = "csv")]
 pub mod csv_connector;
+#[cfg(feature = "ldap")]
+pub mod ldap_connector;
 #[cfg(feature = "scim")]
 pub mod scim;
 #[cfg(feature = "sqlite")]

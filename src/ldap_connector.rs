@@ -1,0 +1,892 @@
+//! An LDAP directory (OpenLDAP, 389 DS, Active Directory) as a [`Connector`], behind
+//! the `ldap` feature, on the `ldap3` crate's synchronous API with rustls for TLS.
+//!
+//! - **Export.** A complete export is a paged search (RFC 2696) of
+//!   [`LdapSettings::base_dn`] with [`LdapSettings::filter`], typed by the system's
+//!   schema: multi-valued attributes as sets, booleans from `TRUE` / `FALSE`, integers,
+//!   GeneralizedTime (`20261203170000Z`) as datetimes and dates. A delta export holds the
+//!   entries whose `modifyTimestamp` is at or after the watermark the previous export
+//!   left ([`LdapConnector::watermark`]; inclusive, so an entry modified within the same
+//!   second is read again, which the engine treats as unchanged), plus deletions found by
+//!   a key-only listing compared with the keys of the previous export. Without a previous
+//!   export a delta is a complete export. OpenLDAP keeps `modifyTimestamp` on every
+//!   entry; on Active Directory the same shape serves with `uSNChanged` as the watermark
+//!   (or the DirSync control, which also reports deletions), which this connector does
+//!   not implement.
+//! - **Ops.** A `create` is an LDAP add at the DN of [`LdapSettings::dn_template`] (its
+//!   `{account_id}` replaced by the key, escaped as an RDN value) with
+//!   [`LdapSettings::object_classes`]; an `update` one modify with `replace` for
+//!   single-valued attributes and per-value `add` / `delete` for multi-valued ones (a
+//!   value added by hand is never touched); a `delete` an LDAP delete. Each op reports
+//!   success or the LDAP result code and message, so `confirm` receives exactly what was
+//!   applied.
+//! - **Group membership on group entries.** With [`LdapSettings::groups`], one
+//!   multi-valued schema attribute holds group names, but the directory keeps membership
+//!   as `member` DNs on the group entries: exports read every group once, ops add and
+//!   delete `member` values on the groups. An op that touches the account entry and
+//!   groups is undone as far as the directory allows when a later step fails, and is
+//!   reported failed.
+//!
+//! A rejected row of an export (a value that does not parse as its schema type, an entry
+//! without the key attribute) is named by its position; [`LdapConnector::dn_of_row`]
+//! gives the entry's DN.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+use ldap3::{LdapConn, LdapConnSettings, LdapError, LdapResult, Mod, Scope, SearchEntry};
+
+use crate::config::{AccountSchema, SystemConfig};
+use crate::connector::{Connector, ConnectorError, ExportMode, OpStatus};
+use crate::outbound::{CreateOp, DeleteOp, Op, UpdateOp};
+use crate::prepare::{key_text, Row, Snapshot};
+use crate::value::{Scalar, ValueType};
+
+/// Group membership kept on group entries instead of on the account entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMapping {
+    /// The schema's multi-valued attribute whose values are group names.
+    pub attribute: String,
+    /// Where the groups are, e.g. `ou=groups,dc=example,dc=com`.
+    pub base_dn: String,
+    /// Which entries are groups, e.g. `(objectClass=groupOfNames)`.
+    pub filter: String,
+    /// The group attribute holding its name (the value of [`GroupMapping::attribute`]),
+    /// e.g. `cn`.
+    pub name_attribute: String,
+    /// The group attribute holding member DNs, e.g. `member`.
+    pub member_attribute: String,
+}
+
+/// How to reach and read a directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapSettings {
+    /// `ldap://host:port` or `ldaps://host:port`.
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS before binding.
+    pub starttls: bool,
+    /// Accept any server certificate (throwaway test servers only).
+    pub no_tls_verify: bool,
+    /// The DN and password of a simple bind; `None` binds anonymously.
+    pub bind: Option<(String, String)>,
+    /// The base of the accounts' subtree search.
+    pub base_dn: String,
+    /// Which entries are accounts, e.g. `(objectClass=inetOrgPerson)`.
+    pub filter: String,
+    /// The DN of a new account, with `{account_id}` for its key.
+    pub dn_template: String,
+    /// The object classes of a new account.
+    pub object_classes: Vec<String>,
+    /// Entries per page of a paged search; `None` searches without paging (and meets
+    /// the server's size limit).
+    pub page_size: Option<u32>,
+    /// How long one connection attempt or operation may take.
+    pub timeout: Duration,
+    /// Group membership kept on group entries.
+    pub groups: Option<GroupMapping>,
+}
+
+impl LdapSettings {
+    /// Settings with the defaults: no TLS upgrade, anonymous, `(objectClass=*)`, pages of
+    /// 500, a 30 s timeout, no group mapping.
+    pub fn new(url: impl Into<String>, base_dn: impl Into<String>, dn_template: impl Into<String>) -> LdapSettings {
+        LdapSettings {
+            url: url.into(),
+            starttls: false,
+            no_tls_verify: false,
+            bind: None,
+            base_dn: base_dn.into(),
+            filter: "(objectClass=*)".into(),
+            dn_template: dn_template.into(),
+            object_classes: vec!["top".into(), "inetOrgPerson".into()],
+            page_size: Some(500),
+            timeout: Duration::from_secs(30),
+            groups: None,
+        }
+    }
+}
+
+/// One directory as the accounts of one system.
+pub struct LdapConnector {
+    system: String,
+    schema: AccountSchema,
+    /// Whether keys compare exactly (else canonical in lower case, as the engine has them).
+    key_exact: bool,
+    settings: LdapSettings,
+    conn: LdapConn,
+    /// The newest `modifyTimestamp` of the last export.
+    watermark: Option<String>,
+    /// Keys of the last export, with their DNs.
+    dns: BTreeMap<String, String>,
+    /// Account key by DN (lower case), for member values.
+    keys_by_dn: BTreeMap<String, String>,
+    /// Group DN by group name, and the groups of each account key, as last read.
+    group_dns: BTreeMap<String, String>,
+    memberships: BTreeMap<String, BTreeSet<String>>,
+    /// The DN of each row of the last export, in row order.
+    row_dns: Vec<String>,
+    /// The rows of the last export whose `modifyTimestamp` is the watermark: a delta
+    /// reads that second again (changes later within it must not be missed), and
+    /// leaves out the entries among them that are as they were.
+    at_watermark: BTreeMap<String, Row>,
+}
+
+impl std::fmt::Debug for LdapConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapConnector")
+            .field("system", &self.system)
+            .field("url", &self.settings.url)
+            .field("base_dn", &self.settings.base_dn)
+            .field("watermark", &self.watermark)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The text of an LDAP result that is not a success.
+fn result_text(op: &str, r: &LdapResult) -> String {
+    let mut text = format!("{op} failed with LDAP result {} ({})", r.rc, result_name(r.rc));
+    if !r.text.is_empty() {
+        text.push_str(": ");
+        text.push_str(&r.text);
+    }
+    if !r.refs.is_empty() {
+        text.push_str(&format!(" (referral to {})", r.refs.join(", ")));
+    }
+    text
+}
+
+/// The RFC 4511 name of a result code.
+fn result_name(rc: u32) -> &'static str {
+    match rc {
+        0 => "success",
+        1 => "operationsError",
+        2 => "protocolError",
+        3 => "timeLimitExceeded",
+        4 => "sizeLimitExceeded",
+        10 => "referral",
+        16 => "noSuchAttribute",
+        17 => "undefinedAttributeType",
+        19 => "constraintViolation",
+        20 => "attributeOrValueExists",
+        21 => "invalidAttributeSyntax",
+        32 => "noSuchObject",
+        34 => "invalidDNSyntax",
+        48 => "inappropriateAuthentication",
+        49 => "invalidCredentials",
+        50 => "insufficientAccessRights",
+        51 => "busy",
+        52 => "unavailable",
+        53 => "unwillingToPerform",
+        64 => "namingViolation",
+        65 => "objectClassViolation",
+        66 => "notAllowedOnNonLeaf",
+        67 => "notAllowedOnRDN",
+        68 => "entryAlreadyExists",
+        69 => "objectClassModsProhibited",
+        _ => "other",
+    }
+}
+
+/// A successful LDAP result, or the failure's words.
+fn check(op: &str, r: Result<LdapResult, LdapError>) -> Result<(), String> {
+    match r {
+        Ok(r) if r.rc == 0 => Ok(()),
+        Ok(r) => Err(result_text(op, &r)),
+        Err(e) => Err(format!("{op} failed: {e}")),
+    }
+}
+
+impl LdapConnector {
+    /// Connects (StartTLS when asked) and binds. `system` must be configured; its
+    /// schema types the export.
+    pub fn connect(
+        system: &str,
+        config: &SystemConfig,
+        settings: LdapSettings,
+    ) -> Result<LdapConnector, ConnectorError> {
+        let fail = |m: String| ConnectorError::new(system, m);
+        if !settings.dn_template.contains("{account_id}") {
+            return Err(fail(format!(
+                "the DN template `{}` has no `{{account_id}}`",
+                settings.dn_template
+            )));
+        }
+        if let Some(groups) = &settings.groups {
+            match config.schema.attributes.get(groups.attribute.as_str()) {
+                Some(a) if a.multi => {}
+                _ => {
+                    return Err(fail(format!(
+                        "the group attribute `{}` is not a multi-valued attribute of the schema",
+                        groups.attribute
+                    )))
+                }
+            }
+        }
+        let conn_settings = LdapConnSettings::new()
+            .set_conn_timeout(settings.timeout)
+            .set_starttls(settings.starttls)
+            .set_no_tls_verify(settings.no_tls_verify);
+        let mut conn = LdapConn::with_settings(conn_settings, &settings.url)
+            .map_err(|e| fail(format!("cannot connect to {}: {e}", settings.url)))?;
+        conn.with_timeout(settings.timeout);
+        if let Some((dn, password)) = &settings.bind {
+            check("bind", conn.simple_bind(dn, password)).map_err(|m| fail(format!("{m} (as `{dn}`)")))?;
+        }
+        Ok(LdapConnector {
+            system: system.to_owned(),
+            schema: config.schema.clone(),
+            key_exact: config.key_case_exact(),
+            settings,
+            conn,
+            watermark: None,
+            dns: BTreeMap::new(),
+            keys_by_dn: BTreeMap::new(),
+            group_dns: BTreeMap::new(),
+            memberships: BTreeMap::new(),
+            row_dns: Vec::new(),
+            at_watermark: BTreeMap::new(),
+        })
+    }
+
+    /// The newest `modifyTimestamp` the last export saw (GeneralizedTime): where the
+    /// next delta export starts. A host that persists it passes it back with
+    /// [`LdapConnector::set_watermark`].
+    pub fn watermark(&self) -> Option<&str> {
+        self.watermark.as_deref()
+    }
+
+    /// Sets where the next delta export starts.
+    pub fn set_watermark(&mut self, watermark: Option<String>) {
+        self.watermark = watermark;
+    }
+
+    /// The DN of row `row` of the last export (what a rejection's `row` names).
+    pub fn dn_of_row(&self, row: usize) -> Option<&str> {
+        self.row_dns.get(row).map(String::as_str)
+    }
+
+    /// The DN of an account: as last exported, else from the template.
+    pub fn dn_of(&self, key: &str) -> String {
+        match self.dns.get(&self.canonical(key)) {
+            Some(dn) => dn.clone(),
+            None => self
+                .settings
+                .dn_template
+                .replace("{account_id}", &escape_rdn_value(key)),
+        }
+    }
+
+    /// Every entry of a subtree search, paged when the settings say so.
+    fn search(&mut self, base: &str, filter: &str, attrs: Vec<String>) -> Result<Vec<SearchEntry>, ConnectorError> {
+        let mut adapters: Vec<Box<dyn Adapter<'_, String, Vec<String>>>> = vec![Box::new(EntriesOnly::new())];
+        if let Some(size) = self.settings.page_size {
+            adapters.push(Box::new(PagedResults::new(i32::try_from(size).unwrap_or(i32::MAX))));
+        }
+        let system = self.system.clone();
+        let fail = |m: String| ConnectorError::new(&system, m);
+        let mut stream = self
+            .conn
+            .streaming_search_with(adapters, base, Scope::Subtree, filter, attrs)
+            .map_err(|e| fail(format!("search of `{base}` failed: {e}")))?;
+        let mut entries = Vec::new();
+        loop {
+            match stream.next() {
+                Ok(Some(entry)) => entries.push(SearchEntry::construct(entry)),
+                Ok(None) => break,
+                Err(e) => return Err(fail(format!("search of `{base}` failed: {e}"))),
+            }
+        }
+        let result = stream.result();
+        if result.rc != 0 {
+            return Err(fail(format!("search of `{base}`: {}", result_text("search", &result))));
+        }
+        Ok(entries)
+    }
+
+    /// Reads every group: name -> DN, and account key -> group names.
+    fn read_groups(&mut self) -> Result<(), ConnectorError> {
+        let Some(groups) = self.settings.groups.clone() else {
+            return Ok(());
+        };
+        let entries = self.search(
+            &groups.base_dn,
+            &groups.filter,
+            vec![groups.name_attribute.clone(), groups.member_attribute.clone()],
+        )?;
+        self.group_dns.clear();
+        self.memberships.clear();
+        for entry in entries {
+            let Some(name) = attr(&entry, &groups.name_attribute).and_then(|v| v.first()).cloned() else {
+                continue;
+            };
+            for member in attr(&entry, &groups.member_attribute).into_iter().flatten() {
+                if let Some(key) = self.keys_by_dn.get(&normalize_dn(member)) {
+                    self.memberships.entry(key.clone()).or_default().insert(name.clone());
+                }
+            }
+            self.group_dns.insert(name, entry.dn);
+        }
+        Ok(())
+    }
+
+    /// The attributes read from account entries.
+    fn account_attributes(&self) -> Vec<String> {
+        let group_attr = self.settings.groups.as_ref().map(|g| g.attribute.as_str());
+        let mut attrs: Vec<String> = self
+            .schema
+            .attributes
+            .keys()
+            .filter(|a| Some(a.as_str()) != group_attr)
+            .map(|a| a.to_string())
+            .collect();
+        attrs.push("modifyTimestamp".into());
+        attrs
+    }
+
+    /// One entry as a row of the schema's attributes (the group attribute aside).
+    fn row_of(&self, entry: &SearchEntry) -> Row {
+        let group_attr = self.settings.groups.as_ref().map(|g| g.attribute.as_str());
+        let mut row = Row::new();
+        for (name, declared) in &self.schema.attributes {
+            if Some(name.as_str()) == group_attr {
+                continue;
+            }
+            let values = attr(entry, name).map(Vec::as_slice).unwrap_or_default();
+            row.insert(name.to_string(), cell(values, declared.value_type, declared.multi));
+        }
+        row
+    }
+
+    /// An entry's account key, canonical as the engine holds it.
+    fn key_of(&self, entry: &SearchEntry) -> Option<String> {
+        let raw = attr(entry, &self.schema.account_id).and_then(|v| v.first())?;
+        Some(self.canonical(raw))
+    }
+
+    fn canonical(&self, key: &str) -> String {
+        key_text(&serde_json::Value::String(key.to_owned()), self.key_exact).unwrap_or_else(|| key.to_owned())
+    }
+
+    fn complete(&mut self) -> Result<Snapshot, ConnectorError> {
+        let entries = self.search(
+            &self.settings.base_dn.clone(),
+            &self.settings.filter.clone(),
+            self.account_attributes(),
+        )?;
+        self.dns.clear();
+        self.keys_by_dn.clear();
+        self.row_dns.clear();
+        let mut newest = self.watermark.clone();
+        for entry in &entries {
+            if let Some(key) = self.key_of(entry) {
+                self.dns.insert(key.clone(), entry.dn.clone());
+                self.keys_by_dn.insert(normalize_dn(&entry.dn), key);
+            }
+            newest = newer(newest, attr(entry, "modifyTimestamp").and_then(|v| v.first()));
+        }
+        self.read_groups()?;
+        let mut rows = Vec::with_capacity(entries.len());
+        self.at_watermark.clear();
+        for entry in &entries {
+            let mut row = self.row_of(entry);
+            if let Some(groups) = &self.settings.groups {
+                let held = self.key_of(entry).and_then(|k| self.memberships.get(&k).cloned());
+                row.insert(groups.attribute.clone(), set_cell(held.unwrap_or_default()));
+            }
+            if let Some(key) = self.stamped_at(entry, newest.as_deref()) {
+                self.at_watermark.insert(key, row.clone());
+            }
+            rows.push(row);
+            self.row_dns.push(entry.dn.clone());
+        }
+        self.watermark = newest;
+        Ok(Snapshot::Complete {
+            columns: self.schema.attributes.keys().map(|a| a.to_string()).collect(),
+            rows,
+        })
+    }
+
+    /// The entry's key if its `modifyTimestamp` is `stamp`.
+    fn stamped_at(&self, entry: &SearchEntry, stamp: Option<&str>) -> Option<String> {
+        let at = attr(entry, "modifyTimestamp").and_then(|v| v.first())?;
+        (Some(at.as_str()) == stamp).then(|| self.key_of(entry)).flatten()
+    }
+
+    fn delta(&mut self) -> Result<Snapshot, ConnectorError> {
+        let Some(since) = self.watermark.clone() else {
+            return self.complete();
+        };
+        if self.dns.is_empty() {
+            return self.complete();
+        }
+        let base = self.settings.base_dn.clone();
+        let filter = format!("(&{}(modifyTimestamp>={}))", self.settings.filter, since);
+        let changed = self.search(&base, &filter, self.account_attributes())?;
+        // Deletions: the keys listed now against those of the previous export.
+        let listed = self.search(
+            &base,
+            &self.settings.filter.clone(),
+            vec![self.schema.account_id.clone()],
+        )?;
+        let now_keys: BTreeMap<String, String> = listed
+            .iter()
+            .filter_map(|e| Some((self.key_of(e)?, e.dn.clone())))
+            .collect();
+        let deletes: Vec<serde_json::Value> = self
+            .dns
+            .keys()
+            .filter(|k| !now_keys.contains_key(*k))
+            .map(|k| serde_json::Value::String(k.clone()))
+            .collect();
+        self.keys_by_dn = now_keys.iter().map(|(k, dn)| (normalize_dn(dn), k.clone())).collect();
+        self.dns = now_keys;
+        let before = std::mem::take(&mut self.memberships);
+        self.read_groups()?;
+        let mut upserts = Vec::new();
+        let mut newest = self.watermark.clone();
+        let mut seen = BTreeSet::new();
+        self.row_dns.clear();
+        for entry in &changed {
+            newest = newer(newest, attr(entry, "modifyTimestamp").and_then(|v| v.first()));
+        }
+        let previous = std::mem::take(&mut self.at_watermark);
+        for entry in &changed {
+            let mut row = self.row_of(entry);
+            let key = self.key_of(entry);
+            if let (Some(groups), Some(key)) = (&self.settings.groups, &key) {
+                row.insert(
+                    groups.attribute.clone(),
+                    set_cell(self.memberships.get(key).cloned().unwrap_or_default()),
+                );
+                seen.insert(key.clone());
+            }
+            if let Some(key) = self.stamped_at(entry, newest.as_deref()) {
+                self.at_watermark.insert(key, row.clone());
+            }
+            // Read again only because the watermark's second is read again.
+            let unchanged = self
+                .stamped_at(entry, Some(since.as_str()))
+                .is_some_and(|k| previous.get(&k) == Some(&row));
+            if unchanged {
+                continue;
+            }
+            upserts.push(row);
+            self.row_dns.push(entry.dn.clone());
+        }
+        if newest.as_deref() == Some(since.as_str()) {
+            // Nothing newer: the watermark's rows stay those to compare with.
+            for (key, row) in previous {
+                self.at_watermark.entry(key).or_insert(row);
+            }
+        }
+        // Accounts whose group membership changed, though their entry did not.
+        if let Some(groups) = self.settings.groups.clone() {
+            let keys: BTreeSet<&String> = before.keys().chain(self.memberships.keys()).collect();
+            for key in keys {
+                let (was, is) = (before.get(key), self.memberships.get(key));
+                if was != is && !seen.contains(key) && self.dns.contains_key(key) {
+                    let mut row = Row::new();
+                    row.insert(self.schema.account_id.clone(), serde_json::Value::String(key.clone()));
+                    row.insert(groups.attribute.clone(), set_cell(is.cloned().unwrap_or_default()));
+                    upserts.push(row);
+                    self.row_dns.push(self.dn_of(key));
+                }
+            }
+        }
+        self.watermark = newest;
+        Ok(Snapshot::Incremental { upserts, deletes })
+    }
+
+    /// The DN of a group by name, as last read.
+    fn group_dn(&self, name: &str) -> Result<String, String> {
+        self.group_dns
+            .get(name)
+            .cloned()
+            .ok_or_else(|| format!("no group named `{name}` under the groups' base"))
+    }
+
+    /// Adds (or deletes) `dn` as a member of each group; on a failure, undoes the ones
+    /// done and returns the failure.
+    fn change_members(&mut self, dn: &str, groups: &[String], add: bool) -> Result<(), String> {
+        let Some(mapping) = self.settings.groups.clone() else {
+            return Ok(());
+        };
+        let mut done: Vec<String> = Vec::new();
+        for name in groups {
+            let outcome = self.group_dn(name).and_then(|group| {
+                let values = HashSet::from([dn.to_owned()]);
+                let m = if add {
+                    Mod::Add(mapping.member_attribute.clone(), values)
+                } else {
+                    Mod::Delete(mapping.member_attribute.clone(), values)
+                };
+                check(&format!("modify of group `{group}`"), self.conn.modify(&group, vec![m]))
+            });
+            if let Err(e) = outcome {
+                let _ = self.undo_members(dn, &done, add);
+                return Err(e);
+            }
+            done.push(name.clone());
+        }
+        Ok(())
+    }
+
+    fn undo_members(&mut self, dn: &str, groups: &[String], added: bool) -> Result<(), String> {
+        let Some(mapping) = self.settings.groups.clone() else {
+            return Ok(());
+        };
+        for name in groups {
+            let group = self.group_dn(name)?;
+            let values = HashSet::from([dn.to_owned()]);
+            let m = if added {
+                Mod::Delete(mapping.member_attribute.clone(), values)
+            } else {
+                Mod::Add(mapping.member_attribute.clone(), values)
+            };
+            check("undo", self.conn.modify(&group, vec![m]))?;
+        }
+        Ok(())
+    }
+
+    fn group_attr(&self) -> Option<&str> {
+        self.settings.groups.as_ref().map(|g| g.attribute.as_str())
+    }
+
+    fn create(&mut self, c: &CreateOp) -> Result<(), String> {
+        let dn = self.dn_of(&c.account);
+        let mut attrs: Vec<(String, HashSet<String>)> = vec![(
+            "objectClass".into(),
+            self.settings.object_classes.iter().cloned().collect(),
+        )];
+        let mut groups = Vec::new();
+        for (name, value) in &c.attributes {
+            if Some(name.as_str()) == self.group_attr() {
+                groups = value.scalars().iter().map(|s| s.to_string()).collect();
+                continue;
+            }
+            let values: HashSet<String> = value.scalars().iter().map(ldap_text).collect();
+            if !values.is_empty() {
+                attrs.push((name.clone(), values));
+            }
+        }
+        check(&format!("add of `{dn}`"), self.conn.add(&dn, attrs))?;
+        if let Err(e) = self.change_members(&dn, &groups, true) {
+            // Not half-applied: the entry goes again.
+            let _ = self.conn.delete(&dn);
+            return Err(e);
+        }
+        let key = self.canonical(&c.account);
+        self.keys_by_dn.insert(normalize_dn(&dn), key.clone());
+        self.dns.insert(key.clone(), dn);
+        self.memberships.insert(key, groups.into_iter().collect());
+        Ok(())
+    }
+
+    fn update(&mut self, u: &UpdateOp) -> Result<(), String> {
+        let dn = self.dn_of(&u.account);
+        let group_attr = self.group_attr().map(str::to_owned);
+        let is_group = |a: &String| Some(a.as_str()) == group_attr.as_deref();
+        let mut mods: Vec<Mod<String>> = Vec::new();
+        for (name, value) in u.set.iter().filter(|(a, _)| !is_group(a)) {
+            mods.push(Mod::Replace(
+                name.clone(),
+                value.scalars().iter().map(ldap_text).collect(),
+            ));
+        }
+        for (name, items) in u.add.iter().filter(|(a, _)| !is_group(a)) {
+            mods.push(Mod::Add(name.clone(), items.iter().map(ldap_text).collect()));
+        }
+        for (name, items) in u.remove.iter().filter(|(a, _)| !is_group(a)) {
+            mods.push(Mod::Delete(name.clone(), items.iter().map(ldap_text).collect()));
+        }
+        let names = |m: Option<&Vec<Scalar>>| -> Vec<String> {
+            m.map(|v| v.iter().map(|s| s.to_string()).collect()).unwrap_or_default()
+        };
+        let (join, leave) = match &group_attr {
+            Some(a) => (names(u.add.get(a)), names(u.remove.get(a))),
+            None => (Vec::new(), Vec::new()),
+        };
+        // Groups first, then the entry: both are undone if a later step fails.
+        self.change_members(&dn, &join, true)?;
+        if let Err(e) = self.change_members(&dn, &leave, false) {
+            let _ = self.undo_members(&dn, &join, true);
+            return Err(e);
+        }
+        if !mods.is_empty() {
+            if let Err(e) = check(&format!("modify of `{dn}`"), self.conn.modify(&dn, mods)) {
+                let _ = self.undo_members(&dn, &leave, false);
+                let _ = self.undo_members(&dn, &join, true);
+                return Err(e);
+            }
+        }
+        let held = self.memberships.entry(self.canonical(&u.account)).or_default();
+        held.extend(join);
+        for g in &leave {
+            held.remove(g);
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, d: &DeleteOp) -> Result<(), String> {
+        let dn = self.dn_of(&d.account);
+        let key = self.canonical(&d.account);
+        let groups: Vec<String> = self
+            .memberships
+            .get(&key)
+            .map(|g| g.iter().cloned().collect())
+            .unwrap_or_default();
+        // No dangling member DNs: leave the groups first, rejoin them if the delete fails.
+        self.change_members(&dn, &groups, false)?;
+        if let Err(e) = check(&format!("delete of `{dn}`"), self.conn.delete(&dn)) {
+            let _ = self.undo_members(&dn, &groups, false);
+            return Err(e);
+        }
+        self.dns.remove(&key);
+        self.keys_by_dn.remove(&normalize_dn(&dn));
+        self.memberships.remove(&key);
+        Ok(())
+    }
+}
+
+impl Connector for LdapConnector {
+    fn system(&self) -> &str {
+        &self.system
+    }
+
+    fn export(&mut self, mode: ExportMode) -> Result<Snapshot, ConnectorError> {
+        match mode {
+            ExportMode::Complete => self.complete(),
+            ExportMode::Delta => self.delta(),
+        }
+    }
+
+    fn apply(&mut self, ops: &[Op]) -> Vec<OpStatus> {
+        // Group names resolve against the groups as they are now.
+        if self.settings.groups.is_some() && self.group_dns.is_empty() {
+            if let Err(e) = self.read_groups() {
+                return ops.iter().map(|_| OpStatus::Failed(e.message().to_owned())).collect();
+            }
+        }
+        ops.iter()
+            .map(|op| {
+                let outcome = match op {
+                    Op::Create(c) => self.create(c),
+                    Op::Update(u) => self.update(u),
+                    Op::Delete(d) => self.delete(d),
+                };
+                match outcome {
+                    Ok(()) => OpStatus::Applied,
+                    Err(message) => OpStatus::Failed(message),
+                }
+            })
+            .collect()
+    }
+}
+
+/// An attribute's values, looked up without regard to case (LDAP names are not).
+fn attr<'a>(entry: &'a SearchEntry, name: &str) -> Option<&'a Vec<String>> {
+    entry.attrs.get(name).or_else(|| {
+        entry
+            .attrs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    })
+}
+
+/// A DN compared without regard to case or spaces after commas.
+fn normalize_dn(dn: &str) -> String {
+    dn.split(',')
+        .map(|p| p.trim().to_lowercase())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The later of two GeneralizedTime texts (same format, so text order is time order).
+fn newer(a: Option<String>, b: Option<&String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.as_str() > a.as_str() => Some(b.clone()),
+        (None, Some(b)) => Some(b.clone()),
+        (a, _) => a,
+    }
+}
+
+/// A group set as a cell.
+fn set_cell(groups: BTreeSet<String>) -> serde_json::Value {
+    serde_json::Value::Array(groups.into_iter().map(serde_json::Value::String).collect())
+}
+
+/// LDAP values as a row cell of the declared type. A value that does not read as the
+/// type is passed on as text, for prepare to reject with its reason.
+fn cell(values: &[String], value_type: ValueType, multi: bool) -> serde_json::Value {
+    let one = |v: &String| -> serde_json::Value {
+        match value_type {
+            ValueType::Boolean => match v.as_str() {
+                "TRUE" => serde_json::Value::Bool(true),
+                "FALSE" => serde_json::Value::Bool(false),
+                _ => serde_json::Value::String(v.clone()),
+            },
+            ValueType::Integer => v
+                .parse::<i64>()
+                .map(serde_json::Value::from)
+                .unwrap_or_else(|_| serde_json::Value::String(v.clone())),
+            ValueType::Datetime => serde_json::Value::String(
+                generalized_time(v)
+                    .map_or_else(|| v.clone(), |t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            ),
+            ValueType::Date => {
+                serde_json::Value::String(generalized_time(v).map_or_else(|| v.clone(), |t| t.date_naive().to_string()))
+            }
+            ValueType::String | ValueType::Reference => serde_json::Value::String(v.clone()),
+        }
+    };
+    if multi {
+        serde_json::Value::Array(values.iter().map(one).collect())
+    } else {
+        match values {
+            [] => serde_json::Value::Null,
+            [v] => one(v),
+            // Several values for a single-valued attribute: prepare rejects the row.
+            many => serde_json::Value::Array(many.iter().map(one).collect()),
+        }
+    }
+}
+
+/// GeneralizedTime (RFC 4517 3.3.13) in its usual forms: `YYYYMMDDHHMMSS[.f]Z` or with
+/// a `+hhmm` / `-hhmm` offset.
+fn generalized_time(text: &str) -> Option<DateTime<Utc>> {
+    let (body, offset) = if let Some(body) = text.strip_suffix('Z') {
+        (body, 0i32)
+    } else {
+        let at = text.rfind(['+', '-'])?;
+        let (body, zone) = text.split_at(at);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let digits = zone.get(1..)?;
+        if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let hours: i32 = digits.get(..2)?.parse().ok()?;
+        let minutes: i32 = digits.get(2..)?.parse().ok()?;
+        (body, sign * (hours * 3600 + minutes * 60))
+    };
+    let (whole, fraction) = match body.split_once(['.', ',']) {
+        Some((w, f)) => (w, Some(f)),
+        None => (body, None),
+    };
+    if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut t = NaiveDateTime::parse_from_str(whole, "%Y%m%d%H%M%S").ok()?;
+    if let Some(f) = fraction {
+        if f.is_empty() || f.len() > 9 || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let nanos: i64 = format!("{f:0<9}").parse().ok()?;
+        t = t.checked_add_signed(chrono::TimeDelta::nanoseconds(nanos))?;
+    }
+    let utc = t.checked_sub_signed(chrono::TimeDelta::seconds(i64::from(offset)))?;
+    Some(utc.and_utc())
+}
+
+/// A value as LDAP text: booleans `TRUE` / `FALSE`, datetimes as GeneralizedTime.
+fn ldap_text(s: &Scalar) -> String {
+    match s {
+        Scalar::Boolean(true) => "TRUE".into(),
+        Scalar::Boolean(false) => "FALSE".into(),
+        Scalar::Datetime(t) => t.format("%Y%m%d%H%M%SZ").to_string(),
+        Scalar::Date(d) => date_text(*d),
+        other => other.to_string(),
+    }
+}
+
+fn date_text(d: NaiveDate) -> String {
+    d.to_string()
+}
+
+/// A value escaped for an RDN (RFC 4514 2.4).
+fn escape_rdn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rdn_values_are_escaped() {
+        assert_eq!(escape_rdn_value("ann"), "ann");
+        assert_eq!(escape_rdn_value("Lee, Ann"), "Lee\\, Ann");
+        assert_eq!(escape_rdn_value("#1 a+b "), "\\#1 a\\+b\\ ");
+        assert_eq!(escape_rdn_value(" x=y;"), "\\ x\\=y\\;");
+    }
+
+    #[test]
+    fn generalized_time_reads_its_forms() {
+        let t = |s: &str| generalized_time(s).map(|t| t.to_rfc3339());
+        assert_eq!(t("20261203170000Z").as_deref(), Some("2026-12-03T17:00:00+00:00"));
+        assert_eq!(t("20261203170000.5Z").as_deref(), Some("2026-12-03T17:00:00.500+00:00"));
+        assert_eq!(t("20261203170000+0130").as_deref(), Some("2026-12-03T15:30:00+00:00"));
+        assert_eq!(t("20261203170000-0100").as_deref(), Some("2026-12-03T18:00:00+00:00"));
+        for bad in [
+            "",
+            "2026",
+            "20261303170000Z",
+            "20261203170000+1",
+            "20261203170000.Z",
+            "x0261203170000Z",
+        ] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn cells_follow_the_schema_type() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(cell(&v(&["TRUE"]), ValueType::Boolean, false), serde_json::json!(true));
+        assert_eq!(cell(&v(&["yes"]), ValueType::Boolean, false), serde_json::json!("yes"));
+        assert_eq!(cell(&v(&["42"]), ValueType::Integer, false), serde_json::json!(42));
+        assert_eq!(
+            cell(&v(&["20261203170000Z"]), ValueType::Datetime, false),
+            serde_json::json!("2026-12-03T17:00:00Z")
+        );
+        assert_eq!(cell(&v(&[]), ValueType::String, false), serde_json::Value::Null);
+        assert_eq!(
+            cell(&v(&["b", "a"]), ValueType::String, true),
+            serde_json::json!(["b", "a"])
+        );
+        assert_eq!(ldap_text(&Scalar::Boolean(false)), "FALSE");
+        let at = generalized_time("20261203170000Z").unwrap_or_default();
+        assert_eq!(ldap_text(&Scalar::Datetime(at)), "20261203170000Z");
+    }
+
+    #[test]
+    fn result_codes_are_named() {
+        let r = LdapResult {
+            rc: 68,
+            matched: String::new(),
+            text: "already there".into(),
+            refs: vec![],
+            ctrls: vec![],
+        };
+        assert_eq!(
+            result_text("add of `uid=a`", &r),
+            "add of `uid=a` failed with LDAP result 68 (entryAlreadyExists): already there"
+        );
+    }
+}
