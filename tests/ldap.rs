@@ -473,3 +473,34 @@ fn faults_are_typed_errors_or_rejections_naming_the_entry() {
         Some(format!("cn=nokey,{PEOPLE}").as_str())
     );
 }
+
+#[test]
+fn binds_over_starttls_and_ldaps() {
+    let Some(server) = slapd::start() else { return };
+    let Some(ldaps) = server.ldaps_url.clone() else {
+        eprintln!("skipped: no TLS listener (openssl missing)");
+        return;
+    };
+    slapd::ldap_tool(&server.url, "ldapadd", &[], Some(&person("t1", "Clerk", &[])));
+    let engine = Engine::new(config());
+    let system = engine.config().system("dir").unwrap();
+    let export = |settings: LdapSettings| -> Result<usize, String> {
+        let mut dir = LdapConnector::connect("dir", system, settings).map_err(|e| e.to_string())?;
+        match dir.export(ExportMode::Complete).map_err(|e| e.to_string())? {
+            Snapshot::Complete { rows, .. } => Ok(rows.len()),
+            _ => Err("not a complete export".into()),
+        }
+    };
+    // StartTLS on the plain port, then ldaps://; the test certificate is self-signed.
+    let mut starttls = settings(&server.url);
+    starttls.starttls = true;
+    starttls.no_tls_verify = true;
+    assert_eq!(export(starttls.clone()), Ok(1));
+    let mut over_tls = settings(&ldaps);
+    over_tls.no_tls_verify = true;
+    assert_eq!(export(over_tls), Ok(1));
+    // Verified against the system's roots, the self-signed certificate is refused.
+    starttls.no_tls_verify = false;
+    let err = export(starttls).unwrap_err();
+    assert!(err.contains("cannot connect"), "{err}");
+}

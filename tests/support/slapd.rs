@@ -30,6 +30,9 @@ pub const PASSWORD: &str = "secret";
 /// A running server.
 pub struct Slapd {
     pub url: String,
+    /// The same server over TLS (`ldaps://`), with a self-signed certificate, when
+    /// `openssl` is there to make one.
+    pub ldaps_url: Option<String>,
     child: Option<Child>,
     dir: Option<PathBuf>,
 }
@@ -90,6 +93,7 @@ pub fn start() -> Option<Slapd> {
     if let Ok(url) = std::env::var("ATTRFLOW_LDAP_URL") {
         return Some(Slapd {
             url,
+            ldaps_url: std::env::var("ATTRFLOW_LDAPS_URL").ok(),
             child: None,
             dir: None,
         });
@@ -114,9 +118,31 @@ pub fn start() -> Option<Slapd> {
     let modules = module_dir()
         .map(|m| format!("modulepath {}\nmoduleload back_mdb\n", m.display()))
         .unwrap_or_default();
+    // A self-signed certificate for StartTLS and ldaps://.
+    let tls = find("openssl").is_some_and(|openssl| {
+        Command::new(openssl)
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .arg("-keyout")
+            .arg(dir.join("key.pem"))
+            .arg("-out")
+            .arg(dir.join("cert.pem"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(tls || !ci, "CI=true but openssl could not make a test certificate");
+    let tls_lines = if tls {
+        format!(
+            "TLSCertificateFile {d}/cert.pem\nTLSCertificateKeyFile {d}/key.pem\n",
+            d = dir.display()
+        )
+    } else {
+        String::new()
+    };
     let conf = format!(
         "include {s}/core.schema\ninclude {s}/cosine.schema\ninclude {s}/inetorgperson.schema\ninclude {s}/nis.schema\n\
-         {modules}pidfile {d}/slapd.pid\n\
+         {modules}pidfile {d}/slapd.pid\n{tls_lines}\
          referral ldap://referral.invalid/\n\
          sizelimit size.soft=1000 size.hard=1000 size.pr=unlimited size.prtotal=unlimited\n\
          database mdb\nmaxsize 1073741824\ndbnosync\nsuffix \"{BASE}\"\nrootdn \"{ADMIN}\"\nrootpw {PASSWORD}\n\
@@ -129,12 +155,17 @@ pub fn start() -> Option<Slapd> {
     for _ in 0..5 {
         let port = free_port();
         let url = format!("ldap://127.0.0.1:{port}");
+        let ldaps_url = tls.then(|| format!("ldaps://127.0.0.1:{}", free_port()));
+        let listen = match &ldaps_url {
+            Some(ldaps) => format!("{url}/ {ldaps}/"),
+            None => format!("{url}/"),
+        };
         let log = std::fs::File::create(dir.join("slapd.log")).expect("log file");
         let child = Command::new(&slapd)
             .arg("-f")
             .arg(dir.join("slapd.conf"))
             .arg("-h")
-            .arg(format!("{url}/"))
+            .arg(listen)
             .args(["-d", "0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -143,6 +174,7 @@ pub fn start() -> Option<Slapd> {
             .expect("slapd starts");
         let mut server = Slapd {
             url,
+            ldaps_url,
             child: Some(child),
             dir: Some(dir.clone()),
         };
