@@ -121,7 +121,17 @@ pub fn start() -> Option<Slapd> {
     // A self-signed certificate for StartTLS and ldaps://.
     let tls = find("openssl").is_some_and(|openssl| {
         Command::new(openssl)
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=127.0.0.1",
+            ])
             .arg("-keyout")
             .arg(dir.join("key.pem"))
             .arg("-out")
