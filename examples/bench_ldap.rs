@@ -50,7 +50,11 @@ fn tool(url: &str, program: &str, args: &[&str], input: &str) -> Result<usize, B
     if !out.status.success() {
         return Err(format!("{program} failed").into());
     }
-    Ok(out.stdout.split(|b| *b == b'\n').filter(|l| l.starts_with(b"dn: ")).count())
+    Ok(out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| l.starts_with(b"dn: "))
+        .count())
 }
 
 fn config() -> Result<ValidatedConfig, Box<dyn Error>> {
@@ -112,7 +116,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let (loaded, secs) = timed(|| tool(&url, "ldapadd", &[], &ldif));
     loaded?;
-    println!("loaded {n} entries with ldapadd in {secs:.2} s ({:.0} entries/s)", n as f64 / secs);
+    println!(
+        "loaded {n} entries with ldapadd in {secs:.2} s ({:.0} entries/s)",
+        n as f64 / secs
+    );
 
     // Complete export: ldapsearch (paged, 500) against the connector (paged, 500).
     let filter = "(objectClass=inetOrgPerson)";
@@ -120,7 +127,19 @@ fn main() -> Result<(), Box<dyn Error>> {
         tool(
             &url,
             "ldapsearch",
-            &["-LLL", "-E", "pr=500/noprompt", "-b", PEOPLE, filter, "uid", "cn", "sn", "title", "employeeNumber"],
+            &[
+                "-LLL",
+                "-E",
+                "pr=500/noprompt",
+                "-b",
+                PEOPLE,
+                filter,
+                "uid",
+                "cn",
+                "sn",
+                "title",
+                "employeeNumber",
+            ],
             "",
         )
     });

@@ -30,7 +30,11 @@ fn at(day: u32) -> DateTime<Utc> {
 /// HR drives `dir`, a directory: accounts keyed by `uid` (the employee number), groups
 /// kept on group entries, automatic provisioning, deletion once out of scope.
 fn config() -> ValidatedConfig {
-    let json = json!({
+    config_with(|_| {})
+}
+
+fn config_with(edit: impl FnOnce(&mut Json)) -> ValidatedConfig {
+    let mut json = json!({
         "identity": { "attributes": {
             "employeeNumber": { "type": "string" },
             "givenName": { "type": "string" },
@@ -79,6 +83,7 @@ fn config() -> ValidatedConfig {
             }
         }
     });
+    edit(&mut json);
     ValidatedConfig::from_json(&json.to_string()).unwrap()
 }
 
@@ -472,6 +477,21 @@ fn faults_are_typed_errors_or_rejections_naming_the_entry() {
         dir.dn_of_row(rejected[0].row),
         Some(format!("cn=nokey,{PEOPLE}").as_str())
     );
+    // A value that does not parse as its schema type (an integer here): rejected, named.
+    let typed =
+        config_with(|c| c["systems"]["dir"]["schema"]["attributes"]["employeeNumber"] = json!({ "type": "integer" }));
+    let mut engine = Engine::new(typed);
+    let system = engine.config().system("dir").unwrap();
+    let mut dir = LdapConnector::connect("dir", system, settings(url)).unwrap();
+    let report = attrflow::connector::pull(&mut engine, &mut dir, ExportMode::Complete, at(1)).unwrap();
+    let bad: Vec<_> = report
+        .plan
+        .rejections
+        .iter()
+        .filter(|r| r.attribute.as_deref() == Some("employeeNumber"))
+        .collect();
+    assert_eq!(bad.len(), 1, "{:?}", report.plan.rejections);
+    assert_eq!(dir.dn_of_row(bad[0].row), Some(format!("uid=ok1,{PEOPLE}").as_str()));
 }
 
 #[test]
