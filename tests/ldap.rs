@@ -358,6 +358,22 @@ fn complete_and_delta_exports_equal_what_ldapsearch_shows() {
         panic!("a delta export")
     };
     assert!(upserts.is_empty() && deletes.is_empty(), "{upserts:?} {deletes:?}");
+    // A membership changed on the group entry alone: the account's groups are upserted.
+    slapd::ldap_tool(
+        url,
+        "ldapmodify",
+        &[],
+        Some(&format!(
+            "dn: cn=staff,{GROUPS}\nchangetype: modify\nadd: member\nmember: uid=a4,{PEOPLE}\n\n"
+        )),
+    );
+    let Snapshot::Incremental { upserts, deletes } = dir.export(ExportMode::Delta).unwrap() else {
+        panic!("a delta export")
+    };
+    assert!(deletes.is_empty());
+    assert_eq!(upserts.len(), 1, "{upserts:?}");
+    assert_eq!(text(&upserts[0]["uid"]), "a4");
+    assert_eq!(upserts[0]["groups"], json!(["staff"]));
 }
 
 #[test]
