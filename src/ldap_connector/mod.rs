@@ -241,7 +241,18 @@ impl LdapConnector {
         let mut entries = Vec::new();
         loop {
             match stream.next() {
-                Ok(Some(entry)) => entries.push(SearchEntry::construct(entry)),
+                // ldap3 panics on an entry whose BER does not parse: a damaged or
+                // hostile server must not take the host down with it.
+                Ok(Some(entry)) => {
+                    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(entry))) {
+                        Ok(entry) => entries.push(entry),
+                        Err(_) => {
+                            return Err(fail(format!(
+                                "search of `{base}`: the server sent an entry that does not parse"
+                            )))
+                        }
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => return Err(fail(format!("search of `{base}` failed: {e}"))),
             }
