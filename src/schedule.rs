@@ -47,7 +47,7 @@ enum Span {
     /// `sign` x the whole 24-hour days from `anchor` to the clock instant, truncated
     /// towards zero: what `days_between` gives between `now` (shifted by whole days,
     /// folded into the anchor) and a fixed instant. A step function in the anchor's
-    /// phase of the day; `anchor` has whole seconds.
+    /// phase of the day.
     Elapsed { sign: i64, anchor: DateTime<Utc> },
     /// Not decided.
     Unknown,
@@ -198,11 +198,25 @@ fn instant_of(span: &Span) -> Option<DateTime<Utc>> {
     }
 }
 
-/// `sign` x the days between the instant `instant - shift days` and the clock, when the
-/// anchor is exact to the second (otherwise left to the range evaluation).
+/// `sign` x the days between the instant `instant - shift days` and the clock.
 fn elapsed(sign: i64, instant: DateTime<Utc>, shift: i64) -> Option<Span> {
     let anchor = instant.checked_sub_signed(TimeDelta::try_days(shift)?)?;
-    (anchor.timestamp_subsec_nanos() == 0).then_some(Span::Elapsed { sign, anchor })
+    Some(Span::Elapsed { sign, anchor })
+}
+
+/// The whole second at or before `t`.
+fn floor_second(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.timestamp(), 0)
+}
+
+/// The whole second at or after `t`.
+fn ceil_second(t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let floor = floor_second(t)?;
+    if floor == t {
+        Some(floor)
+    } else {
+        floor.checked_add_signed(TimeDelta::seconds(1))
+    }
 }
 
 /// A day-stepping count (`DayCount`, `Elapsed`) at instant `t`, and the first whole
@@ -217,18 +231,20 @@ fn count_at(span: &Span, t: DateTime<Utc>) -> Option<(i64, DateTime<Utc>)> {
             Some((sign.checked_mul(day_number(date))?.checked_add(base)?, next))
         }
         Span::Elapsed { sign, anchor } => {
+            // The clock is read at whole seconds: past the anchor a count steps at the
+            // first whole second at or after `anchor + k days`, before it at the first
+            // whole second after `anchor - k days`.
             let e = t.signed_duration_since(anchor).num_days();
             let next = if t >= anchor {
                 // `e` days reached at `anchor + e days`; the next at one day more.
-                anchor.checked_add_signed(TimeDelta::try_days(e.checked_add(1)?)?)?
+                ceil_second(anchor.checked_add_signed(TimeDelta::try_days(e.checked_add(1)?)?)?)?
             } else if e < 0 {
-                // `-k` until `anchor - k days`, one more a second later.
-                anchor
-                    .checked_add_signed(TimeDelta::try_days(e)?)?
+                // `-k` until `anchor - k days`, one more at the next whole second.
+                floor_second(anchor.checked_add_signed(TimeDelta::try_days(e)?)?)?
                     .checked_add_signed(TimeDelta::seconds(1))?
             } else {
                 // Zero from a day before the anchor until a day after it.
-                anchor.checked_add_signed(day)?
+                ceil_second(anchor.checked_add_signed(day)?)?
             };
             Some((sign.checked_mul(e)?, next))
         }

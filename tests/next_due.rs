@@ -139,11 +139,12 @@ proptest! {
         d1 in -200i64..200,
         d2 in -200i64..200,
         t1 in -10_000_000i64..10_000_000,
+        t1_millis in prop_oneof![Just(0i64), 0i64..1000],
         offset in 0i64..86_400,
     ) {
         let now = base() + TimeDelta::seconds(offset);
         let day = |k: i64| (base() + TimeDelta::days(k)).date_naive();
-        let t1 = base() + TimeDelta::seconds(t1);
+        let t1 = base() + TimeDelta::seconds(t1) + TimeDelta::milliseconds(t1_millis);
         let mut engine = Engine::new(config(&computed, &scope));
         let rows = json!([{ "id": "E1", "d1": day(d1).to_string(), "d2": day(d2).to_string(), "t1": t1.to_rfc3339() }]);
         let snapshot = Snapshot::Complete {

@@ -46,8 +46,7 @@ impl<S: Store> Engine<S> {
     ///
     /// Exact, not sampled: time is searched by bisection with a proof (an interval
     /// evaluation of the transforms) that nothing changes on the intervals skipped. A
-    /// transform the proof cannot follow (time read through text functions, or a
-    /// datetime with fractional seconds counted against the clock) is
+    /// transform the proof cannot follow (time read through text functions, say) is
     /// searched to the second within a budget per identity; past it the identity is
     /// reported due early, never late. If the stored state is already behind (processing
     /// at the next second would change it), that second is due.
