@@ -235,7 +235,7 @@ impl Checker {
                 ValidationErrorKind::TransformTooLarge,
                 place,
                 format!(
-                    "the transform could produce {} bytes of text from attribute values of 1 KiB, past the budget of {MAX_OUTPUT_BYTES}",
+                    "the transform could produce {} bytes of text from attribute values of 1024 bytes, past the budget of {MAX_OUTPUT_BYTES} bytes",
                     if worst == u128::MAX { "unboundedly many".to_owned() } else { worst.to_string() }
                 ),
                 Some("a transform that grows its input this much (nested `replace`s, say) would fail on every identity".into()),

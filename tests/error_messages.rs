@@ -179,6 +179,43 @@ fn every_refusal_reads_as_words() {
     review("provision twice", &err.to_string(), &["`hr`", "`E1`", "already"]);
     let err = e.provision("crm", e1, at(4)).unwrap_err();
     review("provision unknown system", &err.to_string(), &["`crm`"]);
+    {
+        // A second request before the first create is confirmed.
+        let mut keyed = config_json();
+        keyed["systems"]["ad"]["flows"] = json!([
+            { "account": "sam", "identity": "employeeNumber", "direction": "disabled" },
+            { "account": "title", "identity": "title", "direction": "outbound" } ]);
+        let mut k = Engine::new(ValidatedConfig::from_json(&keyed.to_string()).unwrap());
+        let rows = serde_json::from_value(json!([{ "id": "E1", "title": "Engineer", "hired": null, "groups": null }]))
+            .unwrap();
+        let snapshot = Snapshot::Complete {
+            columns: vec!["id".into(), "title".into(), "hired".into(), "groups".into()],
+            rows,
+        };
+        assert!(k.import("hr", &snapshot, at(1)).unwrap().applied);
+        let id = k.find_identities("employeeNumber", &json!("E1")).unwrap()[0];
+        let first = k.provision("ad", id, at(2)).unwrap();
+        assert_eq!(first.ops.len(), 1);
+        let err = k.provision("ad", id, at(3)).unwrap_err();
+        review(
+            "provision pending",
+            &err.to_string(),
+            &["`ad`", "`E1`", "cancel_provision", "identity #"],
+        );
+    }
+    // A transform that would grow past the evaluation budget.
+    let mut growing = config_json();
+    let mut bomb = json!({ "attr": "employeeNumber" });
+    for _ in 0..8 {
+        bomb = json!({ "replace": [bomb, "a", "aaaaaaaaaa"] });
+    }
+    growing["identity"]["attributes"]["label"] = json!({ "type": "string", "computed": bomb });
+    let err = ValidatedConfig::from_json(&growing.to_string()).unwrap_err();
+    review(
+        "transform too large",
+        &err.to_string(),
+        &["identity.attributes.label.computed", "budget", "bytes"],
+    );
     let ghost: Op = serde_json::from_value(
         json!({ "op": "update", "system": "ad", "account": "nobody", "identity": 1,
                                                    "set": { "title": { "single": { "text": "x" } } } }),
