@@ -30,6 +30,43 @@
 //! A rejected row of an export (a value that does not parse as its schema type, an entry
 //! without the key attribute) is named by its position; [`LdapConnector::dn_of_row`]
 //! gives the entry's DN.
+//!
+//! # Example
+//!
+//! A host that reads the directory, then writes what the engine plans for it (see the
+//! `ldap_sync` example for a whole run):
+//!
+//! ```no_run
+//! use attrflow::connector::{pull, push, ExportMode};
+//! use attrflow::ldap_connector::{GroupMapping, LdapConnector, LdapSettings};
+//! use attrflow::{Engine, ValidatedConfig};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let config = ValidatedConfig::from_json(&std::fs::read_to_string("sync.json")?)?;
+//!     let mut engine = Engine::new(config);
+//!     let people = "ou=people,dc=example,dc=com";
+//!     let mut settings = LdapSettings::new("ldaps://ldap.example.com", people, format!("uid={{account_id}},{people}"));
+//!     settings.bind = Some(("cn=sync,dc=example,dc=com".into(), "secret".into()));
+//!     settings.filter = "(objectClass=inetOrgPerson)".into();
+//!     settings.groups = Some(GroupMapping {
+//!         attribute: "groups".into(),
+//!         base_dn: "ou=groups,dc=example,dc=com".into(),
+//!         filter: "(objectClass=groupOfNames)".into(),
+//!         name_attribute: "cn".into(),
+//!         member_attribute: "member".into(),
+//!     });
+//!     let system = engine.config().system("dir").ok_or("no `dir` system")?.clone();
+//!     let mut directory = LdapConnector::connect("dir", &system, settings)?;
+//!     let now = "2026-03-02T08:00:00Z".parse()?;
+//!     let report = pull(&mut engine, &mut directory, ExportMode::Complete, now)?;
+//!     for rejection in &report.plan.rejections {
+//!         eprintln!("{}: {rejection}", directory.dn_of_row(rejection.row).unwrap_or("?"));
+//!     }
+//!     let (plan, statuses) = push(&mut engine, &mut directory, now)?;
+//!     println!("{} ops, {} applied", plan.ops.len(), statuses.iter().filter(|s| **s == attrflow::OpStatus::Applied).count());
+//!     Ok(())
+//! }
+//! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::time::Duration;
