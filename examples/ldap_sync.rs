@@ -129,18 +129,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// Computes the directory's plan, applies it, confirms what succeeded, and says why each
-/// op is there.
+/// Computes the directory's plan, applies it, confirms what succeeded
+/// ([`attrflow::connector::push`]), and says why each op is there.
 fn push(engine: &mut Engine, directory: &mut LdapConnector, now: DateTime<Utc>) -> Result<(), Box<dyn Error>> {
-    let plan = engine.outbound("dir", now)?;
+    let (plan, statuses) = attrflow::connector::push(engine, directory, now)?;
     if plan.is_blocked() {
         println!("   outbound blocked by {:?}: approve it to go on", plan.exceeded);
         return Ok(());
     }
-    let statuses = directory.apply(&plan.ops);
     for (op, status) in plan.ops.iter().zip(&statuses) {
         let outcome = match status {
-            OpStatus::Applied => "applied".to_owned(),
+            OpStatus::Applied => "applied and confirmed".to_owned(),
             OpStatus::Failed(m) => format!("FAILED: {m}"),
         };
         println!("   {} — {outcome}", explain(engine, op));
@@ -148,18 +147,6 @@ fn push(engine: &mut Engine, directory: &mut LdapConnector, now: DateTime<Utc>) 
     for skip in &plan.skipped {
         println!("   skipped {}: {}", skip.account, skip.message);
     }
-    let applied: Vec<Op> = plan
-        .ops
-        .iter()
-        .zip(&statuses)
-        .filter(|(_, s)| **s == OpStatus::Applied)
-        .map(|(op, _)| op.clone())
-        .collect();
-    let confirmed = engine.confirm(&applied, now)?;
-    println!(
-        "   confirmed: {} created, {} updated, {} deleted",
-        confirmed.created, confirmed.updated, confirmed.deleted
-    );
     Ok(())
 }
 

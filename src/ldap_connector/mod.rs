@@ -503,45 +503,39 @@ impl LdapConnector {
             .ok_or_else(|| format!("no group named `{name}` under the groups' base"))
     }
 
+    /// Adds (or deletes) `dn` as a member of one group.
+    fn change_member(&mut self, dn: &str, group: &str, add: bool) -> Result<(), String> {
+        let Some(mapping) = &self.settings.groups else {
+            return Ok(());
+        };
+        let group = self.group_dn(group)?;
+        let values = HashSet::from([dn.to_owned()]);
+        let attribute = mapping.member_attribute.clone();
+        let m = if add {
+            Mod::Add(attribute, values)
+        } else {
+            Mod::Delete(attribute, values)
+        };
+        check(&format!("modify of group `{group}`"), self.conn.modify(&group, vec![m]))
+    }
+
     /// Adds (or deletes) `dn` as a member of each group; on a failure, undoes the ones
     /// done and returns the failure.
     fn change_members(&mut self, dn: &str, groups: &[String], add: bool) -> Result<(), String> {
-        let Some(mapping) = self.settings.groups.clone() else {
-            return Ok(());
-        };
-        let mut done: Vec<String> = Vec::new();
-        for name in groups {
-            let outcome = self.group_dn(name).and_then(|group| {
-                let values = HashSet::from([dn.to_owned()]);
-                let m = if add {
-                    Mod::Add(mapping.member_attribute.clone(), values)
-                } else {
-                    Mod::Delete(mapping.member_attribute.clone(), values)
-                };
-                check(&format!("modify of group `{group}`"), self.conn.modify(&group, vec![m]))
-            });
-            if let Err(e) = outcome {
-                let _ = self.undo_members(dn, &done, add);
+        for (done, name) in groups.iter().enumerate() {
+            if let Err(e) = self.change_member(dn, name, add) {
+                let _ = self.undo_members(dn, groups.get(..done).unwrap_or_default(), add);
                 return Err(e);
             }
-            done.push(name.clone());
         }
         Ok(())
     }
 
+    /// Reverses [`LdapConnector::change_members`] of `groups` (best effort: stops at the
+    /// first group the directory refuses).
     fn undo_members(&mut self, dn: &str, groups: &[String], added: bool) -> Result<(), String> {
-        let Some(mapping) = self.settings.groups.clone() else {
-            return Ok(());
-        };
         for name in groups {
-            let group = self.group_dn(name)?;
-            let values = HashSet::from([dn.to_owned()]);
-            let m = if added {
-                Mod::Delete(mapping.member_attribute.clone(), values)
-            } else {
-                Mod::Add(mapping.member_attribute.clone(), values)
-            };
-            check("undo", self.conn.modify(&group, vec![m]))?;
+            self.change_member(dn, name, !added)?;
         }
         Ok(())
     }

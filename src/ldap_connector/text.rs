@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use ldap3::{LdapError, LdapResult, SearchEntry};
 
 use crate::value::{Scalar, ValueType};
@@ -167,19 +167,15 @@ pub(super) fn generalized_time(text: &str) -> Option<DateTime<Utc>> {
     Some(utc.and_utc())
 }
 
-/// A value as LDAP text: booleans `TRUE` / `FALSE`, datetimes as GeneralizedTime.
+/// A value as LDAP text: booleans `TRUE` / `FALSE`, datetimes as GeneralizedTime,
+/// the rest (dates as `YYYY-MM-DD`) in their text form.
 pub(super) fn ldap_text(s: &Scalar) -> String {
     match s {
         Scalar::Boolean(true) => "TRUE".into(),
         Scalar::Boolean(false) => "FALSE".into(),
         Scalar::Datetime(t) => t.format("%Y%m%d%H%M%SZ").to_string(),
-        Scalar::Date(d) => date_text(*d),
         other => other.to_string(),
     }
-}
-
-fn date_text(d: NaiveDate) -> String {
-    d.to_string()
 }
 
 /// A value escaped for an RDN (RFC 4514 2.4).
