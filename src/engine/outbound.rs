@@ -9,7 +9,7 @@ use crate::config::SystemConfig;
 
 use crate::engine::{ConfirmReport, Engine};
 use crate::error::OutboundError;
-use crate::model::{Account, Echo, IdentityId, LinkState, PendingCreate};
+use crate::model::{Account, Echo, Identity, IdentityId, LinkState, PendingCreate};
 use crate::outbound::planner::{Planned, Planner};
 use crate::outbound::{count_ops, CreateOp, Op, OutboundPlan, OutboundSkip, PlanRequest};
 
@@ -128,11 +128,14 @@ impl<S: Store> Engine<S> {
         // Keys this batch creates, with the identity that takes each.
         let mut keys: HashMap<String, IdentityId> = HashMap::with_capacity(identities.len());
         let mut seen: HashSet<IdentityId> = HashSet::with_capacity(identities.len());
+        // The records read for the requests: they remember the creates handed out.
+        let mut records = Vec::with_capacity(identities.len());
         for &identity in identities {
             match self.create_request(system, &config, identity, &mut seen, &mut keys, now) {
-                Ok((op, mut skips)) => {
+                Ok((op, mut skips, record)) => {
                     ops.push(op);
                     skipped.append(&mut skips);
+                    records.push(record);
                 }
                 Err(refusal) => refusals.push(refusal),
             }
@@ -149,13 +152,17 @@ impl<S: Store> Engine<S> {
             ops: ops.into_iter().map(Op::Create).collect(),
             skipped,
         };
-        self.finish_outbound(
+        let plan = self.finish_outbound(
             system,
             &config,
             planned,
             PlanRequest::Provision(identities.to_vec()),
             now,
-        )
+        )?;
+        if !plan.is_blocked() {
+            self.put_pending_creates(&plan, records)?;
+        }
+        Ok(plan)
     }
 
     /// One provisioning request of a batch, checked against the store and the batch.
@@ -167,7 +174,7 @@ impl<S: Store> Engine<S> {
         seen: &mut HashSet<IdentityId>,
         keys: &mut HashMap<String, IdentityId>,
         now: DateTime<Utc>,
-    ) -> Result<(CreateOp, Vec<OutboundSkip>), OutboundError> {
+    ) -> Result<(CreateOp, Vec<OutboundSkip>, Identity), OutboundError> {
         let Some(record) = self.store.identity(identity)? else {
             return Err(OutboundError::UnknownIdentity(identity));
         };
@@ -216,7 +223,7 @@ impl<S: Store> Engine<S> {
             });
         }
         keys.insert(op.account.clone(), identity);
-        Ok((op, skipped))
+        Ok((op, skipped, record))
     }
 
     fn finish_outbound(
@@ -260,8 +267,6 @@ impl<S: Store> Engine<S> {
         };
         if plan.is_blocked() {
             self.keep_blocked(PendingPlan::Outbound(plan.clone()))?;
-        } else {
-            self.mark_pending_creates(&plan)?;
         }
         Ok(plan)
     }
@@ -274,20 +279,36 @@ impl<S: Store> Engine<S> {
         if !matches!(plan.request, PlanRequest::Provision(_)) {
             return Ok(());
         }
-        let system = Text::from(plan.system.as_str());
-        let mut marked = Vec::new();
+        let mut records = Vec::with_capacity(plan.ops.len());
         for op in &plan.ops {
-            if let Op::Create(c) = op {
-                if let Some(mut identity) = self.store.identity(c.identity)? {
-                    identity.pending_creates.insert(
-                        system.clone(),
-                        PendingCreate {
-                            account: c.account.clone(),
-                            since: plan.at,
-                        },
-                    );
-                    marked.push(identity);
-                }
+            if let Some(identity) = self.store.identity(op.identity())? {
+                records.push(identity);
+            }
+        }
+        self.put_pending_creates(plan, records)
+    }
+
+    /// [`Engine::mark_pending_creates`] with the identities' records at hand: each
+    /// record given a create op by `plan` remembers it (a paused plan hands out none).
+    fn put_pending_creates(&mut self, plan: &OutboundPlan, records: Vec<Identity>) -> Result<(), StoreError> {
+        let creates: HashMap<IdentityId, &str> = plan
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Create(c) => Some((c.identity, c.account.as_str())),
+                _ => None,
+            })
+            .collect();
+        let system = Text::from(plan.system.as_str());
+        let mut marked = Vec::with_capacity(creates.len());
+        for mut identity in records {
+            if let Some(account) = creates.get(&identity.id) {
+                let pending = PendingCreate {
+                    account: (*account).to_owned(),
+                    since: plan.at,
+                };
+                identity.pending_creates.insert(system.clone(), pending);
+                marked.push(identity);
             }
         }
         if marked.is_empty() {
