@@ -1096,6 +1096,9 @@ impl Model {
             self.confirm(s, &ops);
         } else {
             let version = self.versions[s];
+            // SPEC 2.6: a new blocked outbound plan of a system replaces its older one.
+            self.pending
+                .retain(|(_, p)| !matches!(p, Pending::Outbound { system, .. } if *system == s));
             self.pending.push((
                 self.next_plan,
                 Pending::Outbound {
@@ -1263,6 +1266,14 @@ fn observe_echoes(cfg: &Cfg, s: usize, account: &mut MAccount) {
         }
         echo.armed = false;
     }
+    // SPEC 5.1: the engine owns a value it wrote until an import shows the account
+    // without it (added back later, it is manual).
+    let MAccount { attrs, pushed, .. } = account;
+    pushed.retain(|a, owned| {
+        let held = attrs.get(a).map(V::items).unwrap_or_default();
+        owned.retain(|v| held.contains(v));
+        !owned.is_empty()
+    });
 }
 
 /// SPEC 4.3: what a candidate would do and the score it brings; `None` when it offers
