@@ -88,7 +88,8 @@ fn run(engine: &mut Engine, step: &Step, now: DateTime<Utc>) {
                 })
                 .collect();
             let columns = ["id", "title", "hired", "groups"].map(String::from).to_vec();
-            let _ = engine.import("hr", &Snapshot::Complete { columns, rows }, now);
+            // Applied or blocked for review: both are histories to persist.
+            let _ = engine.import("hr", &Snapshot::Complete { columns, rows }, now).unwrap();
         }
         Step::Ad(rows) => {
             let rows = rows
@@ -101,19 +102,26 @@ fn run(engine: &mut Engine, step: &Step, now: DateTime<Utc>) {
                 })
                 .collect();
             let columns = ["sam", "emp", "title", "memberOf"].map(String::from).to_vec();
-            let _ = engine.import("ad", &Snapshot::Complete { columns, rows }, now);
+            let _ = engine.import("ad", &Snapshot::Complete { columns, rows }, now).unwrap();
         }
         Step::Approve => {
-            let _ = engine.approve_last(now);
+            // Nothing blocked, or a plan made stale by a later step: refused, and fine.
+            if let Err(e) = engine.approve_last(now) {
+                assert!(matches!(e.kind(), "no_blocked_plan" | "stale_plan"), "approve: {e}");
+            }
         }
         Step::Outbound => {
-            if let Ok(plan) = engine.outbound("ad", now) {
-                let _ = engine.confirm(&plan.ops, now);
+            let plan = engine.outbound("ad", now).unwrap();
+            if !plan.is_blocked() {
+                let _ = engine.confirm(&plan.ops, now).unwrap();
             }
         }
         Step::Pause => engine.pause(now).unwrap(),
         Step::Resume => {
-            let _ = engine.resume(now);
+            // Resuming an engine that is not paused is refused, and fine.
+            if let Err(e) = engine.resume(now) {
+                assert_eq!(e.kind(), "not_paused", "resume: {e}");
+            }
         }
         Step::Process => {
             let _ = engine.process(now).unwrap();
@@ -227,4 +235,45 @@ fn a_document_missing_the_inbox_or_outbox_is_refused_not_emptied() {
         assert!(err.to_string().contains(field), "{err}");
     }
     assert!(MemoryStore::decode(&serde_json::to_vec(&document).unwrap()).is_ok());
+}
+
+#[test]
+fn a_history_with_every_kind_of_state_round_trips_holding_it() {
+    let mut engine = Engine::new(config());
+    run(
+        &mut engine,
+        &Step::Hr(vec![(1, 1, false, vec![1]), (2, 2, true, vec![2, 3])]),
+        at(0),
+    );
+    run(&mut engine, &Step::Ad(vec![(1, 1, 1), (2, 2, 0), (3, 5, 0)]), at(1));
+    run(&mut engine, &Step::Outbound, at(2));
+    // Most of HR leaves at once: blocked by max_pct_deleted, kept for review.
+    run(&mut engine, &Step::Hr(vec![]), at(3));
+    engine.pause(at(4)).unwrap();
+    run(&mut engine, &Step::Ad(vec![(1, 1, 2)]), at(5));
+
+    let decoded = MemoryStore::decode(&engine.store().encode()).unwrap();
+    assert_eq!(&decoded, engine.store());
+    let resumed = Engine::with_store(config(), decoded).unwrap();
+    // What the history built is all there: not an empty store that trivially round-trips.
+    assert_eq!(resumed.identity_count().unwrap(), 2);
+    assert_eq!(resumed.pending_plans().unwrap().len(), 1);
+    // The paused AD import: s1 changed, s2 and s3 gone (the mirror is written; the
+    // identity side waits in the inbox).
+    assert_eq!(resumed.inbox().unwrap().len(), 3);
+    let e1 = resumed.account("hr", "E1").unwrap().unwrap();
+    let linked = e1.identity().unwrap();
+    let identity = resumed.identity(linked).unwrap().unwrap();
+    assert_eq!(
+        identity.value("title"),
+        &attrflow::Value::Single(attrflow::Scalar::Text("T1".into()))
+    );
+    assert_eq!(identity.provenance["title"].system, "hr");
+    let s1 = resumed.account("ad", "s1").unwrap().unwrap();
+    assert_eq!(s1.identity(), Some(linked));
+    assert!(
+        !s1.pushed.is_empty() || !s1.echoes.is_empty(),
+        "the confirmed outbound left its echoes"
+    );
+    assert_eq!(resumed.account("ad", "s3").unwrap(), None);
 }

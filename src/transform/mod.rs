@@ -2674,34 +2674,77 @@ mod tests {
     }
 
     #[test]
-    fn hand_built_transforms_do_not_panic() {
-        let odd = [
-            Transform::Literal(Value::Multi(Vec::new())),
-            Transform::Replace {
-                value: Box::new(Transform::Literal(text("abc"))),
-                from: String::new(),
-                to: "-".into(),
-            },
-            Transform::Split {
-                value: Box::new(Transform::Literal(text("abc"))),
-                separator: String::new(),
-            },
-            Transform::Concat(vec![
+    fn hand_built_transforms_evaluate_and_their_json_is_checked() {
+        let multi = |items: &[&str]| Value::Multi(items.iter().map(|s| Scalar::Text((*s).into())).collect());
+        // A transform built by hand skips validation: each still evaluates to a defined
+        // value, and its JSON form is either refused where validation would refuse the
+        // transform (naming the place) or read back to one that evaluates the same.
+        let cases: Vec<(Transform, Value, Option<&str>)> = vec![
+            (
                 Transform::Literal(Value::Multi(Vec::new())),
-                Transform::Literal(text("a")),
-            ]),
-            Transform::Substring {
-                value: Box::new(Transform::Literal(text("abc"))),
-                start: usize::MAX,
-                length: Some(usize::MAX),
-            },
-            Transform::And(Vec::new()),
-            Transform::Or(Vec::new()),
-            Transform::Concat(Vec::new()),
+                Value::Multi(Vec::new()),
+                None,
+            ),
+            (
+                Transform::Replace {
+                    value: Box::new(Transform::Literal(text("abc"))),
+                    from: String::new(),
+                    to: "-".into(),
+                },
+                text("-a-b-c-"),
+                Some("replace[1]"),
+            ),
+            (
+                Transform::Split {
+                    value: Box::new(Transform::Literal(text("abc"))),
+                    separator: String::new(),
+                },
+                multi(&["a", "b", "c"]),
+                Some("split[1]"),
+            ),
+            (
+                Transform::Concat(vec![
+                    Transform::Literal(Value::Multi(Vec::new())),
+                    Transform::Literal(text("a")),
+                ]),
+                text("a"),
+                None,
+            ),
+            (
+                Transform::Substring {
+                    value: Box::new(Transform::Literal(text("abc"))),
+                    start: usize::MAX,
+                    length: Some(usize::MAX),
+                },
+                Value::Empty,
+                None,
+            ),
+            (
+                Transform::And(Vec::new()),
+                Value::Single(Scalar::Boolean(true)),
+                Some("and"),
+            ),
+            (
+                Transform::Or(Vec::new()),
+                Value::Single(Scalar::Boolean(false)),
+                Some("or"),
+            ),
+            (Transform::Concat(Vec::new()), Value::Empty, Some("concat")),
         ];
-        for t in odd {
-            let _ = t.eval(&source(), at(NOW));
-            let _ = Transform::from_json(&t.to_json());
+        for (t, expected, refused_at) in cases {
+            let value = t.eval(&source(), at(NOW)).unwrap();
+            assert_eq!(value, expected, "{t:?}");
+            match (Transform::from_json(&t.to_json()), refused_at) {
+                (Err(e), Some(path)) => assert_eq!(e.path, path, "{t:?}"),
+                (Ok(back), None) => {
+                    let again = back.eval(&source(), at(NOW)).unwrap();
+                    // An empty value set reads back as the empty value.
+                    let same =
+                        again.same_as(&value, true) || (again.scalars().is_empty() && value.scalars().is_empty());
+                    assert!(same, "{t:?}: read back as {back:?} gives {again:?}");
+                }
+                (other, _) => panic!("{t:?}: its JSON form read back as {other:?}"),
+            }
         }
     }
 
