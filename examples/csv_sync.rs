@@ -107,16 +107,10 @@ fn run() -> Result<bool, Box<dyn Error>> {
 }
 
 fn print_report(r: &ImportReport, read: &CsvSnapshot) {
-    let c = r.plan.counts;
     println!(
-        "   {} rows; plan: {} inserted, {} updated, {} deleted; values {} added, {} removed in {} accounts{}",
+        "   {} rows; plan: {}{}",
         read.lines.len(),
-        c.inserted,
-        c.updated,
-        c.deleted,
-        c.link_inserted,
-        c.link_deleted,
-        c.link_updated,
+        r.plan.counts,
         if r.applied { "" } else { "  -> BLOCKED, nothing applied" }
     );
     for e in &r.plan.exceeded {

@@ -273,9 +273,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "8. HR records a termination date for Ali Smith (a leaver)",
         &import(&mut engine, "hr", &leaver, day(6, 8))?,
     );
-    for (d, label) in [(15, "before"), (21, "after")] {
+    for (step, d, label) in [("9", 15, "before"), ("10", 21, "after")] {
         let processed = engine.process(day(d, 6))?;
-        println!("\n== 9. Scheduled processing on 2026-03-{d} ({label} the termination date)");
+        println!("\n== {step}. Scheduled processing on 2026-03-{d} ({label} the termination date)");
         for change in &processed.changes {
             println!(
                 "   {}: {} {} -> {}",
@@ -297,7 +297,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let revoke = engine.outbound("ad", day(21, 7))?;
     plan(
-        "10. Outbound to the directory removes the leaver's role group; the manual VPN group of jdoe stays",
+        "11. Outbound to the directory removes the leaver's role group; the manual VPN group of jdoe stays",
         &revoke,
     );
     let _ = engine.confirm(&revoke.ops, day(21, 7))?;

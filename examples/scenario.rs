@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 fn files(arg: &Path) -> Result<Vec<PathBuf>, String> {
+    if !arg.exists() {
+        return Err(format!("no such file or directory: {}", arg.display()));
+    }
     if arg.is_dir() {
         let mut found: Vec<PathBuf> = std::fs::read_dir(arg)
             .map_err(|e| format!("cannot read directory {}: {e}", arg.display()))?

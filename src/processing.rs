@@ -115,6 +115,22 @@ pub struct ProcessReport {
     pub dangling: Vec<DanglingReference>,
 }
 
+impl std::fmt::Display for ProcessReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "processing{}: {} identities examined, {} computed values changed, {} grants changed, {} scope changes, {} errors, {} dangling references",
+            if self.applied { "" } else { " (preview, nothing applied)" },
+            self.examined,
+            self.changes.len(),
+            self.access.len(),
+            self.scope.len(),
+            self.errors.len(),
+            self.dangling.len()
+        )
+    }
+}
+
 /// An identity's attributes as a transform source: declared attributes read as their
 /// value (empty if unset); undeclared names are unknown.
 pub(crate) struct IdentitySource<'a> {

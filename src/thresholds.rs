@@ -26,6 +26,19 @@ pub struct Counts {
     pub link_deleted: u64,
 }
 
+impl std::fmt::Display for Counts {
+    /// `3 inserted, 1 updated, 0 deleted; multi-valued: 8 values added, 0 removed (0
+    /// updated accounts)`: values of inserted and deleted accounts count among the added
+    /// and removed ones, while only accounts that stay count as updated.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} inserted, {} updated, {} deleted; multi-valued: {} values added, {} removed ({} updated accounts)",
+            self.inserted, self.updated, self.deleted, self.link_inserted, self.link_deleted, self.link_updated
+        )
+    }
+}
+
 impl Counts {
     /// Whether every counter is zero.
     pub fn is_zero(&self) -> bool {
@@ -104,6 +117,32 @@ pub struct Exceeded {
     pub percent: Option<f64>,
     /// For percentage limits: what was stored before.
     pub base: Option<u64>,
+}
+
+impl std::fmt::Display for Exceeded {
+    /// `max_pct_deleted: 45 is 45.0% of the 100 stored, over the limit of 40%`, or
+    /// `max_deleted: 45, over the limit of 10`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.threshold.starts_with("max_pct") {
+            return write!(
+                f,
+                "{}: {}, over the limit of {}",
+                self.threshold, self.count, self.limit
+            );
+        }
+        match (self.percent, self.base) {
+            (Some(percent), Some(base)) => write!(
+                f,
+                "{}: {} is {percent:.1}% of the {base} stored, over the limit of {}%",
+                self.threshold, self.count, self.limit
+            ),
+            _ => write!(
+                f,
+                "{}: {} with nothing stored before (any change is over a percentage limit of {}%)",
+                self.threshold, self.count, self.limit
+            ),
+        }
+    }
 }
 
 /// One counter's limits: (count name, count limit, percentage name, percentage limit,

@@ -1572,3 +1572,62 @@ fn a_transform_that_would_grow_past_its_budget_is_refused_at_evaluation() {
         "the error names the attribute and the budget: {errors:?}"
     );
 }
+
+/// Every public report reads as one line for an administrator or a log, with the
+/// figures it holds (`main() -> Result<(), Box<dyn Error>>` hosts print them as they are).
+#[test]
+fn reports_display_what_they_hold() {
+    let mut engine = Engine::new(config(json!({ "max_deleted": 1 })));
+    let load = engine.import("hr", &complete(hr_rows()), at(1)).unwrap();
+    assert_eq!(
+        load.to_string(),
+        format!(
+            "import {} of `hr`: applied; 3 inserted, 0 updated, 0 deleted; multi-valued: 3 values added, 0 removed (0 updated accounts); 0 rows rejected; {}; 3 accounts correlated; 3 identities changed",
+            load.plan.id, load.decisions
+        )
+    );
+    let leavers = engine.import("hr", &complete(json!([])), at(2)).unwrap();
+    assert!(!leavers.applied);
+    let text = leavers.to_string();
+    assert!(
+        text.contains("blocked, nothing applied (0 inserted, 0 updated, 3 deleted;"),
+        "{text}"
+    );
+    assert!(text.contains("max_deleted: 3, over the limit of 1"), "{text}");
+    assert_eq!(
+        leavers.plan.exceeded[0].to_string(),
+        "max_deleted: 3, over the limit of 1"
+    );
+
+    let ad = json!([{ "sam": "a1", "employeeID": "E1", "title": "Old", "memberOf": [] }]);
+    let columns = ["sam", "employeeID", "title", "memberOf"];
+    let _ = engine
+        .import(
+            "ad",
+            &snapshot(json!({ "mode": "complete", "columns": columns, "rows": ad })),
+            at(3),
+        )
+        .unwrap();
+    let plan = engine.outbound("ad", at(3)).unwrap();
+    let text = plan.to_string();
+    assert!(
+        text.starts_with(&format!("outbound {} for `ad`: {} ops (", plan.id, plan.ops.len())),
+        "{text}"
+    );
+    assert!(text.contains(&plan.counts.to_string()), "{text}");
+    assert!(!text.contains("blocked"), "{text}");
+    let confirmed = engine.confirm(&plan.ops, at(3)).unwrap();
+    assert_eq!(
+        confirmed.to_string(),
+        format!(
+            "confirmed: 0 accounts created, {} updated, 0 deleted; 0 identities linked or unlinked",
+            confirmed.updated
+        )
+    );
+    let processed = engine.process(at(4)).unwrap();
+    let text = processed.to_string();
+    assert!(
+        text.starts_with(&format!("processing: {} identities examined", processed.examined)),
+        "{text}"
+    );
+}

@@ -34,6 +34,19 @@ pub struct ResumeReport {
     pub changed: Vec<IdentityId>,
 }
 
+impl std::fmt::Display for ResumeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resumed: {} queued imports applied, {} held ops discarded, {} inbox entries dropped (system no longer configured), {} identities changed",
+            self.imports.len(),
+            self.outbox_discarded,
+            self.dropped.len(),
+            self.changed.len()
+        )
+    }
+}
+
 /// The identity-side outcome of one queued import.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

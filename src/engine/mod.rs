@@ -72,6 +72,38 @@ pub struct ImportReport {
     pub changed: Vec<IdentityId>,
 }
 
+impl std::fmt::Display for ImportReport {
+    /// One line: the plan, whether it was applied, its counters, rejected rows,
+    /// decisions, links and changed identities; a blocked plan names every exceeded
+    /// threshold.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plan = &self.plan;
+        write!(f, "import {} of `{}`: ", plan.id, plan.system)?;
+        if !self.applied {
+            let exceeded: Vec<String> = plan.exceeded.iter().map(ToString::to_string).collect();
+            return write!(
+                f,
+                "blocked, nothing applied ({}; {})",
+                plan.counts,
+                if exceeded.is_empty() {
+                    "awaiting approval".to_owned()
+                } else {
+                    exceeded.join("; ")
+                }
+            );
+        }
+        write!(
+            f,
+            "applied; {}; {} rows rejected; {}; {} accounts correlated; {} identities changed",
+            plan.counts,
+            plan.rejections.len(),
+            self.decisions,
+            self.links.len(),
+            self.changed.len()
+        )
+    }
+}
+
 /// The result of approving a blocked plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[must_use]
@@ -102,6 +134,19 @@ pub struct ConfirmReport {
     /// by id (SPEC 10.1).
     #[serde(default)]
     pub changed: Vec<IdentityId>,
+}
+
+impl std::fmt::Display for ConfirmReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "confirmed: {} accounts created, {} updated, {} deleted; {} identities linked or unlinked",
+            self.created,
+            self.updated,
+            self.deleted,
+            self.changed.len()
+        )
+    }
 }
 
 /// The identity attribute sync engine over a store (by default [`MemoryStore`]).

@@ -208,6 +208,31 @@ impl OutboundPlan {
     }
 }
 
+impl std::fmt::Display for OutboundPlan {
+    /// One line: the plan, its ops and counters, skipped values, and every exceeded
+    /// threshold of a blocked plan.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "outbound {} for `{}`: {} ops ({}); {} values skipped",
+            self.id,
+            self.system,
+            self.ops.len(),
+            self.counts,
+            self.skipped.len()
+        )?;
+        if self.is_blocked() {
+            let exceeded: Vec<String> = self.exceeded.iter().map(ToString::to_string).collect();
+            write!(
+                f,
+                "; blocked, not to be carried out until approved: {}",
+                exceeded.join("; ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// The counters of a list of ops; `link_values` gives what a deleted account holds in
 /// multi-valued attributes.
 pub(crate) fn count_ops(ops: &[Op], link_values: &dyn Fn(&DeleteOp) -> u64) -> Counts {
