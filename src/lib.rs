@@ -48,7 +48,7 @@ pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportE
 pub use model::{Account, Echo, Identity, IdentityId, LinkState, PendingCreate, Phase, Provenance};
 pub use observe::{DecisionCounts, Observer, Progress, Stage};
 pub use outbound::{CreateOp, DeleteOp, Op, OutboundPlan, OutboundSkip, PlanRequest, SkipReason, UpdateOp};
-pub use prepare::{RejectionReason, Row, RowRejection, Snapshot};
+pub use prepare::{InvalidValue, RejectionReason, Row, RowRejection, Snapshot};
 pub use resolution::{Decision, Outcome, RejectReason, WriteKind};
 pub use schema_change::ConfigChange;
 pub use store::{DecodeError, EngineState, MemoryStore, PendingPlan, PlanId, Store, StoreError};

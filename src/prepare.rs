@@ -287,6 +287,38 @@ pub struct RowRejection {
     pub attribute: Option<String>,
     /// Position of the (first) row in the import.
     pub row: usize,
+    /// For `invalid_value`: the value as the row gave it (at most 80 characters), and
+    /// the type the schema declares for the attribute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<InvalidValue>,
+}
+
+/// The value of an `invalid_value` rejection and the type it did not parse as.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InvalidValue {
+    /// The value as given (a CSV cell's text, or the JSON of a map row's value), cut to
+    /// 80 characters.
+    pub value: String,
+    /// The type declared in the system's schema.
+    pub expected: ValueType,
+}
+
+impl InvalidValue {
+    const SHOWN: usize = 80;
+
+    fn of(cell: Cell<'_>, expected: ValueType) -> InvalidValue {
+        let text = match cell {
+            Cell::Text(s) => s.to_owned(),
+            Cell::Json(serde_json::Value::String(s)) => s.clone(),
+            Cell::Json(v) => v.to_string(),
+        };
+        let value = match text.char_indices().nth(Self::SHOWN) {
+            Some((cut, _)) => format!("{}...", &text[..cut]),
+            None => text,
+        };
+        InvalidValue { value, expected }
+    }
 }
 
 impl fmt::Display for RowRejection {
@@ -302,9 +334,13 @@ impl fmt::Display for RowRejection {
             RejectionReason::DuplicateKey => write!(f, "several rows share this key"),
             RejectionReason::UnknownColumn => write!(f, "attribute `{attribute}` is not in the schema"),
             RejectionReason::MultipleValues => write!(f, "several values for single-valued attribute `{attribute}`"),
-            RejectionReason::InvalidValue => {
-                write!(f, "the value of `{attribute}` does not parse as its declared type")
-            }
+            RejectionReason::InvalidValue => match &self.invalid {
+                Some(InvalidValue { value, expected }) => write!(
+                    f,
+                    "the value `{value}` of `{attribute}` does not parse as {expected}, the type its schema declares"
+                ),
+                None => write!(f, "the value of `{attribute}` does not parse as its declared type"),
+            },
             RejectionReason::DanglingReference => write!(f, "the reference in `{attribute}` matches no identity"),
         }?;
         write!(f, " ({}); the stored account is left as it was", self.reason.as_str())
@@ -599,6 +635,7 @@ pub(crate) fn prepare<'a>(
             reason,
             attribute: attribute.map(str::to_owned),
             row: index,
+            invalid: None,
         };
         let Some(key) = key else {
             rejections.push(reject(RejectionReason::MissingKey, Some(key_attr)));
@@ -615,7 +652,10 @@ pub(crate) fn prepare<'a>(
                 key: key.clone(),
                 row: index,
             }),
-            Err((reason, attribute)) => rejections.push(reject(reason, Some(&attribute))),
+            Err((reason, attribute, invalid)) => rejections.push(RowRejection {
+                invalid,
+                ..reject(reason, Some(&attribute))
+            }),
         }
     }
     let row_count = source.len();
@@ -627,6 +667,7 @@ pub(crate) fn prepare<'a>(
                 reason: RejectionReason::MissingKey,
                 attribute: Some(key_attr.clone()),
                 row: row_count + index,
+                invalid: None,
             }),
             Some(key) => {
                 if duplicated(key) {
@@ -636,6 +677,7 @@ pub(crate) fn prepare<'a>(
                             reason: RejectionReason::DuplicateKey,
                             attribute: Some(key_attr.clone()),
                             row: row_count + index,
+                            invalid: None,
                         });
                     }
                 } else {
@@ -662,12 +704,12 @@ fn check_row(
     source: &Source<'_>,
     row: usize,
     references: &ReferenceCheck,
-) -> Result<(), (RejectionReason, String)> {
+) -> Result<(), (RejectionReason, String, Option<InvalidValue>)> {
     if let Some(unknown) = source.unknown_attribute(row, system) {
-        return Err((RejectionReason::UnknownColumn, unknown.clone()));
+        return Err((RejectionReason::UnknownColumn, unknown.clone(), None));
     }
     let mut to_resolve: Vec<(&str, Value)> = Vec::new();
-    let mut invalid: Option<&str> = None;
+    let mut invalid: Option<(&str, InvalidValue)> = None;
     for (index, (name, attr)) in system.schema.attributes.iter().enumerate() {
         let Some(cell) = source.cell(row, index, name) else {
             // An absent attribute is empty (complete) or untouched (incremental): it
@@ -681,19 +723,21 @@ fn check_row(
         match cell.parse(attr) {
             Ok(value) if checked => to_resolve.push((name, value)),
             Ok(_) => {}
-            Err(ValueProblem::MultipleValues) => return Err((RejectionReason::MultipleValues, name.clone().into())),
+            Err(ValueProblem::MultipleValues) => {
+                return Err((RejectionReason::MultipleValues, name.clone().into(), None))
+            }
             Err(ValueProblem::InvalidValue) => {
-                invalid.get_or_insert(name);
+                invalid.get_or_insert_with(|| (name, InvalidValue::of(cell, attr.value_type)));
             }
         }
     }
     // multiple_values ranks before invalid_value, so invalid is reported only now.
-    if let Some(name) = invalid {
-        return Err((RejectionReason::InvalidValue, name.to_owned()));
+    if let Some((name, value)) = invalid {
+        return Err((RejectionReason::InvalidValue, name.to_owned(), Some(value)));
     }
     for (name, value) in &to_resolve {
         if !references.resolves(name, value) {
-            return Err((RejectionReason::DanglingReference, (*name).to_owned()));
+            return Err((RejectionReason::DanglingReference, (*name).to_owned(), None));
         }
     }
     Ok(())

@@ -59,6 +59,10 @@ pub enum ValidationErrorKind {
     /// [`crate::transform::MAX_OUTPUT_BYTES`]: nested `replace`s that grow their input
     /// tenfold, say.
     TransformTooLarge,
+    /// A flow without a transform between attributes whose types no value converts
+    /// between (an `integer` into a `boolean`, a `date` into an `integer`, ...): every
+    /// value it carries would be refused.
+    TypeMismatch,
 }
 
 impl ValidationErrorKind {
@@ -82,6 +86,7 @@ impl ValidationErrorKind {
             ValidationErrorKind::InvalidDeleteAfter => "invalid_delete_after",
             ValidationErrorKind::InvalidDeprovisioningValue => "invalid_deprovisioning_value",
             ValidationErrorKind::TransformTooLarge => "transform_too_large",
+            ValidationErrorKind::TypeMismatch => "type_mismatch",
         }
     }
 }
@@ -394,7 +399,7 @@ impl Checker {
             );
         }
         for (system_name, system) in &config.systems {
-            self.system(system_name, system, &identity_names, &identity_multi);
+            self.system(system_name, system, config, &identity_names, &identity_multi);
         }
         self.errors
     }
@@ -434,6 +439,7 @@ impl Checker {
         &mut self,
         system_name: &str,
         system: &SystemConfig,
+        config: &Config,
         identity_names: &[&str],
         identity_multi: &dyn Fn(&str) -> bool,
     ) {
@@ -576,6 +582,42 @@ impl Checker {
                         &used,
                         at(format!("{path}.out"), Some(rule_name.clone()), None),
                     );
+                }
+            }
+            let declared = (
+                system.schema.attributes.get(rule.account.as_str()),
+                config.identity.attributes.get(rule.identity.as_str()),
+            );
+            if let (Some(account), Some(identity)) = declared {
+                let directions = [
+                    (
+                        rule.direction.is_inbound() && rule.transform_in.is_none(),
+                        account.value_type,
+                        identity.value_type,
+                        "account attribute",
+                        "identity attribute",
+                    ),
+                    (
+                        rule.direction.is_outbound() && rule.transform_out.is_none(),
+                        identity.value_type,
+                        account.value_type,
+                        "identity attribute",
+                        "account attribute",
+                    ),
+                ];
+                for (applies, from, to, from_side, to_side) in directions {
+                    if applies && !converts(from, to) {
+                        self.push(
+                            ValidationErrorKind::TypeMismatch,
+                            at(path.clone(), Some(rule_name.clone()), Some(&rule.identity)),
+                            format!(
+                                "{from_side} `{}` is {from} and {to_side} `{}` is {to}: no {from} value converts to {to}",
+                                if from_side == "account attribute" { &rule.account } else { &rule.identity },
+                                if to_side == "account attribute" { &rule.account } else { &rule.identity },
+                            ),
+                            Some("declare matching types, or convert with a transform (`in` / `out`)".into()),
+                        );
+                    }
                 }
             }
             let writes_out = rule.direction.is_outbound() || rule.direction == Direction::Disabled;
@@ -762,9 +804,103 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row.last().copied().unwrap_or(0)
 }
 
+/// Whether some value of type `from` converts to type `to` (as the engine converts a
+/// flow's value: through its text form when the types differ).
+fn converts(from: ValueType, to: ValueType) -> bool {
+    let samples: &[Scalar] = match from {
+        // Text may hold anything: its values are checked one by one.
+        ValueType::String | ValueType::Reference => return true,
+        ValueType::Integer => &[Scalar::Integer(0), Scalar::Integer(1), Scalar::Integer(20_200_101)],
+        ValueType::Boolean => &[Scalar::Boolean(true), Scalar::Boolean(false)],
+        ValueType::Date => &[Scalar::Date(
+            chrono::NaiveDate::from_ymd_opt(2020, 1, 15).unwrap_or_default(),
+        )],
+        ValueType::Datetime => &[Scalar::Datetime(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH)],
+    };
+    samples.iter().any(|s| s.convert(to).is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flows_between_types_no_value_converts_between_are_found() {
+        use ValueType::*;
+        let types = [String, Integer, Boolean, Date, Datetime, Reference];
+        let mut table = Vec::new();
+        for from in types {
+            for to in types {
+                if !converts(from, to) {
+                    table.push(format!("{from}->{to}"));
+                }
+            }
+        }
+        // Text converts by value; every other pair converts only to itself.
+        let expected = [
+            "integer->boolean",
+            "integer->date",
+            "integer->datetime",
+            "boolean->integer",
+            "boolean->date",
+            "boolean->datetime",
+            "date->integer",
+            "date->boolean",
+            "date->datetime",
+            "datetime->integer",
+            "datetime->boolean",
+            "datetime->date",
+        ];
+        assert_eq!(table, expected);
+    }
+
+    #[test]
+    fn a_flow_between_inconvertible_types_is_a_type_mismatch_unless_a_transform_converts() {
+        let config = |flow: serde_json::Value| {
+            serde_json::json!({
+                "identity": { "attributes": { "n": { "type": "string" }, "hired": { "type": "integer" } } },
+                "systems": { "hr": {
+                    "schema": { "account_id": "id", "account_name": "id", "attributes": { "id": { "type": "string" }, "start": { "type": "date" } } },
+                    "authoritative": true,
+                    "flows": [ { "account": "id", "identity": "n", "direction": "inbound" }, flow ]
+                } }
+            })
+            .to_string()
+        };
+        let err = ValidatedConfig::from_json(&config(
+            serde_json::json!({ "account": "start", "identity": "hired", "direction": "bidirectional" }),
+        ))
+        .unwrap_err();
+        let ConfigError::Invalid(errors) = err else {
+            panic!("{err:?}");
+        };
+        let found: Vec<(&str, &str, &str)> = errors
+            .0
+            .iter()
+            .map(|e| (e.kind().as_str(), e.place().path.as_str(), e.message()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (
+                    "type_mismatch",
+                    "systems.hr.flows[1]",
+                    "account attribute `start` is date and identity attribute `hired` is integer: no date value converts to integer"
+                ),
+                (
+                    "type_mismatch",
+                    "systems.hr.flows[1]",
+                    "identity attribute `hired` is integer and account attribute `start` is date: no integer value converts to date"
+                ),
+            ]
+        );
+        // Converted by a transform in each direction it flows: accepted.
+        let converted = serde_json::json!({
+            "account": "start", "identity": "hired", "direction": "bidirectional",
+            "in": { "concat": [ { "attr": "start" } ] }, "out": { "concat": [ { "attr": "hired" } ] }
+        });
+        assert!(ValidatedConfig::from_json(&config(converted)).is_ok());
+    }
     use serde_json::json;
 
     fn validate(j: serde_json::Value) -> Result<ValidatedConfig, ValidationErrors> {

@@ -1631,3 +1631,44 @@ fn reports_display_what_they_hold() {
         "{text}"
     );
 }
+
+/// An `invalid_value` rejection names the value and the type it did not parse as
+/// (cut to 80 characters), so a schema that declares the wrong type is found from the
+/// first rejection.
+#[test]
+fn an_invalid_value_rejection_names_the_value_and_the_declared_type() {
+    let mut engine = Engine::new(config(json!({})));
+    let long = "x".repeat(200);
+    let rows = json!([
+        { "id": "E1", "title": "Engineer", "hired": "next Monday", "groups": [] },
+        { "id": "E2", "title": "Analyst", "hired": 20210601, "groups": [] },
+        { "id": "E3", "title": "Clerk", "hired": long, "groups": [] }
+    ]);
+    let report = engine.import("hr", &complete(rows), at(1)).unwrap();
+    let invalid: Vec<(String, attrflow::ValueType)> = report
+        .plan
+        .rejections
+        .iter()
+        .map(|r| {
+            assert_eq!(r.reason, RejectionReason::InvalidValue);
+            let i = r.invalid.as_ref().expect("the value and its type");
+            (i.value.clone(), i.expected)
+        })
+        .collect();
+    let cut = format!("{}...", "x".repeat(80));
+    assert_eq!(
+        invalid,
+        vec![
+            ("next Monday".to_owned(), attrflow::ValueType::Date),
+            ("20210601".to_owned(), attrflow::ValueType::Date),
+            (cut, attrflow::ValueType::Date),
+        ]
+    );
+    let text = report.plan.rejections[0].to_string();
+    assert!(
+        text.contains("the value `next Monday` of `hired` does not parse as date, the type its schema declares"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&report.plan.rejections[0]).unwrap();
+    assert_eq!(json["invalid"], json!({ "value": "next Monday", "expected": "date" }));
+}
