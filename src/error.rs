@@ -289,9 +289,14 @@ pub enum EditError {
     /// The identity does not exist.
     #[error("{0} does not exist")]
     UnknownIdentity(IdentityId),
-    /// The attribute is not declared.
-    #[error("identity attribute `{0}` is not declared")]
-    UnknownAttribute(String),
+    /// The attribute is not declared; `hint` names the declared one closest to it.
+    #[error("identity attribute `{attribute}` is not declared{}", hint.as_ref().map(|h| format!("; {h}")).unwrap_or_default())]
+    UnknownAttribute {
+        /// The attribute named.
+        attribute: String,
+        /// "did you mean `title`?", when a declared name is within two edits.
+        hint: Option<String>,
+    },
     /// The value does not fit the attribute.
     #[error("the value for identity attribute `{attribute}` is invalid: {reason}")]
     InvalidValue {
@@ -314,7 +319,7 @@ impl EditError {
     pub fn kind(&self) -> &'static str {
         match self {
             EditError::UnknownIdentity(_) => "unknown_identity",
-            EditError::UnknownAttribute(_) => "unknown_attribute",
+            EditError::UnknownAttribute { .. } => "unknown_attribute",
             EditError::InvalidValue { .. } => "invalid_value",
             EditError::ComputedAttribute(_) => "computed_attribute",
             EditError::Store(_) => "store",

@@ -203,11 +203,20 @@ impl fmt::Display for Decision {
         } else {
             self.offered.to_string()
         };
-        write!(
-            f,
-            "`{}` of {}: {offer} from {} account `{}` (flows[{}], {kind} score {})",
-            self.attribute, self.identity, self.system, self.account, self.rule, self.score
-        )?;
+        if self.system == crate::model::HOST_SYSTEM {
+            // A direct edit (`Engine::set_attributes`): no account, no rule.
+            write!(
+                f,
+                "`{}` of {}: {offer} set by the host's direct edit ({}, {kind}, score {})",
+                self.attribute, self.identity, self.system, self.score
+            )?;
+        } else {
+            write!(
+                f,
+                "`{}` of {}: {offer} from {} account `{}` (flows[{}], {kind} score {})",
+                self.attribute, self.identity, self.system, self.account, self.rule, self.score
+            )?;
+        }
         match (self.outcome, &self.incumbent) {
             (Outcome::Applied, None) => write!(f, " applied; the attribute was empty"),
             (Outcome::Applied, Some(p)) if p.system == self.system => {

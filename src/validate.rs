@@ -766,7 +766,7 @@ pub(crate) fn computed_cycle(config: &Config) -> Option<Vec<String>> {
 }
 
 /// The declared name closest to `name`: same letters ignoring case, or within two edits.
-fn suggest(name: &str, declared: &[&str]) -> Option<String> {
+pub(crate) fn suggest(name: &str, declared: &[&str]) -> Option<String> {
     let lower = name.to_lowercase();
     declared
         .iter()

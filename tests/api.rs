@@ -1219,7 +1219,13 @@ fn set_attributes_with_an_unknown_attribute_writes_nothing() {
             at(2),
         )
         .unwrap_err();
-    assert_eq!(err, EditError::UnknownAttribute("nickname".into()));
+    assert_eq!(
+        err,
+        EditError::UnknownAttribute {
+            attribute: "nickname".into(),
+            hint: None
+        }
+    );
     assert_eq!(err.kind(), "unknown_attribute");
     assert!(err.to_string().contains("`nickname`"), "{err}");
     assert_eq!(engine.store(), &before, "the valid `title` is not written either");
@@ -1671,4 +1677,38 @@ fn an_invalid_value_rejection_names_the_value_and_the_declared_type() {
     );
     let json = serde_json::to_value(&report.plan.rejections[0]).unwrap();
     assert_eq!(json["invalid"], json!({ "value": "next Monday", "expected": "date" }));
+}
+
+#[test]
+fn set_attributes_suggests_the_declared_name_closest_to_a_misspelt_one() {
+    let mut engine = loaded(json!({}));
+    let e1 = identity_of(&engine, "E1");
+    let err = engine
+        .set_attributes(e1, &[("titel".into(), json!("Boss"))], at(2))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EditError::UnknownAttribute {
+            attribute: "titel".into(),
+            hint: Some("did you mean `title`?".into())
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "identity attribute `titel` is not declared; did you mean `title`?"
+    );
+}
+
+#[test]
+fn a_host_edit_explains_itself_as_one() {
+    let mut engine = loaded(json!({}));
+    let e1 = identity_of(&engine, "E1");
+    let decisions = engine
+        .set_attributes(e1, &[("mail".into(), json!("e1@example.com"))], at(2))
+        .unwrap();
+    assert_eq!(decisions.len(), 1);
+    assert_eq!(
+        decisions[0].to_string(),
+        format!("`mail` of {e1}: `e1@example.com` set by the host's direct edit (@host, create, score 100) applied; the attribute was empty")
+    );
 }

@@ -9,6 +9,7 @@ use crate::model::{IdentityId, Phase, Provenance, HOST_SYSTEM};
 use crate::resolution::{Decision, Outcome, WriteKind};
 use crate::store::Store;
 
+use crate::text::Text;
 use crate::value::{Value, ValueProblem};
 
 impl<S: Store> Engine<S> {
@@ -31,7 +32,11 @@ impl<S: Store> Engine<S> {
         let mut parsed = Vec::new();
         for (attribute, raw) in values {
             let Some((key, decl)) = self.config.identity.attributes.get_key_value(attribute.as_str()) else {
-                return Err(EditError::UnknownAttribute(attribute.clone()));
+                let declared: Vec<&str> = self.config.identity.attributes.keys().map(Text::as_str).collect();
+                return Err(EditError::UnknownAttribute {
+                    attribute: attribute.clone(),
+                    hint: crate::validate::suggest(attribute, &declared),
+                });
             };
             if decl.computed.is_some() {
                 return Err(EditError::ComputedAttribute(attribute.clone()));
