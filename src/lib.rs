@@ -42,7 +42,7 @@ pub use connector::{Connector, ExportMode, MemoryConnector, OpStatus};
 pub use controls::{ControlError, InboxEntry, OutboxEntry, SyncLoop};
 pub use diagnosis::{Suspicion, SuspicionKind};
 pub use diff::{AccountChange, AttributeChange, ChangeKind, ImportPlan};
-pub use engine::{Approval, ConfirmReport, Engine, ImportReport, LinkEvent};
+pub use engine::{Approval, ConfirmReport, Engine, ImportReport, LinkEvent, UnlinkedAccount};
 pub use engine::{ConfigPreview, NextDue, ResumeReport, ResumedImport};
 pub use error::{ApproveError, ConfigChangeError, ConfigError, EditError, ImportError, OutboundError};
 pub use model::{Account, Echo, Identity, IdentityId, LinkState, PendingCreate, Phase, Provenance};

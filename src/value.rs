@@ -412,6 +412,53 @@ impl Value {
     }
 }
 
+impl Value {
+    /// The text of a single string or reference value (`None` for anything else).
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Single(Scalar::Text(t)) => Some(t.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The texts of a value's strings and references, in order (one for a single value,
+    /// each for a multi value; non-text scalars are left out).
+    pub fn texts(&self) -> impl Iterator<Item = &str> {
+        self.scalars().iter().filter_map(|s| match s {
+            Scalar::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+    }
+}
+
+/// A single text value; the empty string is [`Value::Empty`].
+impl From<&str> for Value {
+    fn from(text: &str) -> Value {
+        Value::single(Scalar::Text(text.into()))
+    }
+}
+
+/// A single text value; the empty string is [`Value::Empty`].
+impl From<String> for Value {
+    fn from(text: String) -> Value {
+        Value::single(Scalar::Text(text.into()))
+    }
+}
+
+/// A single integer value.
+impl From<i64> for Value {
+    fn from(n: i64) -> Value {
+        Value::Single(Scalar::Integer(n))
+    }
+}
+
+/// A single boolean value.
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Single(Scalar::Boolean(b))
+    }
+}
+
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -14,8 +14,8 @@ use attrflow::error::{ColumnProblem, SchemaChangeProblem};
 use attrflow::store::Store;
 use attrflow::{
     Account, ApproveError, ConfigChangeError, ConfigError, Connector, EditError, Engine, ExportMode, Identity,
-    IdentityId, ImportError, ImportReport, MemoryConnector, MemoryStore, Op, OpStatus, OutboundError, PlanId,
-    RejectionReason, Snapshot, ValidatedConfig, ValidationErrorKind,
+    IdentityId, ImportError, ImportReport, LinkState, MemoryConnector, MemoryStore, Op, OpStatus, OutboundError,
+    PlanId, RejectionReason, Scalar, Snapshot, ValidatedConfig, ValidationErrorKind, Value,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value as Json};
@@ -1711,4 +1711,80 @@ fn a_host_edit_explains_itself_as_one() {
         decisions[0].to_string(),
         format!("`mail` of {e1}: `e1@example.com` set by the host's direct edit (@host, create, score 100) applied; the attribute was empty")
     );
+}
+
+#[test]
+fn identities_page_in_id_order_and_find_identities_agrees_with_a_scan() {
+    let mut engine = loaded(json!({}));
+    let more = json!([
+        { "id": "E4", "title": "engineer", "hired": "2020-01-15", "groups": [] },
+        { "id": "E5", "title": "Engineer", "hired": "2020-01-15", "groups": [] }
+    ]);
+    let _ = engine.import("hr", &incremental(more, json!([])), at(2)).unwrap();
+    // Pages of two: every identity once, in id order.
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = engine.identities(after, 2).unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        all.extend(page);
+    }
+    assert_eq!(all.len(), engine.identity_count().unwrap());
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(engine.identities(after, 2).unwrap().is_empty());
+    assert!(engine.identities(None, 0).unwrap().is_empty());
+    // An indexed attribute (correlation's employeeNumber) and a scanned one (title)
+    // answer as a scan of every identity does.
+    for (attribute, value) in [
+        ("employeeNumber", "E4"),
+        ("employeeNumber", "e4"),
+        ("title", "Engineer"),
+    ] {
+        let scanned: Vec<IdentityId> = all
+            .iter()
+            .filter(|i| i.value(attribute).as_str() == Some(value))
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(
+            engine.find_identities(attribute, &json!(value)).unwrap(),
+            scanned,
+            "{attribute} = {value}"
+        );
+    }
+    assert_eq!(engine.find_identities("employeeNumber", &json!("E4")).unwrap().len(), 1);
+}
+
+#[test]
+fn values_convert_from_plain_rust_values_and_read_back_as_text() {
+    assert_eq!(Value::from("x"), Value::Single(Scalar::Text("x".into())));
+    assert_eq!(Value::from(String::new()), Value::Empty);
+    assert_eq!(Value::from(42), Value::Single(Scalar::Integer(42)));
+    assert_eq!(Value::from(true), Value::Single(Scalar::Boolean(true)));
+    assert_eq!(Value::from("x").as_str(), Some("x"));
+    assert_eq!(Value::from(42).as_str(), None);
+    let groups = Value::multi(
+        vec![Scalar::Text("b".into()), Scalar::Integer(1), Scalar::Text("a".into())],
+        true,
+    );
+    assert_eq!(groups.texts().collect::<Vec<_>>(), vec!["a", "b"]);
+}
+
+#[test]
+fn unlinked_accounts_are_named_by_system_and_key() {
+    let mut engine = loaded(json!({}));
+    let rows = json!([{ "sam": "x1", "employeeID": "E404", "title": "t", "memberOf": [] }]);
+    let columns = ["sam", "employeeID", "title", "memberOf"];
+    let _ = engine
+        .import(
+            "ad",
+            &snapshot(json!({ "mode": "complete", "columns": columns, "rows": rows })),
+            at(2),
+        )
+        .unwrap();
+    let unlinked = engine.unlinked().unwrap();
+    assert_eq!(unlinked.len(), 1);
+    assert_eq!((unlinked[0].system.as_str(), unlinked[0].key.as_str()), ("ad", "x1"));
+    assert_eq!(unlinked[0].state, LinkState::Unmatched);
 }

@@ -284,7 +284,7 @@ fn every_refusal_reads_as_words() {
         )
         .unwrap();
     let unlinked = e.unlinked().unwrap();
-    review("unmatched account", &unlinked[0].2.to_string(), &["unmatched"]);
+    review("unmatched account", &unlinked[0].state.to_string(), &["unmatched"]);
 
     // The lint explains each finding.
     let config: Config = serde_json::from_value(config_json()).unwrap();

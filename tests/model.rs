@@ -1876,7 +1876,7 @@ fn compare_state(engine: &Engine, model: &Model, bind: &Bind) -> Result<(), Test
         .unlinked()
         .unwrap()
         .iter()
-        .map(|(s, k, l)| Ok((s.clone(), k.clone(), bind.link(l)?)))
+        .map(|u| Ok((u.system.clone(), u.key.clone(), bind.link(&u.state)?)))
         .collect::<Result<_, TestCaseError>>()?;
     prop_assert_eq!(unlinked, unlinked_model, "unlinked accounts");
     Ok(())

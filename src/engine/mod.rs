@@ -43,6 +43,18 @@ pub struct LinkEvent {
     pub projected: bool,
 }
 
+/// An account no identity is linked to ([`Engine::unlinked`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UnlinkedAccount {
+    /// Its system.
+    pub system: String,
+    /// Its key.
+    pub key: String,
+    /// Unmatched, or ambiguous with the identities a rule matched.
+    pub state: LinkState,
+}
+
 /// The result of an import or of an approved import plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[must_use = "the report says whether the import was applied or blocked"]
@@ -218,7 +230,8 @@ impl<S: Store> Engine<S> {
     }
 
     /// Identities whose `attribute` holds `value` (compared with the attribute's
-    /// `case_exact`), by id. Scans every identity.
+    /// `case_exact`), by id. An attribute that correlation or a reference matches on is
+    /// looked up in the store's index; any other is found by a scan of every identity.
     pub fn find_identities(&self, attribute: &str, value: &serde_json::Value) -> Result<Vec<IdentityId>, StoreError> {
         let Some(decl) = self.config.identity.attributes.get(attribute) else {
             return Ok(Vec::new());
@@ -229,6 +242,11 @@ impl<S: Store> Engine<S> {
         let Some(wanted) = wanted.scalars().first().cloned() else {
             return Ok(Vec::new());
         };
+        if index_spec(&self.config).iter().any(|(name, _)| name == attribute) {
+            return self
+                .store
+                .find_identities(attribute, &wanted.match_key(decl.case_exact));
+        }
         let mut found = Vec::new();
         self.store.visit_identities(&mut |i| {
             if i.value(attribute).contains(&wanted, decl.case_exact) {
@@ -243,10 +261,25 @@ impl<S: Store> Engine<S> {
         self.store.identity_count()
     }
 
-    /// Accounts currently not linked: `(system, key, state)` for unmatched and
-    /// ambiguous accounts, sorted. Accounts waiting in a paused engine's inbox are left
+    /// Up to `limit` identities in id order, starting after `after` (`None`: from the
+    /// first): page through every identity by passing the last id of one page as the
+    /// `after` of the next. A host finds who needs an account this way without using
+    /// the [`Store`] trait.
+    pub fn identities(&self, after: Option<IdentityId>, limit: usize) -> Result<Vec<Identity>, StoreError> {
+        let mut page = Vec::new();
+        self.store.visit_identities_after(after, &mut |identity| {
+            if page.len() < limit {
+                page.push(identity.clone());
+            }
+            page.len() < limit
+        })?;
+        Ok(page)
+    }
+
+    /// Accounts currently not linked: unmatched and ambiguous accounts, sorted by
+    /// system and key. Accounts waiting in a paused engine's inbox are left
     /// out until resume has correlated them.
-    pub fn unlinked(&self) -> Result<Vec<(String, String, LinkState)>, StoreError> {
+    pub fn unlinked(&self) -> Result<Vec<UnlinkedAccount>, StoreError> {
         // An account waiting in a paused engine's inbox has not been tried by
         // correlation yet: it is neither unmatched nor ambiguous (SPEC 6).
         let state = self.store.engine_state()?;
@@ -259,11 +292,15 @@ impl<S: Store> Engine<S> {
         for system in self.config.systems.keys() {
             self.store.visit_accounts(system, &mut |a| {
                 if a.identity().is_none() && !waiting.contains(&(system.as_str(), a.key.as_str())) {
-                    out.push((system.to_string(), a.key.clone(), a.link.clone()));
+                    out.push(UnlinkedAccount {
+                        system: system.to_string(),
+                        key: a.key.clone(),
+                        state: a.link.clone(),
+                    });
                 }
             })?;
         }
-        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out.sort_by(|a, b| (&a.system, &a.key).cmp(&(&b.system, &b.key)));
         Ok(out)
     }
 }

@@ -252,8 +252,8 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
             .unlinked()
             .unwrap_or_default()
             .into_iter()
-            .filter(|(_, _, s)| matches!(s, LinkState::Ambiguous(_)) == state)
-            .map(|(system, key, _)| (system, key))
+            .filter(|u| matches!(u.state, LinkState::Ambiguous(_)) == state)
+            .map(|u| (u.system, u.key))
             .collect();
         if expected != actual {
             miss(name.into(), format!("{expected:?}"), format!("{actual:?}"));

@@ -227,6 +227,27 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn visit_identities_after(
+        &self,
+        after: Option<IdentityId>,
+        visit: &mut dyn FnMut(&Identity) -> bool,
+    ) -> Result<(), StoreError> {
+        let start = match after {
+            Some(id) => std::ops::Bound::Excluded(id),
+            None => std::ops::Bound::Unbounded,
+        };
+        for identity in self
+            .identities
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(_, i)| i)
+        {
+            if !visit(identity) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn visit_identities(&self, visit: &mut dyn FnMut(&Identity)) -> Result<(), StoreError> {
         self.identities.values().for_each(visit);
         Ok(())

@@ -173,6 +173,22 @@ pub trait Store: std::fmt::Debug {
         visit(identity.as_ref());
         Ok(())
     }
+    /// Calls `visit` for the identities with ids above `after` (every identity for
+    /// `None`), in id order, until it returns `false`. The default visits every
+    /// identity with [`Store::visit_identities`], skipping those up to `after`; a store
+    /// ordered by id (like [`MemoryStore`]) should start at `after` instead.
+    fn visit_identities_after(
+        &self,
+        after: Option<IdentityId>,
+        visit: &mut dyn FnMut(&Identity) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut going = true;
+        self.visit_identities(&mut |identity| {
+            if going && after.is_none_or(|a| identity.id > a) {
+                going = visit(identity);
+            }
+        })
+    }
     /// Calls `visit` for every identity, in id order.
     fn visit_identities(&self, visit: &mut dyn FnMut(&Identity)) -> Result<(), StoreError>;
     /// Number of identities.

@@ -12,9 +12,7 @@
 )]
 
 use attrflow::store::Store;
-use attrflow::{
-    Account, Approval, Engine, EngineState, Identity, IdentityId, LinkState, PendingPlan, Snapshot, ValidatedConfig,
-};
+use attrflow::{Account, Approval, Engine, EngineState, Identity, IdentityId, PendingPlan, Snapshot, ValidatedConfig};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{json, Value as Json};
 
@@ -132,7 +130,7 @@ pub struct Observed {
     pub state: EngineState,
     pub index_answers: Vec<(String, String, Vec<IdentityId>)>,
     pub engine_answers: Vec<(String, Json, Vec<IdentityId>)>,
-    pub unlinked: Vec<(String, String, LinkState)>,
+    pub unlinked: Vec<attrflow::UnlinkedAccount>,
 }
 
 /// What a version-1 state holds of an observation: version 1 did not record which
