@@ -502,6 +502,33 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Identities with ids above `after`, in id order, until `visit` returns false: a
+    /// page is read from the primary key, not from a scan.
+    fn read_identities_after(
+        &self,
+        op: &str,
+        after: Option<IdentityId>,
+        visit: &mut dyn FnMut(&Identity) -> bool,
+    ) -> Result<(), StoreError> {
+        let start = match after {
+            Some(id) => to_i64(op, id.get())?,
+            None => i64::MIN,
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT data FROM attrflow_identities WHERE id > ?1 ORDER BY id")
+            .map_err(sql_error(op))?;
+        let mut rows = stmt.query([start]).map_err(sql_error(op))?;
+        while let Some(row) = rows.next().map_err(sql_error(op))? {
+            let data: String = row.get(0).map_err(sql_error(op))?;
+            let identity: Identity = serde_json::from_str(&data).map_err(json_error(op))?;
+            if !visit(&identity) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn set_index_inner(&mut self, attributes: &[(String, bool)]) -> Result<(), StoreError> {
         let op = "set_index";
         let wanted: HashMap<String, bool> = attributes.iter().cloned().collect();
@@ -873,6 +900,14 @@ impl Store for SqliteStore {
 
     fn visit_identities(&self, visit: &mut dyn FnMut(&Identity)) -> Result<(), StoreError> {
         self.guard(self.read_identities("visit_identities", &mut |i| visit(&i)))
+    }
+
+    fn visit_identities_after(
+        &self,
+        after: Option<IdentityId>,
+        visit: &mut dyn FnMut(&Identity) -> bool,
+    ) -> Result<(), StoreError> {
+        self.guard(self.read_identities_after("visit_identities_after", after, visit))
     }
 
     fn identity_count(&self) -> Result<usize, StoreError> {

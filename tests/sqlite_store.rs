@@ -169,6 +169,17 @@ fn answers(store: &dyn Store) -> String {
         );
     }
     out += &format!("count {}\n", store.identity_count().unwrap());
+    // Pages of identity ids after each id, two at most.
+    for after in [None, Some(1), Some(2), Some(9)] {
+        let mut page = Vec::new();
+        store
+            .visit_identities_after(after.map(IdentityId::from_raw), &mut |i| {
+                page.push(i.id.get());
+                page.len() < 2
+            })
+            .unwrap();
+        out += &format!("after {after:?}: {page:?}\n");
+    }
     out
 }
 
