@@ -150,8 +150,22 @@ impl fmt::Display for ValidationError {
 }
 
 /// Every problem found in one configuration, in document order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// `Debug` prints the same list as `Display` (a `main` returning
+/// `Result<(), Box<dyn Error>>` prints its error with `Debug`); `{:#?}` shows the
+/// structure.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Debug for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            f.debug_tuple("ValidationErrors").field(&self.0).finish()
+        } else {
+            write!(f, "{self}")
+        }
+    }
+}
 
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -823,6 +837,19 @@ fn converts(from: ValueType, to: ValueType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_errors_debug_as_the_list_a_main_function_prints() {
+        let text = r#"{"identity": {"attributes": {}}, "systems": {"hr": {"schema": {"account_id": "id", "account_name": "id", "attributes": {}}}}}"#;
+        let err = ValidatedConfig::from_json(text).unwrap_err();
+        let debug = format!("{err:?}");
+        assert!(
+            debug.starts_with("Invalid(the configuration has 2 problem(s):"),
+            "{debug}"
+        );
+        assert!(debug.contains("invalid_key_attribute"), "{debug}");
+        assert!(format!("{err:#?}").contains("ValidationError {"));
+    }
 
     #[test]
     fn flows_between_types_no_value_converts_between_are_found() {
