@@ -72,6 +72,68 @@ impl ConnectorError {
 }
 
 /// A connected system as the host reaches it.
+///
+/// # Example
+/// A target that keeps accounts in a map, as a real one keeps them in a directory or
+/// a database: it exports them as a complete snapshot and carries out the plan's ops.
+/// ```
+/// use std::collections::BTreeMap;
+/// use attrflow::connector::{Connector, ConnectorError, ExportMode, OpStatus};
+/// use attrflow::{Op, Snapshot, Value};
+///
+/// #[derive(Debug, Default)]
+/// struct Directory {
+///     /// sam -> title
+///     users: BTreeMap<String, String>,
+/// }
+///
+/// impl Connector for Directory {
+///     fn system(&self) -> &str {
+///         "ad"
+///     }
+///     fn export(&mut self, _mode: ExportMode) -> Result<Snapshot, ConnectorError> {
+///         let rows = self
+///             .users
+///             .iter()
+///             .map(|(sam, title)| serde_json::json!({ "sam": sam, "title": title }))
+///             .collect::<Vec<_>>();
+///         serde_json::from_value(serde_json::json!({ "mode": "complete", "columns": ["sam", "title"], "rows": rows }))
+///             .map_err(|e| ConnectorError::new("ad", e.to_string()))
+///     }
+///     fn apply(&mut self, ops: &[Op]) -> Vec<OpStatus> {
+///         let title = |values: &BTreeMap<String, Value>| values.get("title").and_then(Value::as_str).map(str::to_owned);
+///         ops.iter()
+///             .map(|op| match op {
+///                 Op::Create(c) => {
+///                     self.users.insert(c.account.clone(), title(&c.attributes).unwrap_or_default());
+///                     OpStatus::Applied
+///                 }
+///                 Op::Update(u) => match self.users.get_mut(&u.account) {
+///                     Some(held) => {
+///                         if let Some(new) = title(&u.set) {
+///                             *held = new;
+///                         }
+///                         OpStatus::Applied
+///                     }
+///                     // A failed op changes nothing; it is planned again next time.
+///                     None => OpStatus::Failed(format!("no user `{}`", u.account)),
+///                 },
+///                 Op::Delete(d) => {
+///                     self.users.remove(&d.account);
+///                     OpStatus::Applied
+///                 }
+///             })
+///             .collect()
+///     }
+/// }
+///
+/// let mut directory = Directory::default();
+/// directory.users.insert("jdoe".into(), "Intern".into());
+/// let snapshot = directory.export(ExportMode::Complete).unwrap();
+/// assert_eq!(snapshot.len(), 1);
+/// ```
+/// With an engine, [`pull`] imports a connector's export and [`push`] applies the
+/// outbound plan and confirms the ops that succeeded.
 pub trait Connector: std::fmt::Debug {
     /// The system's name in the configuration.
     fn system(&self) -> &str;

@@ -198,6 +198,38 @@ fn line_number(line: u64) -> usize {
 /// Bad records are reported in [`CsvSnapshot::problems`] and do not stop the read; see
 /// the [module docs](self) for how they are kept from becoming deletions. Fails only
 /// when the header cannot be read or the input fails.
+///
+/// # Example
+/// ```
+/// use attrflow::csv_connector::{read_snapshot, CsvOptions};
+/// use attrflow::{Engine, ValidatedConfig};
+/// use chrono::{TimeZone, Utc};
+/// use serde_json::json;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ValidatedConfig::from_json(&json!({
+///     "identity": { "attributes": { "employeeNumber": { "type": "string" }, "groups": { "type": "string", "multi": true } } },
+///     "systems": { "hr": {
+///         "schema": { "account_id": "id", "account_name": "id", "attributes": {
+///             "id": { "type": "string" }, "groups": { "type": "string", "multi": true } } },
+///         "authoritative": true,
+///         "correlation": [[{ "account": "id", "identity": "employeeNumber" }]],
+///         "flows": [
+///             { "account": "id", "identity": "employeeNumber", "direction": "inbound", "create": 100 },
+///             { "account": "groups", "identity": "groups", "direction": "inbound", "create": 50 } ] } }
+/// }).to_string())?;
+/// let file = "id,groups\nE1,staff;eng\nE2,\n";
+/// let hr = config.system("hr").expect("configured");
+/// let read = read_snapshot(file.as_bytes(), hr, &CsvOptions::new())?;
+/// assert!(read.is_safe_to_import());
+/// let mut engine = Engine::new(config);
+/// let now = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
+/// let report = engine.import("hr", &read.snapshot, now)?;
+/// assert_eq!(report.plan.counts.inserted, 2);
+/// assert_eq!(report.plan.counts.link_inserted, 2, "`staff;eng` is split into two values");
+/// # Ok(())
+/// # }
+/// ```
 pub fn read_snapshot<R: Read>(reader: R, system: &SystemConfig, options: &CsvOptions) -> Result<CsvSnapshot, CsvError> {
     let mut csv = csv::ReaderBuilder::new()
         .delimiter(options.delimiter)

@@ -301,6 +301,38 @@ impl SqliteStore {
     /// A new database gets the tables; an existing one must hold this build's
     /// [`SCHEMA_VERSION`], or [`OpenError::SchemaVersion`] is returned and nothing is
     /// changed.
+    ///
+    /// # Example
+    /// An engine over a database file: what one process imported, the next one finds.
+    /// ```
+    /// use attrflow::sqlite_store::SqliteStore;
+    /// use attrflow::{Engine, Snapshot, ValidatedConfig};
+    /// use chrono::{TimeZone, Utc};
+    /// use serde_json::json;
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let config = || ValidatedConfig::from_json(&json!({
+    ///     "identity": { "attributes": { "employeeNumber": { "type": "string" } } },
+    ///     "systems": { "hr": {
+    ///         "schema": { "account_id": "id", "account_name": "id", "attributes": { "id": { "type": "string" } } },
+    ///         "authoritative": true,
+    ///         "correlation": [[{ "account": "id", "identity": "employeeNumber" }]],
+    ///         "flows": [{ "account": "id", "identity": "employeeNumber", "direction": "inbound", "create": 100 }] } }
+    /// }).to_string());
+    /// let path = std::env::temp_dir().join(format!("attrflow-doc-{}.db", std::process::id()));
+    /// let now = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
+    /// {
+    ///     let mut engine = Engine::with_store(config()?, SqliteStore::open(&path)?)?;
+    ///     let hr: Snapshot = serde_json::from_value(json!({ "mode": "complete", "columns": ["id"], "rows": [{ "id": "E1" }] }))?;
+    ///     assert!(engine.import("hr", &hr, now)?.applied);
+    /// }
+    /// let engine = Engine::with_store(config()?, SqliteStore::open(&path)?)?;
+    /// assert_eq!(engine.identity_count()?, 1);
+    /// # drop(engine);
+    /// # std::fs::remove_file(&path)?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, OpenError> {
         let path = path.as_ref();
         let conn = Connection::open(path)

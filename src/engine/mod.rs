@@ -162,6 +162,59 @@ impl std::fmt::Display for ConfirmReport {
 }
 
 /// The identity attribute sync engine over a store (by default [`MemoryStore`]).
+///
+/// Every call takes the time it happens at (`now`); the engine has no clock, does no
+/// I/O and returns plain values: the host carries out the plans it hands back and
+/// confirms what succeeded.
+///
+/// # Example
+/// HR is authoritative for `title`; the directory receives it.
+/// ```
+/// use attrflow::{Engine, Op, Snapshot, ValidatedConfig};
+/// use chrono::{TimeZone, Utc};
+/// use serde_json::json;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ValidatedConfig::from_json(&json!({
+///     "identity": { "attributes": {
+///         "employeeNumber": { "type": "string" }, "title": { "type": "string" } } },
+///     "systems": {
+///         "hr": {
+///             "schema": { "account_id": "id", "account_name": "id", "attributes": {
+///                 "id": { "type": "string" }, "title": { "type": "string" } } },
+///             "authoritative": true,
+///             "correlation": [[{ "account": "id", "identity": "employeeNumber" }]],
+///             "flows": [
+///                 { "account": "id", "identity": "employeeNumber", "direction": "inbound", "create": 100 },
+///                 { "account": "title", "identity": "title", "direction": "inbound", "create": 50, "update": 50 } ] },
+///         "ad": {
+///             "schema": { "account_id": "sam", "account_name": "sam", "attributes": {
+///                 "sam": { "type": "string" }, "employeeID": { "type": "string" }, "title": { "type": "string" } } },
+///             "correlation": [[{ "account": "employeeID", "identity": "employeeNumber" }]],
+///             "flows": [ { "account": "title", "identity": "title", "direction": "outbound" } ] } }
+/// }).to_string())?;
+/// let mut engine = Engine::new(config);
+/// let now = Utc.with_ymd_and_hms(2026, 5, 1, 8, 0, 0).unwrap();
+///
+/// let hr: Snapshot = serde_json::from_value(json!({ "mode": "complete", "columns": ["id", "title"],
+///     "rows": [{ "id": "E1", "title": "Engineer" }] }))?;
+/// let report = engine.import("hr", &hr, now)?;
+/// assert!(report.applied);
+///
+/// let ad: Snapshot = serde_json::from_value(json!({ "mode": "complete",
+///     "columns": ["sam", "employeeID", "title"], "rows": [{ "sam": "jdoe", "employeeID": "E1", "title": "Intern" }] }))?;
+/// let _ = engine.import("ad", &ad, now)?;
+///
+/// // The directory's title differs from the identity's: one update op.
+/// let plan = engine.outbound("ad", now)?;
+/// let Op::Update(update) = &plan.ops[0] else { panic!("{plan}") };
+/// assert_eq!(update.set["title"].as_str(), Some("Engineer"));
+/// // ... carried out by the host, then confirmed:
+/// let _ = engine.confirm(&plan.ops, now)?;
+/// assert!(engine.outbound("ad", now)?.ops.is_empty());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Engine<S: Store = MemoryStore> {
     config: ValidatedConfig,
