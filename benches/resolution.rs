@@ -24,7 +24,7 @@ fn resolution(c: &mut Criterion) {
         .expect("accepted");
     assert!(!report.applied);
     let plan = report.plan.id;
-    let Approval::Import(applied) = common::copy(&engine).approve(plan, common::at(2)).expect("approved") else {
+    let Approval::Import(applied) = common::copy(&engine).approve(plan).expect("approved") else {
         panic!("an import plan")
     };
     let decisions = applied.decisions.total();
@@ -38,7 +38,7 @@ fn resolution(c: &mut Criterion) {
         |b| {
             b.iter_batched_ref(
                 || common::copy(&engine),
-                |engine| engine.approve(plan, common::at(2)).expect("approved"),
+                |engine| engine.approve(plan).expect("approved"),
                 BatchSize::LargeInput,
             );
         },

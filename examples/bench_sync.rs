@@ -800,7 +800,7 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
         );
     }
     let t = Instant::now();
-    let approval = engine.approve(plan.id, at(2)).expect("the plan is approved");
+    let approval = engine.approve(plan.id).expect("the plan is approved");
     let apply = t.elapsed();
     let Approval::Import(applied) = approval else {
         panic!("an import plan")

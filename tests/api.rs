@@ -112,7 +112,7 @@ fn loaded(hr_thresholds: Json) -> Engine {
     let mut engine = Engine::new(config(hr_thresholds));
     let report = engine.import("hr", &complete(hr_rows()), at(1)).unwrap();
     if !report.applied {
-        let _ = engine.approve_last(at(1)).unwrap();
+        let _ = engine.approve_last().unwrap();
     }
     assert_eq!(engine.identity_count().unwrap(), 3);
     engine
@@ -707,10 +707,10 @@ fn import_into_an_unknown_system_is_refused() {
 fn approve_with_nothing_blocked_is_refused() {
     let mut engine = loaded(json!({}));
     let before = engine.store().clone();
-    let err = engine.approve_last(at(2)).unwrap_err();
+    let err = engine.approve_last().unwrap_err();
     assert_eq!(err, ApproveError::NoBlockedPlan);
     assert_eq!(err.kind(), "no_blocked_plan");
-    let err = engine.approve(PlanId::from_raw(1), at(2)).unwrap_err();
+    let err = engine.approve(PlanId::from_raw(1)).unwrap_err();
     assert_eq!(err, ApproveError::NoBlockedPlan);
     assert_eq!(engine.store(), &before);
 }
@@ -745,13 +745,13 @@ fn approve_of_an_unknown_plan_id_is_refused() {
     let (mut engine, id) = blocked();
     assert_ne!(id, PlanId::from_raw(999));
     let before = engine.store().clone();
-    let err = engine.approve(PlanId::from_raw(999), at(3)).unwrap_err();
+    let err = engine.approve(PlanId::from_raw(999)).unwrap_err();
     assert_eq!(err, ApproveError::UnknownPlan(PlanId::from_raw(999)));
     assert_eq!(err.kind(), "unknown_plan");
     assert!(err.to_string().contains("999"), "{err}");
     assert_eq!(engine.store(), &before);
     // The real plan is still there and can be approved.
-    let approval = engine.approve(id, at(3)).unwrap();
+    let approval = engine.approve(id).unwrap();
     assert!(matches!(approval, attrflow::Approval::Import(ref r) if r.applied));
     assert!(account(&engine, "hr", "E2").is_none());
 }
@@ -770,7 +770,7 @@ fn approve_of_a_stale_plan_is_refused_and_discards_it() {
     assert!(report.applied);
     assert_eq!(report.plan.counts.updated, 1);
     let before = data(&engine);
-    let err = engine.approve_last(at(4)).unwrap_err();
+    let err = engine.approve_last().unwrap_err();
     assert_eq!(
         err,
         ApproveError::StalePlan {
@@ -792,7 +792,7 @@ fn approve_of_a_stale_plan_is_refused_and_discards_it() {
     );
     assert!(account(&engine, "hr", "E2").is_some());
     assert!(account(&engine, "hr", "E3").is_some());
-    assert_eq!(engine.approve(id, at(4)).unwrap_err(), ApproveError::NoBlockedPlan);
+    assert_eq!(engine.approve(id).unwrap_err(), ApproveError::NoBlockedPlan);
 }
 
 // ---------------------------------------------------------------- provisioning
@@ -1068,10 +1068,10 @@ fn a_new_blocked_outbound_plan_replaces_the_older_one_of_its_system() {
         .collect();
     assert_eq!(waiting, [second.id], "only the newer blocked outbound plan waits");
     assert_eq!(
-        engine.approve(first.id, at(6)).unwrap_err(),
+        engine.approve(first.id).unwrap_err(),
         ApproveError::UnknownPlan(first.id)
     );
-    assert!(engine.approve(second.id, at(6)).is_ok());
+    assert!(engine.approve(second.id).is_ok());
 }
 
 // ---------------------------------------------------------------- confirmation
@@ -1479,13 +1479,13 @@ fn resume_applies_each_queued_import_as_it_would_have_been_applied_unpaused() {
             .unwrap();
     }
     let mut paused = loaded(json!({}));
-    paused.pause(at(1)).unwrap();
+    paused.pause().unwrap();
     for (rows, now) in &imports {
         let _ = paused
             .import("hr", &incremental(rows.clone(), json!([])), *now)
             .unwrap();
     }
-    let report = paused.resume(at(5)).unwrap();
+    let report = paused.resume().unwrap();
     assert_eq!(report.imports.len(), 3);
     let everyone = |engine: &Engine| {
         let mut out = Vec::new();
@@ -1502,7 +1502,7 @@ fn resume_applies_each_queued_import_as_it_would_have_been_applied_unpaused() {
 #[test]
 fn resume_reports_entries_of_a_system_removed_while_paused() {
     let mut engine = loaded(json!({}));
-    engine.pause(at(1)).unwrap();
+    engine.pause().unwrap();
     let ad =
         snapshot(json!({ "mode": "incremental", "upserts": [ { "sam": "x1", "employeeID": "E1" } ], "deletes": [] }));
     let _ = engine.import("ad", &ad, at(2)).unwrap();
@@ -1510,7 +1510,7 @@ fn resume_reports_entries_of_a_system_removed_while_paused() {
         c["systems"].as_object_mut().unwrap().remove("ad");
     });
     let _ = engine.replace_config(without_ad, true, at(3)).unwrap();
-    let report = engine.resume(at(4)).unwrap();
+    let report = engine.resume().unwrap();
     assert_eq!(report.dropped.len(), 1);
     assert_eq!(
         (

@@ -67,7 +67,7 @@ fn a_blanked_column_is_named_with_its_evidence_and_kept_with_the_blocked_plan() 
     // The pending plan carries it for the review, and so does the approved one.
     let pending = engine.pending_plans().unwrap();
     assert!(matches!(&pending[..], [attrflow::PendingPlan::Import(p)] if p.diagnosis == report.plan.diagnosis));
-    let Approval::Import(approved) = engine.approve_last(at(2)).unwrap() else {
+    let Approval::Import(approved) = engine.approve_last().unwrap() else {
         panic!("an import plan was pending");
     };
     assert_eq!(approved.plan.diagnosis, report.plan.diagnosis);

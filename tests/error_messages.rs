@@ -147,7 +147,7 @@ fn every_refusal_reads_as_words() {
     }
 
     // Approvals.
-    let err = e.approve_last(at(3)).unwrap_err();
+    let err = e.approve_last().unwrap_err();
     review("approve nothing", &err.to_string(), &["no blocked plan"]);
     let blank = Snapshot::Complete {
         columns: vec!["id".into(), "title".into(), "hired".into(), "groups".into()],
@@ -155,7 +155,7 @@ fn every_refusal_reads_as_words() {
     };
     let blocked = e.import("hr", &blank, at(3)).unwrap();
     assert!(!blocked.applied);
-    let err = e.approve(PlanId::from_raw(999), at(3)).unwrap_err();
+    let err = e.approve(PlanId::from_raw(999)).unwrap_err();
     review("approve unknown", &err.to_string(), &["plan #999"]);
     let upsert = serde_json::from_value(json!([{ "id": "E1", "title": "Lead" }])).unwrap();
     let _ = e
@@ -168,7 +168,7 @@ fn every_refusal_reads_as_words() {
             at(3),
         )
         .unwrap();
-    let err = e.approve(blocked.plan.id, at(3)).unwrap_err();
+    let err = e.approve(blocked.plan.id).unwrap_err();
     review("approve stale", &err.to_string(), &["stale", "`hr`", "import again"]);
 
     // Provisioning and confirmation.
@@ -258,7 +258,7 @@ fn every_refusal_reads_as_words() {
     // Controls.
     let err = e.clear_loop("ad", "nobody", "title").unwrap_err();
     review("clear unknown loop", &err.to_string(), &["`title`", "`nobody`", "`ad`"]);
-    let err = e.resume(at(6)).unwrap_err();
+    let err = e.resume().unwrap_err();
     review("resume not paused", &err.to_string(), &["not paused"]);
 
     // Transforms: parse and evaluation errors.

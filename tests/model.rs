@@ -1925,7 +1925,7 @@ fn step(engine: &mut Engine, model: &mut Model, step: &Step) -> (Observed, Raw) 
         }
         Step::Approve { hour } => {
             let (expected, released) = model.approve();
-            let (approval, seen) = watched(|observer| engine.approve_last_observed(at(*hour), observer));
+            let (approval, seen) = watched(|observer| engine.approve_last_observed(observer));
             let raw = match approval {
                 Ok(Approval::Import(report)) => Raw::Import("approved_import", report, seen),
                 Ok(Approval::Outbound(plan)) => {
@@ -2209,7 +2209,7 @@ fn approving_after_a_schema_change_stores_no_removed_attribute() {
     assert_eq!(approval, "stale_plan");
     // The last load, a first load of s1 again, is blocked for review too; approved, it
     // stores u0 as imported under the new schema: without `b`.
-    let approved = engine.approve_last(at(5)).unwrap();
+    let approved = engine.approve_last().unwrap();
     assert!(
         matches!(approved, attrflow::Approval::Import(ref r) if r.applied),
         "{approved:?}"

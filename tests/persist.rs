@@ -106,7 +106,7 @@ fn run(engine: &mut Engine, step: &Step, now: DateTime<Utc>) {
         }
         Step::Approve => {
             // Nothing blocked, or a plan made stale by a later step: refused, and fine.
-            if let Err(e) = engine.approve_last(now) {
+            if let Err(e) = engine.approve_last() {
                 assert!(matches!(e.kind(), "no_blocked_plan" | "stale_plan"), "approve: {e}");
             }
         }
@@ -116,10 +116,10 @@ fn run(engine: &mut Engine, step: &Step, now: DateTime<Utc>) {
                 let _ = engine.confirm(&plan.ops, now).unwrap();
             }
         }
-        Step::Pause => engine.pause(now).unwrap(),
+        Step::Pause => engine.pause().unwrap(),
         Step::Resume => {
             // Resuming an engine that is not paused is refused, and fine.
-            if let Err(e) = engine.resume(now) {
+            if let Err(e) = engine.resume() {
                 assert_eq!(e.kind(), "not_paused", "resume: {e}");
             }
         }
@@ -223,7 +223,7 @@ fn a_store_out_of_identity_ids_refuses_the_import_and_keeps_everyone() {
 fn a_document_missing_the_inbox_or_outbox_is_refused_not_emptied() {
     let mut engine = Engine::new(config());
     run(&mut engine, &Step::Hr(vec![(1, 1, false, vec![1])]), at(0));
-    engine.pause(at(1)).unwrap();
+    engine.pause().unwrap();
     run(&mut engine, &Step::Hr(vec![(1, 2, false, vec![1])]), at(2));
     assert_eq!(engine.inbox().unwrap().len(), 1);
     let document: serde_json::Value = serde_json::from_slice(&engine.store().encode()).unwrap();
@@ -249,7 +249,7 @@ fn a_history_with_every_kind_of_state_round_trips_holding_it() {
     run(&mut engine, &Step::Outbound, at(2));
     // Most of HR leaves at once: blocked by max_pct_deleted, kept for review.
     run(&mut engine, &Step::Hr(vec![]), at(3));
-    engine.pause(at(4)).unwrap();
+    engine.pause().unwrap();
     run(&mut engine, &Step::Ad(vec![(1, 1, 2)]), at(5));
 
     let decoded = MemoryStore::decode(&engine.store().encode()).unwrap();

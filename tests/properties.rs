@@ -399,7 +399,7 @@ proptest! {
             let mut approved_decisions = Vec::new();
             let mut on_decision = |d: &Decision| approved_decisions.push(d.clone());
             let approval = guarded
-                .approve_last_observed(now + Duration::minutes(30), &mut Observer::new().on_decision(&mut on_decision))
+                .approve_last_observed(&mut Observer::new().on_decision(&mut on_decision))
                 .unwrap();
             let attrflow::Approval::Import(approved) = approval else {
                 return Err(TestCaseError::fail("an import plan approves as an import"));

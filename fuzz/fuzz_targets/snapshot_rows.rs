@@ -67,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let _ = engine.import(system, &snapshot, now);
         if i % 3 == 2 {
-            let _ = engine.approve_last(now);
+            let _ = engine.approve_last();
         }
         if let Ok(plan) = engine.outbound("ad", now) {
             let _ = engine.confirm(&plan.ops, now);

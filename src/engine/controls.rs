@@ -78,8 +78,7 @@ impl<S: Store> Engine<S> {
     /// what they would do to identities waits in the inbox (one entry per changed
     /// account); outbound requests return no ops and hold them in the outbox. Pausing a
     /// paused engine does nothing.
-    pub fn pause(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let _ = now;
+    pub fn pause(&mut self) -> Result<(), StoreError> {
         let mut state = self.store.engine_state()?;
         if !state.paused {
             state.paused = true;
@@ -101,17 +100,12 @@ impl<S: Store> Engine<S> {
     /// Resumes: applies the inbox in arrival order (each queued import's correlation,
     /// projection and resolution, its candidates keeping the import's time), then empties
     /// the outbox; the next outbound request computes afresh.
-    pub fn resume(&mut self, now: DateTime<Utc>) -> Result<ResumeReport, ControlError> {
-        self.resume_observed(now, &mut Observer::new())
+    pub fn resume(&mut self) -> Result<ResumeReport, ControlError> {
+        self.resume_observed(&mut Observer::new())
     }
 
     /// [`Engine::resume`], showing every decision and the progress to `observer`.
-    pub fn resume_observed(
-        &mut self,
-        now: DateTime<Utc>,
-        observer: &mut Observer<'_>,
-    ) -> Result<ResumeReport, ControlError> {
-        let _ = now;
+    pub fn resume_observed(&mut self, observer: &mut Observer<'_>) -> Result<ResumeReport, ControlError> {
         let mut state = self.store.engine_state()?;
         if !state.paused {
             return Err(ControlError::NotPaused);

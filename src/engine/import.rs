@@ -480,17 +480,13 @@ impl<S: Store> Engine<S> {
     }
 
     /// Approves the most recently blocked plan (see [`Engine::approve`]).
-    pub fn approve_last(&mut self, now: DateTime<Utc>) -> Result<Approval, ApproveError> {
-        self.approve_last_observed(now, &mut Observer::new())
+    pub fn approve_last(&mut self) -> Result<Approval, ApproveError> {
+        self.approve_last_observed(&mut Observer::new())
     }
 
     /// [`Engine::approve_last`], showing an import plan's decisions and progress to
     /// `observer`.
-    pub fn approve_last_observed(
-        &mut self,
-        now: DateTime<Utc>,
-        observer: &mut Observer<'_>,
-    ) -> Result<Approval, ApproveError> {
+    pub fn approve_last_observed(&mut self, observer: &mut Observer<'_>) -> Result<Approval, ApproveError> {
         let last = self
             .store
             .pending_plans()?
@@ -498,7 +494,7 @@ impl<S: Store> Engine<S> {
             .map(PendingPlan::id)
             .max()
             .ok_or(ApproveError::NoBlockedPlan)?;
-        self.approve_observed(last, now, observer)
+        self.approve_observed(last, observer)
     }
 
     /// Approves a blocked plan. An import plan is applied as computed, its candidates
@@ -506,19 +502,13 @@ impl<S: Store> Engine<S> {
     /// out. If the system's stored accounts changed since the plan was computed (or, for
     /// outbound, the plan would no longer be the same), approval fails with
     /// `stale_plan` and the plan is discarded.
-    pub fn approve(&mut self, plan: PlanId, now: DateTime<Utc>) -> Result<Approval, ApproveError> {
-        self.approve_observed(plan, now, &mut Observer::new())
+    pub fn approve(&mut self, plan: PlanId) -> Result<Approval, ApproveError> {
+        self.approve_observed(plan, &mut Observer::new())
     }
 
     /// [`Engine::approve`], showing an import plan's decisions and progress to
     /// `observer`.
-    pub fn approve_observed(
-        &mut self,
-        plan: PlanId,
-        now: DateTime<Utc>,
-        observer: &mut Observer<'_>,
-    ) -> Result<Approval, ApproveError> {
-        let _ = now;
+    pub fn approve_observed(&mut self, plan: PlanId, observer: &mut Observer<'_>) -> Result<Approval, ApproveError> {
         let pending = self.store.pending_plans()?;
         if pending.is_empty() {
             return Err(ApproveError::NoBlockedPlan);

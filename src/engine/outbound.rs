@@ -387,7 +387,6 @@ impl<S: Store> Engine<S> {
     /// as the engine's own, and deleted accounts leave the mirror and are unlinked. All
     /// ops are checked first; if one is refused, none is recorded.
     pub fn confirm(&mut self, ops: &[Op], now: DateTime<Utc>) -> Result<ConfirmReport, OutboundError> {
-        let _ = now;
         // One staged account per (system, key): later ops on the same account build on
         // earlier ones in this batch (`None`: deleted by it). The index keeps the batch
         // linear in its size.

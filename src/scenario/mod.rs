@@ -282,7 +282,7 @@ impl<S: Store> Runner<S> {
                 self.fail(index, "approve", "\"last\"".into(), format!("{which:?}"));
                 return None;
             }
-            return Some(match self.engine.approve_last(now) {
+            return Some(match self.engine.approve_last() {
                 Ok(Approval::Import(report)) => StepOutcome::from_import(&report),
                 Ok(Approval::Outbound(plan)) => {
                     let confirm = self.confirm_on_approve.remove(&plan.id).unwrap_or(false);
@@ -348,7 +348,7 @@ impl<S: Store> Runner<S> {
                 self.fail(index, "pause", "true".into(), "false (use `resume`)".into());
                 return None;
             }
-            return Some(match self.engine.pause(now) {
+            return Some(match self.engine.pause() {
                 Ok(()) => StepOutcome::default(),
                 Err(_) => StepOutcome::error("store"),
             });
@@ -358,7 +358,7 @@ impl<S: Store> Runner<S> {
                 self.fail(index, "resume", "true".into(), "false".into());
                 return None;
             }
-            return Some(match self.engine.resume(now) {
+            return Some(match self.engine.resume() {
                 Ok(report) => {
                     let mut outcome = StepOutcome {
                         changed: report.changed.clone(),
