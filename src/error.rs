@@ -112,7 +112,8 @@ impl ImportError {
     }
 }
 
-fn join(problems: &[ColumnProblem]) -> String {
+/// Problems (or exceeded thresholds) as one text, `; `-separated.
+pub(crate) fn join<T: fmt::Display>(problems: &[T]) -> String {
     problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
 

@@ -522,16 +522,10 @@ impl SqliteStore {
     }
 
     fn read_identities(&self, op: &str, visit: &mut dyn FnMut(Identity)) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT data FROM attrflow_identities ORDER BY id")
-            .map_err(sql_error(op))?;
-        let mut rows = stmt.query([]).map_err(sql_error(op))?;
-        while let Some(row) = rows.next().map_err(sql_error(op))? {
-            let data: String = row.get(0).map_err(sql_error(op))?;
-            visit(serde_json::from_str(&data).map_err(json_error(op))?);
-        }
-        Ok(())
+        self.read_identities_after(op, None, &mut |identity| {
+            visit(identity);
+            true
+        })
     }
 
     /// Identities with ids above `after`, in id order, until `visit` returns false: a
@@ -540,7 +534,7 @@ impl SqliteStore {
         &self,
         op: &str,
         after: Option<IdentityId>,
-        visit: &mut dyn FnMut(&Identity) -> bool,
+        visit: &mut dyn FnMut(Identity) -> bool,
     ) -> Result<(), StoreError> {
         let start = match after {
             Some(id) => to_i64(op, id.get())?,
@@ -553,8 +547,7 @@ impl SqliteStore {
         let mut rows = stmt.query([start]).map_err(sql_error(op))?;
         while let Some(row) = rows.next().map_err(sql_error(op))? {
             let data: String = row.get(0).map_err(sql_error(op))?;
-            let identity: Identity = serde_json::from_str(&data).map_err(json_error(op))?;
-            if !visit(&identity) {
+            if !visit(serde_json::from_str(&data).map_err(json_error(op))?) {
                 break;
             }
         }
@@ -939,7 +932,7 @@ impl Store for SqliteStore {
         after: Option<IdentityId>,
         visit: &mut dyn FnMut(&Identity) -> bool,
     ) -> Result<(), StoreError> {
-        self.guard(self.read_identities_after("visit_identities_after", after, visit))
+        self.guard(self.read_identities_after("visit_identities_after", after, &mut |i| visit(&i)))
     }
 
     fn identity_count(&self) -> Result<usize, StoreError> {

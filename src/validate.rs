@@ -603,31 +603,28 @@ impl Checker {
                 config.identity.attributes.get(rule.identity.as_str()),
             );
             if let (Some(account), Some(identity)) = declared {
+                let account_side = ("account attribute", rule.account.as_str(), account.value_type);
+                let identity_side = ("identity attribute", rule.identity.as_str(), identity.value_type);
+                // (carries values untransformed, from, to) per direction.
                 let directions = [
                     (
                         rule.direction.is_inbound() && rule.transform_in.is_none(),
-                        account.value_type,
-                        identity.value_type,
-                        "account attribute",
-                        "identity attribute",
+                        account_side,
+                        identity_side,
                     ),
                     (
                         rule.direction.is_outbound() && rule.transform_out.is_none(),
-                        identity.value_type,
-                        account.value_type,
-                        "identity attribute",
-                        "account attribute",
+                        identity_side,
+                        account_side,
                     ),
                 ];
-                for (applies, from, to, from_side, to_side) in directions {
+                for (applies, (from_side, from_name, from), (to_side, to_name, to)) in directions {
                     if applies && !converts(from, to) {
                         self.push(
                             ValidationErrorKind::TypeMismatch,
                             at(path.clone(), Some(rule_name.clone()), Some(&rule.identity)),
                             format!(
-                                "{from_side} `{}` is {from} and {to_side} `{}` is {to}: no {from} value converts to {to}",
-                                if from_side == "account attribute" { &rule.account } else { &rule.identity },
-                                if to_side == "account attribute" { &rule.account } else { &rule.identity },
+                                "{from_side} `{from_name}` is {from} and {to_side} `{to_name}` is {to}: no {from} value converts to {to}"
                             ),
                             Some("declare matching types, or convert with a transform (`in` / `out`)".into()),
                         );

@@ -95,6 +95,11 @@ fn complete(rows: Json) -> Snapshot {
     snapshot(json!({ "mode": "complete", "columns": HR_COLUMNS, "rows": rows }))
 }
 
+/// A complete `ad` export of `rows` (sam, employeeID, title, memberOf).
+fn ad_complete(rows: Json) -> Snapshot {
+    snapshot(json!({ "mode": "complete", "columns": ["sam", "employeeID", "title", "memberOf"], "rows": rows }))
+}
+
 fn incremental(upserts: Json, deletes: Json) -> Snapshot {
     snapshot(json!({ "mode": "incremental", "upserts": upserts, "deletes": deletes }))
 }
@@ -1606,14 +1611,7 @@ fn reports_display_what_they_hold() {
     );
 
     let ad = json!([{ "sam": "a1", "employeeID": "E1", "title": "Old", "memberOf": [] }]);
-    let columns = ["sam", "employeeID", "title", "memberOf"];
-    let _ = engine
-        .import(
-            "ad",
-            &snapshot(json!({ "mode": "complete", "columns": columns, "rows": ad })),
-            at(3),
-        )
-        .unwrap();
+    let _ = engine.import("ad", &ad_complete(ad), at(3)).unwrap();
     let plan = engine.outbound("ad", at(3)).unwrap();
     let text = plan.to_string();
     assert!(
@@ -1775,14 +1773,7 @@ fn values_convert_from_plain_rust_values_and_read_back_as_text() {
 fn unlinked_accounts_are_named_by_system_and_key() {
     let mut engine = loaded(json!({}));
     let rows = json!([{ "sam": "x1", "employeeID": "E404", "title": "t", "memberOf": [] }]);
-    let columns = ["sam", "employeeID", "title", "memberOf"];
-    let _ = engine
-        .import(
-            "ad",
-            &snapshot(json!({ "mode": "complete", "columns": columns, "rows": rows })),
-            at(2),
-        )
-        .unwrap();
+    let _ = engine.import("ad", &ad_complete(rows), at(2)).unwrap();
     let unlinked = engine.unlinked().unwrap();
     assert_eq!(unlinked.len(), 1);
     assert_eq!((unlinked[0].system.as_str(), unlinked[0].key.as_str()), ("ad", "x1"));

@@ -92,17 +92,11 @@ impl std::fmt::Display for ImportReport {
         let plan = &self.plan;
         write!(f, "import {} of `{}`: ", plan.id, plan.system)?;
         if !self.applied {
-            let exceeded: Vec<String> = plan.exceeded.iter().map(ToString::to_string).collect();
-            return write!(
-                f,
-                "blocked, nothing applied ({}; {})",
-                plan.counts,
-                if exceeded.is_empty() {
-                    "awaiting approval".to_owned()
-                } else {
-                    exceeded.join("; ")
-                }
-            );
+            let why = match plan.exceeded.as_slice() {
+                [] => "awaiting approval".to_owned(),
+                exceeded => crate::error::join(exceeded),
+            };
+            return write!(f, "blocked, nothing applied ({}; {why})", plan.counts);
         }
         write!(
             f,

@@ -222,11 +222,10 @@ impl std::fmt::Display for OutboundPlan {
             self.skipped.len()
         )?;
         if self.is_blocked() {
-            let exceeded: Vec<String> = self.exceeded.iter().map(ToString::to_string).collect();
             write!(
                 f,
                 "; blocked, not to be carried out until approved: {}",
-                exceeded.join("; ")
+                crate::error::join(&self.exceeded)
             )?;
         }
         Ok(())
