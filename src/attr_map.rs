@@ -85,6 +85,11 @@ impl<V> AttrMap<V> {
 
     /// Sets the value of `key`, returning the one it replaces.
     pub fn insert(&mut self, key: Text, value: V) -> Option<V> {
+        // Records are mostly built in name order: appending needs one comparison.
+        if self.entries.last().is_none_or(|(last, _)| last.as_str() < key.as_str()) {
+            self.entries.push((key, value));
+            return None;
+        }
         match self.find(&key) {
             Ok(i) => self.entries.get_mut(i).map(|(_, v)| std::mem::replace(v, value)),
             Err(i) => {
@@ -135,6 +140,13 @@ impl<V> AttrMap<V> {
     /// Releases room held beyond the entries (after a record is built).
     pub fn shrink_to_fit(&mut self) {
         self.entries.shrink_to_fit();
+    }
+
+    /// The map of entries already in strictly increasing name order (checked in
+    /// debug builds).
+    pub(crate) fn from_sorted(entries: Vec<(Text, V)>) -> AttrMap<V> {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        AttrMap { entries }
     }
 
     /// The map of `entries`; for equal names the last one wins (as collecting into a
@@ -309,6 +321,49 @@ mod tests {
             prop_assert_eq!(map.get("zz"), None);
         }
 
+        /// A schema order builds, from any subsequence of its names with values, the
+        /// map inserting them one by one builds; names that are not the schema's own
+        /// shared texts, or out of schema order, give `None`.
+        #[test]
+        fn schema_order_builds_what_inserts_build(
+            schema in proptest::collection::btree_set("[a-z]{1,6}", 1..12),
+            shuffle in any::<u64>(),
+            keep in proptest::collection::vec(any::<bool>(), 12),
+        ) {
+            // Declaration order: the names permuted by the seed.
+            let mut names: Vec<Text> = schema.iter().map(|n| Text::from(n.as_str())).collect();
+            let mut seed = shuffle;
+            for i in (1..names.len()).rev() {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                names.swap(i, (seed >> 33) as usize % (i + 1));
+            }
+            let order = SchemaOrder::new(names.iter());
+            let numbers: Vec<u16> = (0..12).collect();
+            let values: Vec<(&Text, &u16)> = names
+                .iter()
+                .zip(&numbers)
+                .zip(&keep)
+                .filter(|(_, keep)| **keep)
+                .map(|(pair, _)| pair)
+                .collect();
+            let mut slots = Vec::new();
+            let built = order.map(values.iter().copied(), &mut slots);
+            let mut inserted = AttrMap::new();
+            for (n, v) in &values {
+                inserted.insert((*n).clone(), **v);
+            }
+            prop_assert_eq!(built, Some(inserted));
+            // Equal but not shared names are not the schema's own.
+            let copies: Vec<Text> = values.iter().map(|(n, _)| Text::from(n.as_str())).collect();
+            if !copies.is_empty() {
+                prop_assert_eq!(order.map(copies.iter().zip(values.iter().map(|(_, v)| *v)), &mut slots), None);
+            }
+            // Out of schema order.
+            if values.len() > 1 {
+                prop_assert_eq!(order.map(values.iter().rev().copied(), &mut slots), None);
+            }
+        }
+
         /// Collecting keeps the last value of a repeated name, as a `BTreeMap` does.
         #[test]
         fn collecting_keeps_the_last_of_equal_names(pairs in proptest::collection::vec((0u8..8, any::<u16>()), 0..40)) {
@@ -341,5 +396,54 @@ mod tests {
             *v = 9;
         }
         assert_eq!(map.values().copied().collect::<Vec<_>>(), [9, 3]);
+    }
+}
+
+/// The names of a schema in declaration order with their rank in name order, computed
+/// once: records whose values arrive in schema order (an inserted row's) are then built
+/// without comparing names.
+#[derive(Debug)]
+pub(crate) struct SchemaOrder<'a> {
+    names: Vec<&'a Text>,
+    /// Per schema position: the position of its name in name order.
+    rank: Vec<usize>,
+}
+
+impl<'a> SchemaOrder<'a> {
+    /// The order of `names` (unique, in declaration order).
+    pub(crate) fn new(names: impl Iterator<Item = &'a Text>) -> SchemaOrder<'a> {
+        let names: Vec<&Text> = names.collect();
+        let mut by_name: Vec<usize> = (0..names.len()).collect();
+        by_name.sort_by(|&a, &b| names[a].cmp(names[b]));
+        let mut rank = vec![0; names.len()];
+        for (r, &position) in by_name.iter().enumerate() {
+            rank[position] = r;
+        }
+        SchemaOrder { names, rank }
+    }
+
+    /// The map of `values`, whose names are this schema's own shared names in schema
+    /// order (some may be missing); `None` when they are not (the caller then builds
+    /// the map by name). `slots` is a buffer reused between calls.
+    pub(crate) fn map<'v, V: Clone + 'v>(
+        &self,
+        values: impl Iterator<Item = (&'v Text, &'v V)>,
+        slots: &mut Vec<Option<(Text, V)>>,
+    ) -> Option<AttrMap<V>> {
+        slots.clear();
+        slots.resize(self.names.len(), None);
+        let mut position = 0;
+        let mut count = 0;
+        for (name, value) in values {
+            while !self.names.get(position)?.is_same(name) {
+                position += 1;
+            }
+            *slots.get_mut(*self.rank.get(position)?)? = Some((name.clone(), value.clone()));
+            position += 1;
+            count += 1;
+        }
+        let mut entries = Vec::with_capacity(count);
+        entries.extend(slots.drain(..).flatten());
+        Some(AttrMap::from_sorted(entries))
     }
 }

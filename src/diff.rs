@@ -333,7 +333,17 @@ pub(crate) struct Diff {
 /// The counters of a list of account changes (SPEC 2.5).
 pub(crate) fn count(system: &SystemConfig, changes: &[AccountChange]) -> Counts {
     let mut counts = Counts::default();
+    // Only multi-valued attributes count links, and only updates count attributes: the
+    // inserts and deletes of a system without multi-valued attributes need no look-up.
+    let any_multi = system.schema.attributes.values().any(|a| a.multi);
     for change in changes {
+        if change.kind != ChangeKind::Update && !any_multi {
+            match change.kind {
+                ChangeKind::Insert => counts.inserted += 1,
+                _ => counts.deleted += 1,
+            }
+            continue;
+        }
         let mut scalar_changed = false;
         let mut multi_changed = false;
         for c in &change.attributes {

@@ -18,6 +18,9 @@ use crate::value::Value;
 pub(crate) struct Candidate<'a> {
     pub(crate) account: &'a str,
     pub(crate) attribute: &'a Text,
+    /// The attribute's position among the identity attributes in name order: groups
+    /// and orders candidates without comparing names.
+    pub(crate) rank: u32,
     /// The flow rule's position in the system's `flows`.
     pub(crate) rule: usize,
     pub(crate) scores: Scores,
@@ -459,6 +462,7 @@ mod tests {
             },
             c: Candidate {
                 rule: 0,
+                rank: 0,
                 account: "acct",
                 attribute: name("phone"),
                 offer: Offer::Value(value),

@@ -24,6 +24,12 @@ impl Text {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether both are the same shared text (not only equal): a name cloned from the
+    /// configuration is, so a walk along the schema needs no string comparison.
+    pub(crate) fn is_same(&self, other: &Text) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl Default for Text {

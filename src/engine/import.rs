@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::attr_map::AttrMap;
-use crate::config::SystemConfig;
+use crate::attr_map::{AttrMap, SchemaOrder};
+use crate::config::{FlowRule, IdentityAttribute, SystemConfig};
 use crate::controls::{AccountWork, InboxEntry, LOOP_LIMIT};
 use crate::correlation::{correlate, Correlation};
 use crate::diagnosis::diagnose;
@@ -191,6 +191,8 @@ impl<S: Store> Engine<S> {
                     stored.insert(index, account.clone());
                 }
             })?;
+        let order = SchemaOrder::new(system.schema.attributes.keys());
+        let mut slots = Vec::new();
         let mut put = Vec::with_capacity(plan.changes.len() + plan.kept.len() + plan.retry.len());
         let mut removed = Vec::new();
         let mut items = Vec::with_capacity(plan.changes.len() + plan.retry.len());
@@ -209,14 +211,32 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 ChangeKind::Insert | ChangeKind::Update => {
-                    let mut account = stored.unwrap_or_else(|| {
-                        let mut account = Account::new(&change.key);
-                        account.attributes.reserve(change.attributes.len());
-                        account
-                    });
-                    for c in &change.attributes {
-                        account.set(&c.attribute, c.new.clone());
-                    }
+                    let mut account = match stored {
+                        Some(mut account) => {
+                            for c in &change.attributes {
+                                account.set(&c.attribute, c.new.clone());
+                            }
+                            account
+                        }
+                        None => {
+                            let mut account = Account::new(&change.key);
+                            let values = change
+                                .attributes
+                                .iter()
+                                .filter(|c| !c.new.is_empty())
+                                .map(|c| (&c.attribute, &c.new));
+                            match order.map(values, &mut slots) {
+                                Some(attributes) => account.attributes = attributes,
+                                None => {
+                                    account.attributes.reserve(change.attributes.len());
+                                    for c in &change.attributes {
+                                        account.set(&c.attribute, c.new.clone());
+                                    }
+                                }
+                            }
+                            account
+                        }
+                    };
                     observe_echoes(system, &mut account);
                     items.push(Item::Present {
                         account: put.len(),
@@ -355,6 +375,7 @@ impl<S: Store> Engine<S> {
             at,
         };
         let accounts: &[Account] = accounts;
+        let targets = InboundTargets::of(system, &self.config);
         let mut put: Vec<Identity> = Vec::new();
         let mut created = created.into_iter().map(Some).collect::<Vec<_>>();
         let first_created = created.first().and_then(|i| i.as_ref()).map(|i| i.id);
@@ -381,14 +402,16 @@ impl<S: Store> Engine<S> {
             candidates.clear();
             for &(_, index, mode) in run {
                 match items[index] {
-                    Item::Deleted { key, held, .. } => offer_blanks(system, &self.config, key, held, &mut candidates),
+                    Item::Deleted { key, held, .. } => offer_blanks(&targets, key, held, &mut candidates),
                     Item::Present { account, changed } => {
                         let account = &accounts[account];
-                        offer(system, &self.config, account, changed, mode, at, &mut candidates);
+                        offer(system, &targets, account, changed, mode, at, &mut candidates);
                     }
                 }
             }
-            candidates.sort_by(|a, b| a.attribute.cmp(b.attribute));
+            // By attribute name (the rank orders as the names do); stable, so an
+            // attribute's candidates keep their arrival order.
+            candidates.sort_by_key(|c| c.rank);
             if is_new {
                 // At most one value per candidate: room for all, once.
                 identity.attributes.reserve(candidates.len());
@@ -397,15 +420,15 @@ impl<S: Store> Engine<S> {
             let mut written = false;
             let mut offered = candidates.drain(..).peekable();
             while let Some(first) = offered.next() {
-                let attribute = first.attribute;
-                let exact = self.config.identity_case_exact(attribute);
+                let rank = first.rank;
+                let exact = targets.case_exact(rank);
                 // The common case, one candidate for the attribute, needs no group.
-                if offered.peek().is_none_or(|c| c.attribute != attribute) {
+                if offered.peek().is_none_or(|c| c.rank != rank) {
                     written |= resolve(&mut identity, round, first, exact, log).unwrap_or(false);
                     continue;
                 }
                 let mut group = vec![first];
-                while let Some(next) = offered.next_if(|c| c.attribute == attribute) {
+                while let Some(next) = offered.next_if(|c| c.rank == rank) {
                     group.push(next);
                 }
                 written |= resolve_group(&mut identity, round, group, exact, log);
@@ -593,22 +616,67 @@ enum Mode {
     Blanks,
 }
 
+/// The system's enabled inbound rules whose identity attribute is declared, resolved
+/// once per import: the work per account then looks nothing up by name.
+struct InboundTargets<'a> {
+    rules: Vec<InboundTarget<'a>>,
+    /// Per rank: whether the identity attribute compares exactly.
+    case_exact: Vec<bool>,
+}
+
+struct InboundTarget<'a> {
+    /// The rule's position in `flows`.
+    index: usize,
+    rule: &'a FlowRule,
+    declared: &'a IdentityAttribute,
+    /// The identity attribute's position among the identity attributes in name order.
+    rank: u32,
+}
+
+impl<'a> InboundTargets<'a> {
+    fn of(system: &'a SystemConfig, config: &'a ValidatedConfig) -> InboundTargets<'a> {
+        let mut names: Vec<(&Text, &IdentityAttribute)> = config.identity.attributes.iter().collect();
+        names.sort_by(|a, b| a.0.cmp(b.0));
+        let rules = system
+            .inbound_rules()
+            .filter_map(|(index, rule)| {
+                let rank = names
+                    .binary_search_by(|(name, _)| name.as_str().cmp(rule.identity.as_str()))
+                    .ok()?;
+                Some(InboundTarget {
+                    index,
+                    rule,
+                    declared: names.get(rank)?.1,
+                    rank: u32::try_from(rank).ok()?,
+                })
+            })
+            .collect();
+        InboundTargets {
+            rules,
+            case_exact: names.iter().map(|(_, a)| a.case_exact).collect(),
+        }
+    }
+
+    /// Whether the identity attribute of `rank` compares exactly.
+    fn case_exact(&self, rank: u32) -> bool {
+        self.case_exact.get(rank as usize).copied().unwrap_or(true)
+    }
+}
+
 /// Offers values of one present account through the system's enabled inbound rules:
 /// for `Changed`, the rules reading a changed attribute; for `Values`, every rule
 /// giving a non-empty value.
 fn offer<'a>(
     system: &'a SystemConfig,
-    config: &'a ValidatedConfig,
+    targets: &InboundTargets<'a>,
     account: &'a Account,
     changed: &[AttributeChange],
     mode: Mode,
     at: DateTime<Utc>,
     out: &mut Vec<Candidate<'a>>,
 ) {
-    for (index, rule) in system.inbound_rules() {
-        let Some(target) = config.identity.attributes.get(&rule.identity) else {
-            continue;
-        };
+    for target in &targets.rules {
+        let rule = target.rule;
         if mode == Mode::Changed && !changed.iter().any(|c| rule.reads_account_attribute(&c.attribute)) {
             continue;
         }
@@ -627,8 +695,9 @@ fn offer<'a>(
         if mode == Mode::Values && matches!(&raw, Ok(v) if v.is_empty()) {
             continue;
         }
+        let declared = target.declared;
         let offer = match raw {
-            Ok(raw) => match raw.into_type(target.value_type, target.multi, target.case_exact) {
+            Ok(raw) => match raw.into_type(declared.value_type, declared.multi, declared.case_exact) {
                 Ok(value) => Offer::Value(value),
                 Err(raw) => Offer::Invalid(raw),
             },
@@ -637,7 +706,8 @@ fn offer<'a>(
         out.push(Candidate {
             account: &account.key,
             attribute: &rule.identity,
-            rule: index,
+            rank: target.rank,
+            rule: target.index,
             scores: Scores::new(rule.create, rule.update, rule.delete),
             offer,
         });
@@ -647,16 +717,13 @@ fn offer<'a>(
 /// Offers a blank through every enabled inbound rule that read a value a deleted
 /// account held.
 fn offer_blanks<'a>(
-    system: &'a SystemConfig,
-    config: &'a ValidatedConfig,
+    targets: &InboundTargets<'a>,
     key: &'a str,
     held: &[AttributeChange],
     out: &mut Vec<Candidate<'a>>,
 ) {
-    for (index, rule) in system.inbound_rules() {
-        if !config.identity.attributes.contains_key(&rule.identity) {
-            continue;
-        }
+    for target in &targets.rules {
+        let rule = target.rule;
         let read = held
             .iter()
             .any(|c| !c.old.is_empty() && rule.reads_account_attribute(&c.attribute));
@@ -666,7 +733,8 @@ fn offer_blanks<'a>(
         out.push(Candidate {
             account: key,
             attribute: &rule.identity,
-            rule: index,
+            rank: target.rank,
+            rule: target.index,
             scores: Scores::new(rule.create, rule.update, rule.delete),
             offer: Offer::Value(Value::Empty),
         });
