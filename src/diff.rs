@@ -9,6 +9,7 @@ use crate::model::{Account, Fingerprint};
 use crate::prepare::{Prepared, PreparedRow, RowRejection};
 use crate::store::{PlanId, Store, StoreError};
 use crate::text::Text;
+use crate::text_cache::TextCache;
 use crate::thresholds::{Base, Counts, Exceeded};
 use crate::value::{Value, ValueType};
 
@@ -116,6 +117,8 @@ pub(crate) fn diff(
 
     let attributes_of_row = attributes.len();
     let mut changes = Vec::new();
+    // Inserted rows' values: equal cells share one text (a first load builds them all).
+    let mut texts = TextCache::new(attributes.len());
     let mut retry = Vec::new();
     let mut kept = Vec::new();
     store.visit_accounts_by_key(system_name, &keys, &mut |index, stored| {
@@ -125,7 +128,7 @@ pub(crate) fn diff(
         let Some(stored) = stored else {
             // Built in place: a first load makes one of these per row.
             let mut attributes = Vec::with_capacity(attributes_of_row);
-            prepared.for_each_value(system, row, |attribute, new| {
+            prepared.for_each_value(system, row, &mut texts, |attribute, new| {
                 if !new.is_empty() {
                     attributes.push(AttributeChange {
                         attribute: attribute.clone(),

@@ -13,6 +13,7 @@ use crate::config::{AccountAttribute, SystemConfig};
 use crate::error::{ColumnProblem, ImportError};
 use crate::store::{Store, StoreError};
 use crate::text::Text;
+use crate::text_cache::TextCache;
 use crate::validate::ValidatedConfig;
 use crate::value::{Scalar, Value, ValueProblem, ValueType};
 
@@ -408,7 +409,7 @@ impl<'a> Cell<'a> {
         // A non-empty text parses to `Single(Text)` or to the one-element set.
         let held_text = match (held, attr.multi) {
             (Value::Single(Scalar::Text(t)), false) => t,
-            (Value::Multi(items), true) => match items.as_slice() {
+            (Value::Multi(items), true) => match &**items {
                 [Scalar::Text(t)] => t,
                 _ => return Some(false),
             },
@@ -520,19 +521,32 @@ pub(crate) struct Prepared<'a> {
     pub(crate) complete: bool,
 }
 
-impl Prepared<'_> {
-    /// The typed values of a good row, in schema order: every schema attribute in
-    /// complete mode, the present ones in incremental mode.
+impl<'a> Prepared<'a> {
+    /// Calls `visit` with each schema attribute's value in a good row, in schema
+    /// order (an absent attribute of a complete snapshot as empty), taking the texts of
+    /// single-valued string cells from `cache` so that equal cells of the import share
+    /// one text.
     pub(crate) fn for_each_value(
         &self,
         system: &SystemConfig,
         row: &PreparedRow<'_>,
+        cache: &mut TextCache<'a>,
         mut visit: impl FnMut(&Text, Value),
     ) {
         for (index, (name, attr)) in system.schema.attributes.iter().enumerate() {
             match self.source.cell(row.row, index, name) {
-                // A good row's cells parse (prepare checked them).
-                Some(cell) => visit(name, cell.parse(attr).unwrap_or_default()),
+                Some(cell) => {
+                    let text = cell
+                        .text()
+                        .filter(|_| !attr.multi && matches!(attr.value_type, ValueType::String | ValueType::Reference));
+                    let value = match text {
+                        Some("") => Value::Empty,
+                        Some(text) => Value::Single(Scalar::Text(cache.text(index, text))),
+                        // A good row's cells parse (prepare checked them).
+                        None => cell.parse(attr).unwrap_or_default(),
+                    };
+                    visit(name, value);
+                }
                 None if self.complete => visit(name, Value::Empty),
                 None => {}
             }
@@ -882,7 +896,9 @@ mod tests {
                 .iter()
                 .map(|r| {
                     let mut values = Vec::new();
-                    p.for_each_value(hr, r, |name, value| values.push((name.clone(), value)));
+                    p.for_each_value(hr, r, &mut TextCache::new(hr.schema.attributes.len()), |name, value| {
+                        values.push((name.clone(), value))
+                    });
                     (r.key.to_string(), values)
                 })
                 .collect(),

@@ -380,7 +380,7 @@ pub(crate) fn recompute_access(
                         .or_default();
                     entry.extend(values.iter().map(|v| Scalar::Text(v.clone().into())));
                     if let Value::Multi(set) = Value::multi(std::mem::take(entry), exact) {
-                        *entry = set;
+                        *entry = set.into_vec();
                     }
                 }
             }

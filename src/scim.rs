@@ -781,7 +781,7 @@ mod tests {
         attributes.insert("mail".into(), Value::Single(text("bjensen@example.com")));
         attributes.insert("mailPrimary".into(), Value::Single(Scalar::Boolean(true)));
         attributes.insert("mobile".into(), Value::Single(text("+1 555")));
-        attributes.insert("memberOf".into(), Value::Multi(vec![text("G1"), text("G2")]));
+        attributes.insert("memberOf".into(), Value::Multi(vec![text("G1"), text("G2")].into()));
         attributes.insert("department".into(), Value::Single(text("Tour Operations")));
         attributes.insert("manager".into(), Value::Single(text("26118915")));
         attributes.insert("title".into(), Value::Empty);

@@ -222,7 +222,7 @@ pub enum Value {
     /// One value of a single-valued attribute.
     Single(Scalar),
     /// The non-empty value set of a multi-valued attribute.
-    Multi(Vec<Scalar>),
+    Multi(Box<[Scalar]>),
 }
 
 /// Why a raw value does not fit its attribute.
@@ -250,7 +250,7 @@ impl Value {
         if items.is_empty() {
             Value::Empty
         } else {
-            Value::Multi(items)
+            Value::Multi(items.into_boxed_slice())
         }
     }
 

@@ -455,7 +455,7 @@ impl<S: Store> Engine<S> {
                     for (attribute, value) in &c.attributes {
                         account.set(&known(attribute)?, value.clone());
                         if let Value::Multi(items) = value {
-                            account.pushed.insert(attribute.clone(), items.clone());
+                            account.pushed.insert(attribute.clone(), items.to_vec());
                         }
                     }
                     account.link = LinkState::Linked(c.identity);
@@ -506,7 +506,7 @@ impl<S: Store> Engine<S> {
                         }
                         let pushed_set = Value::multi(std::mem::take(pushed), exact);
                         match pushed_set {
-                            Value::Multi(items) => *pushed = items,
+                            Value::Multi(items) => *pushed = items.into_vec(),
                             _ => {
                                 account.pushed.remove(attribute);
                             }

@@ -2681,8 +2681,8 @@ mod tests {
         // transform (naming the place) or read back to one that evaluates the same.
         let cases: Vec<(Transform, Value, Option<&str>)> = vec![
             (
-                Transform::Literal(Value::Multi(Vec::new())),
-                Value::Multi(Vec::new()),
+                Transform::Literal(Value::Multi(Box::default())),
+                Value::Multi(Box::default()),
                 None,
             ),
             (
@@ -2704,7 +2704,7 @@ mod tests {
             ),
             (
                 Transform::Concat(vec![
-                    Transform::Literal(Value::Multi(Vec::new())),
+                    Transform::Literal(Value::Multi(Box::default())),
                     Transform::Literal(text("a")),
                 ]),
                 text("a"),
