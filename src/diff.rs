@@ -121,7 +121,8 @@ pub(crate) fn diff(
     let mut texts = TextCache::new(attributes.len());
     let mut retry = Vec::new();
     let mut kept = Vec::new();
-    store.visit_accounts_by_key(system_name, &keys, &mut |index, stored| {
+    let mut deleted: Vec<String> = Vec::new();
+    let mut visit = |index: usize, stored: Option<&Account>| {
         let Some(row) = prepared.rows.get(index) else {
             return;
         };
@@ -166,17 +167,19 @@ pub(crate) fn diff(
                 kept.push(row.key.to_string());
             }
         }
-    })?;
-    retry.sort();
-    kept.sort();
-    let mut deleted: Vec<String> = Vec::new();
+    };
     if prepared.complete {
-        store.visit_accounts(system_name, &mut |a| {
+        // A stored account no good row named is deleted, unless a rejected row named it.
+        store.visit_accounts_by_key_and_others(system_name, &keys, &mut visit, &mut |a| {
             if !prepared.seen.contains_key(a.key.as_str()) {
                 deleted.push(a.key.clone());
             }
         })?;
+    } else {
+        store.visit_accounts_by_key(system_name, &keys, &mut visit)?;
     }
+    retry.sort();
+    kept.sort();
     deleted.extend(prepared.deletes.iter().cloned());
     for key in deleted {
         if let Some(stored) = store.account(system_name, &key)? {

@@ -4,6 +4,7 @@ pub mod persist;
 
 use std::collections::{BTreeMap, HashMap};
 
+use indexmap::IndexMap;
 use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId};
@@ -14,7 +15,9 @@ use crate::thresholds::Base;
 /// Accounts of one system, with running totals for threshold bases.
 #[derive(Debug, Default, Clone, PartialEq)]
 struct SystemAccounts {
-    accounts: HashMap<String, Account>,
+    /// By key; positioned, so that a complete import finds the accounts it did not
+    /// see by position instead of by a look-up per stored account.
+    accounts: IndexMap<String, Account>,
     link_values: u64,
     version: u64,
 }
@@ -141,6 +144,39 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn visit_accounts_by_key_and_others(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+        others: &mut dyn FnMut(&Account),
+    ) -> Result<(), StoreError> {
+        let Some(accounts) = self.systems.get(system).map(|s| &s.accounts) else {
+            keys.iter().enumerate().for_each(|(index, _)| visit(index, None));
+            return Ok(());
+        };
+        // One bit per stored account: those found by key are not visited again.
+        let mut found = vec![0u64; accounts.len().div_ceil(64)];
+        for (index, key) in keys.iter().enumerate() {
+            let account = accounts.get_full(*key).map(|(position, _, account)| {
+                if let Some(word) = found.get_mut(position / 64) {
+                    *word |= 1 << (position % 64);
+                }
+                account
+            });
+            visit(index, account);
+        }
+        for (position, account) in accounts.values().enumerate() {
+            if found
+                .get(position / 64)
+                .is_none_or(|word| word & (1 << (position % 64)) == 0)
+            {
+                others(account);
+            }
+        }
+        Ok(())
+    }
+
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
         if let Some(s) = self.systems.get(system) {
             s.accounts.values().for_each(visit);
@@ -169,7 +205,7 @@ impl Store for MemoryStore {
             let previous = self
                 .systems
                 .get_mut(system)
-                .and_then(|s| s.accounts.remove(&account.key));
+                .and_then(|s| s.accounts.swap_remove(&account.key));
             if let Some(previous) = &previous {
                 self.unlink(system, previous);
             }
@@ -186,7 +222,7 @@ impl Store for MemoryStore {
 
     fn remove_accounts(&mut self, system: &str, keys: &[String]) -> Result<(), StoreError> {
         for key in keys {
-            let removed = self.systems.get_mut(system).and_then(|s| s.accounts.remove(key));
+            let removed = self.systems.get_mut(system).and_then(|s| s.accounts.swap_remove(key));
             if let Some(account) = removed {
                 self.unlink(system, &account);
                 if let Some(s) = self.systems.get_mut(system) {
@@ -324,5 +360,58 @@ impl Store for MemoryStore {
     fn put_engine_state(&mut self, state: EngineState) -> Result<(), StoreError> {
         self.state = state;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// After any puts and removes (which move accounts between positions), a
+        /// visit by key lends exactly the stored accounts of the keys, and `others`
+        /// exactly the stored accounts of no key.
+        #[test]
+        fn visit_by_key_and_others_splits_the_stored_accounts(
+            put in proptest::collection::vec(0u8..40, 0..60),
+            removed in proptest::collection::vec(0u8..40, 0..20),
+            asked in proptest::collection::btree_set(0u8..50, 0..30),
+        ) {
+            let mut store = MemoryStore::new();
+            let key = |k: u8| format!("k{k}");
+            for k in &put {
+                store.put_accounts("hr", vec![Account::new(&key(*k))]).unwrap_or_default();
+            }
+            let removed: Vec<String> = removed.iter().map(|k| key(*k)).collect();
+            store.remove_accounts("hr", &removed).unwrap_or_default();
+            let stored: BTreeSet<String> = put.iter().map(|k| key(*k)).filter(|k| !removed.contains(k)).collect();
+            let asked: Vec<String> = asked.iter().map(|k| key(*k)).collect();
+            let keys: Vec<&str> = asked.iter().map(String::as_str).collect();
+            let mut lent: Vec<(usize, Option<String>)> = Vec::new();
+            let mut others: BTreeSet<String> = BTreeSet::new();
+            store
+                .visit_accounts_by_key_and_others(
+                    "hr",
+                    &keys,
+                    &mut |i, a| lent.push((i, a.map(|a| a.key.clone()))),
+                    &mut |a| {
+                        others.insert(a.key.clone());
+                    },
+                )
+                .unwrap_or_default();
+            lent.sort();
+            let want: Vec<(usize, Option<String>)> = asked
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (i, stored.contains(k).then(|| k.clone())))
+                .collect();
+            prop_assert_eq!(lent, want);
+            let want_others: BTreeSet<String> = stored.iter().filter(|k| !asked.contains(k)).cloned().collect();
+            prop_assert_eq!(others, want_others);
+        }
     }
 }

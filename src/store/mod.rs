@@ -149,6 +149,26 @@ pub trait Store: std::fmt::Debug {
         }
         Ok(())
     }
+    /// [`Store::visit_accounts_by_key`], then calls `others` once for every stored
+    /// account of the system whose key is not in `keys`, in any order: a complete
+    /// import finds its deletes this way. The default visits every account and skips
+    /// the keys by a set of them; a store that can tell which records it lent (like
+    /// [`MemoryStore`], by position) should override it.
+    fn visit_accounts_by_key_and_others(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+        others: &mut dyn FnMut(&Account),
+    ) -> Result<(), StoreError> {
+        self.visit_accounts_by_key(system, keys, visit)?;
+        let wanted: std::collections::HashSet<&str> = keys.iter().copied().collect();
+        self.visit_accounts(system, &mut |account| {
+            if !wanted.contains(account.key.as_str()) {
+                others(account);
+            }
+        })
+    }
     /// Calls `visit` for every account of a system, in any order.
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError>;
     /// How many accounts and multi-valued values a system holds.
