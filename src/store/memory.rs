@@ -384,7 +384,7 @@ mod tests {
             let mut store = MemoryStore::new();
             let key = |k: u8| format!("k{k}");
             for k in &put {
-                store.put_accounts("hr", vec![Account::new(&key(*k))]).unwrap_or_default();
+                store.put_accounts("hr", vec![Account::new(key(*k))]).unwrap_or_default();
             }
             let removed: Vec<String> = removed.iter().map(|k| key(*k)).collect();
             store.remove_accounts("hr", &removed).unwrap_or_default();
