@@ -116,6 +116,15 @@ pub(crate) fn diff(
             .all(|(_, a)| !a.multi && matches!(a.value_type, ValueType::String | ValueType::Reference));
 
     let attributes_of_row = attributes.len();
+    // Every row's fingerprint, computed apart (on several cores for a large import):
+    // pure work on the snapshot, compared below with the stored ones.
+    let fingerprints: Vec<Option<u64>> = if hashable {
+        crate::parallel::map(&prepared.rows, |row| {
+            row_fingerprint(prepared, row, &attributes, &by_name)
+        })
+    } else {
+        Vec::new()
+    };
     let mut changes = Vec::new();
     // Inserted rows' values: equal cells share one text (a first load builds them all).
     let mut texts = TextCache::new(attributes.len());
@@ -145,9 +154,8 @@ pub(crate) fn diff(
             });
             return;
         };
-        let same_hash = hashable
-            && stored.fingerprint != 0
-            && row_fingerprint(prepared, row, &attributes, &by_name) == Some(stored.fingerprint);
+        let same_hash =
+            stored.fingerprint != 0 && fingerprints.get(index).copied().flatten() == Some(stored.fingerprint);
         let changed = if same_hash || unchanged(prepared, row, stored, &attributes, &by_name) {
             Vec::new()
         } else {

@@ -14,6 +14,7 @@ pub mod lint;
 pub mod model;
 pub mod observe;
 pub mod outbound;
+mod parallel;
 pub mod prepare;
 pub mod processing;
 pub mod resolution;

@@ -517,7 +517,7 @@ pub(crate) struct Prepared<'a> {
     pub(crate) deletes: Vec<String>,
     pub(crate) rejections: Vec<RowRejection>,
     /// Keys present in the import (accepted or rejected), with how often.
-    pub(crate) seen: HashMap<Cow<'a, str>, u32>,
+    pub(crate) seen: HashMap<Cow<'a, str>, u32, foldhash::fast::RandomState>,
     pub(crate) complete: bool,
 }
 
@@ -629,11 +629,15 @@ pub(crate) fn prepare<'a>(
     let source = Source::new(rows, system);
 
     // Count keys across upserts and deletes: a key named twice is ambiguous.
-    let keys: Vec<Option<Cow<'a, str>>> = (0..source.len())
-        .map(|r| source.key_cell(r, key_attr).and_then(|k| key_cow(k, key_exact)))
-        .collect();
+    // Keys and row checks are pure work per row (on several cores for a large import);
+    // what they mean for the import is decided below, row after row.
+    let positions: Vec<usize> = (0..source.len()).collect();
+    let keys: Vec<Option<Cow<'a, str>>> = crate::parallel::map(&positions, |&r| {
+        source.key_cell(r, key_attr).and_then(|k| key_cow(k, key_exact))
+    });
     let delete_keys: Vec<Option<Cow<'a, str>>> = deletes.iter().map(|k| key_cow(Cell::Json(k), key_exact)).collect();
-    let mut seen: HashMap<Cow<'a, str>, u32> = HashMap::with_capacity(keys.len() + delete_keys.len());
+    let mut seen: HashMap<Cow<'a, str>, u32, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(keys.len() + delete_keys.len(), foldhash::fast::RandomState::default());
     for key in keys.iter().chain(&delete_keys).flatten() {
         *seen.entry(key.clone()).or_default() += 1;
     }
@@ -642,8 +646,11 @@ pub(crate) fn prepare<'a>(
     let mut rejections = Vec::new();
     let mut reported_duplicates = HashSet::new();
     let references = ReferenceCheck::new(config, system, &source, store)?;
+    // Whether each row passes its checks; a failing row is checked again below for
+    // the reason (failures are few, and a flag per row keeps this small).
+    let passes = crate::parallel::map(&positions, |&r| check_row(system, &source, r, &references).is_ok());
 
-    for (index, key) in keys.iter().enumerate() {
+    for (index, (key, passes)) in keys.iter().zip(passes).enumerate() {
         let reject = |reason, attribute: Option<&str>| RowRejection {
             key: key.as_ref().map(|k| k.clone().into_owned()),
             reason,
@@ -661,7 +668,12 @@ pub(crate) fn prepare<'a>(
             }
             continue;
         }
-        match check_row(system, &source, index, &references) {
+        let checked = if passes {
+            Ok(())
+        } else {
+            check_row(system, &source, index, &references)
+        };
+        match checked {
             Ok(()) => out_rows.push(PreparedRow {
                 key: key.clone(),
                 row: index,
@@ -905,6 +917,67 @@ mod tests {
             seen: p.seen.keys().map(|k| k.to_string()).collect(),
             deletes: p.deletes.clone(),
         }
+    }
+
+    /// Prepare and diff on several threads give what they give on one: the same
+    /// rejections (reasons, rows, order), rows, seen keys, changes, retries and
+    /// deletes, for a table mixing good rows, duplicates, missing keys, bad dates,
+    /// stored rows unchanged, changed and gone.
+    #[test]
+    fn threads_prepare_and_diff_as_one_thread_does() {
+        let c = config();
+        let hr = c.system("hr").unwrap();
+        let columns = ["id", "hired", "title", "mgr", "groups"].map(String::from).to_vec();
+        let mut table = Table::new(columns);
+        for i in 0..3_000u32 {
+            let id = match i % 97 {
+                0 => String::new(),
+                1 => "dup".to_owned(),
+                _ => format!("e{i}"),
+            };
+            let hired = if i % 89 == 0 {
+                "not a date".to_owned()
+            } else {
+                format!("2020-01-{:02}", 1 + i % 28)
+            };
+            let cells = [
+                id,
+                hired,
+                format!("t{}", i % 7),
+                format!("e{}", i / 2),
+                format!("g{}", i % 3),
+            ];
+            table.push_row(cells).unwrap();
+        }
+        let mut store = MemoryStore::new();
+        // Stored: some rows as they are, some changed, some no longer exported.
+        let stored: Vec<crate::model::Account> = (0..4_000u32)
+            .step_by(3)
+            .map(|i| {
+                let mut a = crate::model::Account::new(format!("e{i}"));
+                a.set(&Text::from("title"), Value::from(format!("t{}", (i + i % 2) % 7)));
+                a
+            })
+            .collect();
+        store.put_accounts("hr", stored).unwrap();
+        let snapshot = Snapshot::Table(table);
+        let once = |threads: usize| {
+            crate::parallel::with_threads(threads, || {
+                let p = prepare(&c, "hr", &snapshot, &store).unwrap();
+                let d = crate::diff::diff("hr", hr, &p, &store).unwrap();
+                let rows: Vec<(String, usize)> = p.rows.iter().map(|r| (r.key.to_string(), r.row)).collect();
+                let mut seen: Vec<(String, u32)> = p.seen.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+                seen.sort();
+                (p.rejections.clone(), rows, seen, d.changes, d.retry, d.kept)
+            })
+        };
+        let one = once(1);
+        assert!(
+            !one.0.is_empty() && !one.3.is_empty(),
+            "the table has rejections and changes"
+        );
+        assert_eq!(once(2), one);
+        assert_eq!(once(5), one);
     }
 
     fn reasons(p: &Outcome) -> Vec<(Option<&str>, &str)> {

@@ -17,7 +17,7 @@ use crate::thresholds::Base;
 struct SystemAccounts {
     /// By key; positioned, so that a complete import finds the accounts it did not
     /// see by position instead of by a look-up per stored account.
-    accounts: IndexMap<String, Account>,
+    accounts: IndexMap<String, Account, foldhash::fast::RandomState>,
     link_values: u64,
     version: u64,
 }
@@ -155,14 +155,18 @@ impl Store for MemoryStore {
             keys.iter().enumerate().for_each(|(index, _)| visit(index, None));
             return Ok(());
         };
+        // The look-ups (hashing, probing, comparing keys: cache misses in a large
+        // store) run apart, on several cores for a large import; the visits follow in
+        // key order.
+        let positions = crate::parallel::map(keys, |key| accounts.get_index_of(*key));
         // One bit per stored account: those found by key are not visited again.
         let mut found = vec![0u64; accounts.len().div_ceil(64)];
-        for (index, key) in keys.iter().enumerate() {
-            let account = accounts.get_full(*key).map(|(position, _, account)| {
+        for (index, position) in positions.into_iter().enumerate() {
+            let account = position.and_then(|position| {
                 if let Some(word) = found.get_mut(position / 64) {
                     *word |= 1 << (position % 64);
                 }
-                account
+                accounts.get_index(position).map(|(_, account)| account)
             });
             visit(index, account);
         }

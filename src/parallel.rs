@@ -1,0 +1,93 @@
+//! Data-parallel pure work: [`map`] splits a slice over the machine's cores when the
+//! `parallel` feature is on (the default) and the slice is large, and runs in the
+//! calling thread otherwise. The result is the same either way — the function sees
+//! each item once, in its own thread, and results come back in the items' order — so
+//! a run is as deterministic with threads as without (tests compare both).
+
+/// Below this many items, threads cost more than they save.
+const MIN_PARALLEL: usize = 32 * 1024;
+
+/// `f` of every item, in item order.
+pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    map_with(items, threads(items.len()), f)
+}
+
+/// How many threads `map` uses for `len` items.
+fn threads(len: usize) -> usize {
+    #[cfg(test)]
+    if let Some(threads) = FORCED.get() {
+        return threads;
+    }
+    if cfg!(feature = "parallel") && len >= MIN_PARALLEL {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The thread count `map` uses in this test thread, whatever the input's size.
+    static FORCED: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with `map` using `threads` threads for any input (tests compare runs).
+#[cfg(test)]
+pub(crate) fn with_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
+    FORCED.set(Some(threads));
+    let out = f();
+    FORCED.set(None);
+    out
+}
+
+/// `f` of every item, in item order, computed by `threads` threads.
+fn map_with<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if threads <= 1 || items.len() < 2 {
+        return items.iter().map(f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    let parts: Vec<Vec<R>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        // A panic in `f` is a bug; it is passed on as it would be without threads.
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any number of threads gives what one thread gives, in order.
+        #[test]
+        fn threads_give_the_sequential_result(items in proptest::collection::vec(any::<u32>(), 0..500), threads in 1usize..9) {
+            let f = |x: &u32| u64::from(*x).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(*x >> 3);
+            prop_assert_eq!(map_with(&items, threads, f), items.iter().map(f).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn large_inputs_use_the_cores_and_small_ones_do_not() {
+        assert_eq!(threads(10), 1);
+        let expected = if cfg!(feature = "parallel") {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        } else {
+            1
+        };
+        assert_eq!(threads(MIN_PARALLEL), expected);
+    }
+}
