@@ -17,13 +17,17 @@ use crate::thresholds::Base;
 struct SystemAccounts {
     /// By key; positioned, so that a complete import finds the accounts it did not
     /// see by position instead of by a look-up per stored account.
-    accounts: IndexMap<String, Account, foldhash::fast::RandomState>,
+    accounts: IndexMap<String, Account, Fast>,
     link_values: u64,
     version: u64,
 }
 
 /// attribute -> match key -> identities holding it (sorted).
-type CorrelationIndex = HashMap<String, HashMap<String, SmallVec<[IdentityId; 1]>>>;
+type CorrelationIndex = HashMap<String, HashMap<String, SmallVec<[IdentityId; 1]>, Fast>>;
+
+/// The hasher of the tables keyed by account keys, identity ids and attribute values:
+/// fast, and seeded per table.
+type Fast = foldhash::fast::RandomState;
 
 /// An in-memory [`Store`]: it fails only when its identity or plan ids run out, and the
 /// engine writes to it only once the work cannot fail, so a refused operation leaves no
@@ -34,7 +38,7 @@ pub struct MemoryStore {
     identities: BTreeMap<IdentityId, Identity>,
     /// identity -> linked (system, key), sorted. Almost every identity has one or a
     /// few accounts: they are kept inline, not in a tree of their own.
-    links: HashMap<IdentityId, SmallVec<[(Text, String); 1]>>,
+    links: HashMap<IdentityId, SmallVec<[(Text, String); 1]>, Fast>,
     /// attribute -> match key -> identities (sorted), for the attributes of
     /// `set_index`: looked up by borrowed names, and each entry holds one string.
     index: CorrelationIndex,
@@ -66,7 +70,7 @@ impl MemoryStore {
             }
             if add {
                 if !index.contains_key(attribute.as_str()) {
-                    index.insert(attribute.clone(), HashMap::new());
+                    index.insert(attribute.clone(), HashMap::default());
                 }
                 let Some(by_key) = index.get_mut(attribute.as_str()) else {
                     continue;
@@ -90,14 +94,15 @@ impl MemoryStore {
             }
         }
     }
+}
 
-    fn unlink(&mut self, system: &str, account: &Account) {
-        if let Some(id) = account.identity() {
-            if let Some(set) = self.links.get_mut(&id) {
-                set.retain(|(s, k)| !(s.as_str() == system && *k == account.key));
-                if set.is_empty() {
-                    self.links.remove(&id);
-                }
+/// Removes an account's link from the links of its identity.
+fn unlink(links: &mut HashMap<IdentityId, SmallVec<[(Text, String); 1]>, Fast>, system: &str, account: &Account) {
+    if let Some(id) = account.identity() {
+        if let Some(set) = links.get_mut(&id) {
+            set.retain(|(s, k)| !(s.as_str() == system && *k == account.key));
+            if set.is_empty() {
+                links.remove(&id);
             }
         }
     }
@@ -198,25 +203,22 @@ impl Store for MemoryStore {
     fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
         // One shared name of the system for every link written.
         let name = Text::from(system);
+        let MemoryStore { systems, links, .. } = self;
+        let entry = match systems.get_mut(system) {
+            Some(entry) => entry,
+            None => systems.entry(system.to_owned()).or_default(),
+        };
         // Room for every account at once: rehashing moves whole records.
-        self.systems
-            .entry(system.to_owned())
-            .or_default()
-            .accounts
-            .reserve(accounts.len());
+        entry.accounts.reserve(accounts.len());
         for mut account in accounts {
             account.fingerprint = account.values_fingerprint();
-            let previous = self
-                .systems
-                .get_mut(system)
-                .and_then(|s| s.accounts.swap_remove(&account.key));
+            let previous = entry.accounts.swap_remove(&account.key);
             if let Some(previous) = &previous {
-                self.unlink(system, previous);
+                unlink(links, system, previous);
             }
             if let Some(id) = account.identity() {
-                insert_sorted(self.links.entry(id).or_default(), (name.clone(), account.key.clone()));
+                insert_sorted(links.entry(id).or_default(), (name.clone(), account.key.clone()));
             }
-            let entry = self.systems.entry(system.to_owned()).or_default();
             entry.link_values =
                 entry.link_values + account.link_values() - previous.as_ref().map_or(0, Account::link_values);
             entry.accounts.insert(account.key.clone(), account);
@@ -228,7 +230,7 @@ impl Store for MemoryStore {
         for key in keys {
             let removed = self.systems.get_mut(system).and_then(|s| s.accounts.swap_remove(key));
             if let Some(account) = removed {
-                self.unlink(system, &account);
+                unlink(&mut self.links, system, &account);
                 if let Some(s) = self.systems.get_mut(system) {
                     s.link_values -= account.link_values();
                 }
@@ -307,6 +309,17 @@ impl Store for MemoryStore {
     }
 
     fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError> {
+        // Room in the index for one value per identity and attribute at once.
+        for attribute in self.indexed.keys() {
+            if let Some(by_key) = self.index.get_mut(attribute.as_str()) {
+                by_key.reserve(identities.len());
+            } else if identities.len() > 1 {
+                self.index.insert(
+                    attribute.clone(),
+                    HashMap::with_capacity_and_hasher(identities.len(), Fast::default()),
+                );
+            }
+        }
         for identity in identities {
             if let Some(old) = self.identities.get(&identity.id) {
                 MemoryStore::reindex(&mut self.index, &self.indexed, old, false);
@@ -315,6 +328,8 @@ impl Store for MemoryStore {
             self.next_identity = self.next_identity.max(identity.id.0);
             self.identities.insert(identity.id, identity);
         }
+        // An attribute no identity holds has no table (as the index built one by one).
+        self.index.retain(|_, by_key| !by_key.is_empty());
         Ok(())
     }
 
