@@ -406,6 +406,9 @@ struct MEcho {
     pushed: V,
     bounces: u32,
     armed: bool,
+    /// Values of a multi-valued attribute the engine removed and watches until an import
+    /// shows them gone (SPEC 5.3: one seen present again is a bounce, pushed again).
+    removed: BTreeSet<String>,
 }
 
 /// The account mirror (SPEC 2.5, 5.3).
@@ -1042,7 +1045,12 @@ impl Model {
                     }
                     continue;
                 }
-                let pushed = account.pushed.get(rule.account).cloned().unwrap_or_default();
+                // The engine's own: values it wrote, and values it removed that came
+                // back (SPEC 5.3: pushed again).
+                let mut pushed = account.pushed.get(rule.account).cloned().unwrap_or_default();
+                if let Some(echo) = account.echoes.get(rule.account) {
+                    pushed.extend(echo.removed.iter().cloned());
+                }
                 let add: BTreeSet<String> = want.items().difference(&held.items()).cloned().collect();
                 let remove: BTreeSet<String> = held
                     .items()
@@ -1151,6 +1159,16 @@ impl Model {
                 echo.pushed = pushed;
                 echo.armed = true;
             }
+            for (a, items) in &op.remove {
+                if let Some(echo) = account.echoes.get_mut(a) {
+                    echo.removed.extend(items.iter().cloned());
+                }
+            }
+            for (a, items) in &op.add {
+                if let Some(echo) = account.echoes.get_mut(a) {
+                    echo.removed.retain(|v| !items.contains(v));
+                }
+            }
         }
         // SPEC 2.6: a confirmation touches the system's stored accounts.
         if !ops.is_empty() {
@@ -1255,12 +1273,14 @@ fn observe_echoes(cfg: &Cfg, s: usize, account: &mut MAccount) {
     for (a, echo) in account.echoes.iter_mut() {
         let held = account.attrs.get(a).cloned().unwrap_or_default();
         let kept = if cfg.multi(s, a) {
-            echo.pushed.items().is_subset(&held.items())
+            let held = held.items();
+            echo.pushed.items().is_subset(&held) && echo.removed.is_disjoint(&held)
         } else {
             echo.pushed.same(&held, a)
         };
         if kept {
             echo.bounces = 0;
+            echo.removed.clear();
         } else if echo.armed && echo.bounces < LOOP_LIMIT {
             echo.bounces += 1;
         }
