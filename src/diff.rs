@@ -117,8 +117,9 @@ pub(crate) fn diff(
 
     let attributes_of_row = attributes.len();
     // Every row's fingerprint, computed apart (on several cores for a large import):
-    // pure work on the snapshot, compared below with the stored ones.
-    let fingerprints: Vec<Option<u64>> = if hashable {
+    // pure work on the snapshot, compared below with the stored ones; a system with
+    // nothing stored (a first load) has none to compare with.
+    let fingerprints: Vec<Option<u64>> = if hashable && store.account_base(system_name)?.accounts > 0 {
         crate::parallel::map(&prepared.rows, |row| {
             row_fingerprint(prepared, row, &attributes, &by_name)
         })

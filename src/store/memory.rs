@@ -157,7 +157,7 @@ impl Store for MemoryStore {
         others: &mut dyn FnMut(&Account),
     ) -> Result<(), StoreError> {
         let Some(accounts) = self.systems.get(system).map(|s| &s.accounts) else {
-            keys.iter().enumerate().for_each(|(index, _)| visit(index, None));
+            (0..keys.len()).for_each(|index| visit(index, None));
             return Ok(());
         };
         // The look-ups (hashing, probing, comparing keys: cache misses in a large
