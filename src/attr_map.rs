@@ -47,6 +47,36 @@ impl<V> AttrMap<V> {
         self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 
+    /// Where `key` is (`Ok`) or would be inserted (`Err`): the position other tables
+    /// aligned with the entries use. Appending in name order needs one comparison.
+    pub(crate) fn position(&self, key: &str) -> Result<usize, usize> {
+        match self.entries.last() {
+            None => Err(0),
+            Some((last, _)) if last.as_str() < key => Err(self.entries.len()),
+            Some(_) => self.find(key),
+        }
+    }
+
+    /// Inserts an entry at `at` (a position [`AttrMap::position`] returned as `Err`).
+    pub(crate) fn insert_at(&mut self, at: usize, key: Text, value: V) {
+        debug_assert!(self.find(&key) == Err(at));
+        self.entries.insert(at.min(self.entries.len()), (key, value));
+    }
+
+    /// Replaces the value at `at`.
+    pub(crate) fn replace_at(&mut self, at: usize, value: V) {
+        if let Some((_, v)) = self.entries.get_mut(at) {
+            *v = value;
+        }
+    }
+
+    /// Removes the entry at `at`.
+    pub(crate) fn remove_at(&mut self, at: usize) {
+        if at < self.entries.len() {
+            self.entries.remove(at);
+        }
+    }
+
     /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()

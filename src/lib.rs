@@ -17,6 +17,7 @@ pub mod outbound;
 mod parallel;
 pub mod prepare;
 pub mod processing;
+mod provenance;
 pub mod resolution;
 pub mod scenario;
 pub(crate) mod schedule;

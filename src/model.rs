@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::attr_map::AttrMap;
+use crate::provenance::Sources;
 use crate::text::Text;
 use crate::value::{Scalar, Value};
 
@@ -92,34 +93,36 @@ impl fmt::Display for Provenance {
 }
 
 /// A central identity: its non-empty attribute values and their provenance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Values and provenance are read with [`Identity::attributes`], [`Identity::value`],
+/// [`Identity::provenance`] and [`Identity::provenances`] and written together with
+/// [`Identity::set`]: each value's provenance is kept beside it (compactly: the distinct
+/// provenances once, an index per value), so the two cannot drift apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Identity {
     /// Its id.
     pub id: IdentityId,
     /// Non-empty attribute values.
-    pub attributes: AttrMap<Value>,
-    /// Provenance of each non-empty attribute.
-    pub provenance: AttrMap<Provenance>,
+    attributes: AttrMap<Value>,
+    /// The provenance of each entry of `attributes`, by position.
+    sources: Sources,
     /// When it was created.
     pub created: DateTime<Utc>,
     /// When any of its attributes last changed.
     pub modified: DateTime<Utc>,
     /// Entitlement values granted by roles: system -> account attribute -> values
     /// (SPEC 7.3). Recomputed whenever the identity's attributes change.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub access: BTreeMap<String, BTreeMap<String, Vec<Scalar>>>,
     /// Per system with a `scope` (SPEC 11.1): since when the identity has been out of
     /// that scope (the time of the change or processing step that took it out). A
     /// system absent here has the identity in scope.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub out_of_scope: BTreeMap<Text, DateTime<Utc>>,
     /// Per system: the account a provisioning request handed out a `create` op for
     /// that is not confirmed yet (SPEC 5.2). A second request is refused
     /// (`provision_pending`) until the create is confirmed, the identity is linked in
     /// that system by an import, or the host cancels it with
     /// [`Engine::cancel_provision`](crate::Engine::cancel_provision).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pending_creates: BTreeMap<Text, PendingCreate>,
 }
 
@@ -139,7 +142,7 @@ impl Identity {
         Identity {
             id,
             attributes: AttrMap::new(),
-            provenance: AttrMap::new(),
+            sources: Sources::default(),
             created: now,
             modified: now,
             access: BTreeMap::new(),
@@ -148,10 +151,32 @@ impl Identity {
         }
     }
 
+    /// The non-empty attribute values, in name order.
+    pub fn attributes(&self) -> &AttrMap<Value> {
+        &self.attributes
+    }
+
     /// The value of an attribute (empty if unset).
     pub fn value(&self, attribute: &str) -> &Value {
         static EMPTY: Value = Value::Empty;
         self.attributes.get(attribute).unwrap_or(&EMPTY)
+    }
+
+    /// Who wrote an attribute's current value, how strongly and when (`None` for an
+    /// attribute without a value).
+    pub fn provenance(&self, attribute: &str) -> Option<&Provenance> {
+        self.attributes
+            .position(attribute)
+            .ok()
+            .and_then(|at| self.sources.get(at))
+    }
+
+    /// Every value's provenance, in name order.
+    pub fn provenances(&self) -> impl Iterator<Item = (&Text, &Provenance)> {
+        self.attributes
+            .keys()
+            .enumerate()
+            .filter_map(|(at, name)| Some((name, self.sources.get(at)?)))
     }
 
     /// Whether the identity is in the scope of a system (SPEC 11.1), as last evaluated.
@@ -159,15 +184,129 @@ impl Identity {
         !self.out_of_scope.contains_key(system)
     }
 
+    /// Sets a value with its provenance; an empty value clears both. For hosts and
+    /// stores that build identities themselves (a bulk load, a store decoding its
+    /// records); the engine's own writes go through resolution.
+    pub fn set(&mut self, attribute: impl Into<Text>, value: Value, provenance: Provenance) {
+        self.write(&attribute.into(), value, provenance);
+    }
+
     /// Sets a value with its provenance; an empty value clears both.
     pub(crate) fn write(&mut self, attribute: &Text, value: Value, provenance: Provenance) {
-        if value.is_empty() {
-            self.attributes.remove(attribute.as_str());
-            self.provenance.remove(attribute.as_str());
-        } else {
-            self.attributes.insert(attribute.clone(), value);
-            self.provenance.insert(attribute.clone(), provenance);
+        match self.attributes.position(attribute.as_str()) {
+            Ok(at) if value.is_empty() => {
+                self.attributes.remove_at(at);
+                self.sources.remove(at);
+            }
+            Err(_) if value.is_empty() => {}
+            Ok(at) => {
+                self.attributes.replace_at(at, value);
+                self.sources.set(at, provenance);
+            }
+            Err(at) => {
+                self.attributes.insert_at(at, attribute.clone(), value);
+                self.sources.insert(at, Some(provenance));
+            }
         }
+    }
+
+    /// Keeps the attributes (values and provenance) whose names `keep` accepts.
+    pub(crate) fn retain_attributes(&mut self, mut keep: impl FnMut(&Text) -> bool) {
+        let kept: Vec<bool> = self.attributes.keys().map(&mut keep).collect();
+        let mut at = 0;
+        self.attributes.retain(|_, _| {
+            let k = kept.get(at).copied().unwrap_or(true);
+            at += 1;
+            k
+        });
+        self.sources.retain_positions(&kept);
+    }
+
+    /// Makes room for `additional` more values (before a new identity is filled).
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.attributes.reserve(additional);
+        self.sources.reserve(additional);
+    }
+}
+
+/// The serialized form of an [`Identity`]: values and provenance as two maps by name
+/// (the form of release 0.1, kept so that stored state reads back unchanged).
+#[derive(Serialize)]
+struct IdentityOut<'a> {
+    id: IdentityId,
+    attributes: &'a AttrMap<Value>,
+    provenance: ProvenanceOut<'a>,
+    created: DateTime<Utc>,
+    modified: DateTime<Utc>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    access: &'a BTreeMap<String, BTreeMap<String, Vec<Scalar>>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    out_of_scope: &'a BTreeMap<Text, DateTime<Utc>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pending_creates: &'a BTreeMap<Text, PendingCreate>,
+}
+
+/// An identity's provenance as a map by attribute name.
+struct ProvenanceOut<'a>(&'a Identity);
+
+impl Serialize for ProvenanceOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.provenances())
+    }
+}
+
+#[derive(Deserialize)]
+struct IdentityIn {
+    id: IdentityId,
+    attributes: AttrMap<Value>,
+    provenance: AttrMap<Provenance>,
+    created: DateTime<Utc>,
+    modified: DateTime<Utc>,
+    #[serde(default)]
+    access: BTreeMap<String, BTreeMap<String, Vec<Scalar>>>,
+    #[serde(default)]
+    out_of_scope: BTreeMap<Text, DateTime<Utc>>,
+    #[serde(default)]
+    pending_creates: BTreeMap<Text, PendingCreate>,
+}
+
+impl Serialize for Identity {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        IdentityOut {
+            id: self.id,
+            attributes: &self.attributes,
+            provenance: ProvenanceOut(self),
+            created: self.created,
+            modified: self.modified,
+            access: &self.access,
+            out_of_scope: &self.out_of_scope,
+            pending_creates: &self.pending_creates,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Identity {
+    /// Values and provenance are matched by name: a value without a provenance reads
+    /// back without one, a provenance without a value (which no release writes) is
+    /// dropped.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Identity, D::Error> {
+        let wire = IdentityIn::deserialize(deserializer)?;
+        let mut sources = Sources::default();
+        sources.reserve(wire.attributes.len());
+        for (at, name) in wire.attributes.keys().enumerate() {
+            sources.insert(at, wire.provenance.get(name).cloned());
+        }
+        Ok(Identity {
+            id: wire.id,
+            attributes: wire.attributes,
+            sources,
+            created: wire.created,
+            modified: wire.modified,
+            access: wire.access,
+            out_of_scope: wire.out_of_scope,
+            pending_creates: wire.pending_creates,
+        })
     }
 }
 

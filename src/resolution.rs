@@ -283,7 +283,7 @@ pub(crate) fn applicable(
     if value.same_as(current, case_exact) {
         return None;
     }
-    let incumbent = identity.provenance.get(c.attribute.as_str());
+    let incumbent = identity.provenance(c.attribute.as_str());
     Some(match (current.is_empty(), value.is_empty()) {
         (true, _) => (WriteKind::Create, c.scores.create),
         (false, true) => (WriteKind::Delete, c.scores.delete),
@@ -310,7 +310,7 @@ pub(crate) fn resolve(
     log: &mut DecisionLog<'_, '_>,
 ) -> Option<bool> {
     let (kind, score) = applicable(identity, round, &c, case_exact)?;
-    let incumbent = identity.provenance.get(c.attribute.as_str());
+    let incumbent = identity.provenance(c.attribute.as_str());
     let same_source = incumbent.is_none_or(|p| p.system == *round.system);
     let outcome = match &c.offer {
         Offer::Failed(_) => Outcome::Rejected(RejectReason::TransformError),
@@ -408,7 +408,7 @@ pub(crate) fn resolve_group(
                 offered: c.offer.shown(),
                 previous: current.clone(),
                 score,
-                incumbent: identity.provenance.get(c.attribute.as_str()).cloned(),
+                incumbent: identity.provenance(c.attribute.as_str()).cloned(),
                 outcome: Outcome::Rejected(RejectReason::LowerScore),
                 at: round.at,
                 outranked_by: Some(format!("{} account `{winner}`", round.system)),
@@ -519,7 +519,7 @@ mod tests {
             outcome(&mut i, cand("hr", text("1"), (10, 0, 0), 2)),
             Some(Outcome::Applied)
         );
-        let p = &i.provenance["phone"];
+        let p = i.provenance("phone").unwrap();
         assert_eq!(
             (p.system.as_str(), p.strength, p.phase, p.at),
             ("hr", 10, Phase::Create, t(2))
@@ -539,7 +539,7 @@ mod tests {
             outcome(&mut i, cand("ad", text("2"), (0, 60, 0), 2)),
             Some(Outcome::Applied)
         );
-        assert_eq!(i.provenance["phone"].phase, Phase::Update);
+        assert_eq!(i.provenance("phone").unwrap().phase, Phase::Update);
     }
 
     #[test]
@@ -550,7 +550,7 @@ mod tests {
             outcome(&mut i, cand("tel", text("2"), (55, 40, 0), 2)),
             Some(Outcome::Applied)
         );
-        assert_eq!(i.provenance["phone"].strength, 55);
+        assert_eq!(i.provenance("phone").unwrap().strength, 55);
     }
 
     #[test]
@@ -569,7 +569,7 @@ mod tests {
             outcome(&mut i, cand("hr", text("2"), (0, 5, 0), 2)),
             Some(Outcome::Applied)
         );
-        assert_eq!(i.provenance["phone"].strength, 5);
+        assert_eq!(i.provenance("phone").unwrap().strength, 5);
     }
 
     #[test]
@@ -588,10 +588,7 @@ mod tests {
             Some(Outcome::Applied)
         );
         assert!(i.value("phone").is_empty());
-        assert!(
-            !i.provenance.contains_key("phone"),
-            "provenance is cleared with the value"
-        );
+        assert!(i.provenance("phone").is_none(), "provenance is cleared with the value");
         let mut j = identity_with("hr", "1", 90, Phase::Create, 1);
         assert_eq!(
             outcome(&mut j, cand("hr", Value::Empty, (0, 0, 1), 2)),

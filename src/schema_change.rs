@@ -119,13 +119,12 @@ impl<S: Store> Engine<S> {
             let mut rewritten = Vec::new();
             let mut report = ProcessReport::default();
             store.visit_identities(&mut |i| {
-                let orphaned = i.attributes.keys().any(|a| !new.identity.attributes.contains_key(a));
+                let orphaned = i.attributes().keys().any(|a| !new.identity.attributes.contains_key(a));
                 if !orphaned && !scopes_changed {
                     return;
                 }
                 let mut i = i.clone();
-                i.attributes.retain(|a, _| new.identity.attributes.contains_key(a));
-                i.provenance.retain(|a, _| new.identity.attributes.contains_key(a));
+                i.retain_attributes(|a| new.identity.attributes.contains_key(a));
                 let rescoped = scopes_changed && recompute_scope(&new, &mut i, now, &mut report);
                 if orphaned || rescoped {
                     change.changed.push(i.id);

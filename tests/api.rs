@@ -1500,7 +1500,8 @@ fn resume_applies_each_queued_import_as_it_would_have_been_applied_unpaused() {
     // Values, provenance (system, strength, create or update, time) and all.
     assert_eq!(everyone(&paused), everyone(&unpaused));
     let e9 = identity_of(&paused, "E9");
-    let provenance = &paused.identity(e9).unwrap().unwrap().provenance["title"];
+    let identity = paused.identity(e9).unwrap().unwrap();
+    let provenance = identity.provenance("title").unwrap();
     assert_eq!((provenance.phase, provenance.at), (attrflow::Phase::Update, at(3)));
 }
 

@@ -1847,10 +1847,10 @@ fn compare_state(engine: &Engine, model: &Model, bind: &Bind) -> Result<(), Test
         };
         let stored = engine.identity(e).unwrap().unwrap();
         let actual: BTreeMap<String, (V, Prov)> = stored
-            .attributes
+            .attributes()
             .iter()
             .map(|(a, v)| {
-                let p = &stored.provenance[a];
+                let p = stored.provenance(a).expect("every value has its provenance");
                 let prov = Prov {
                     system: p.system.clone().into(),
                     strength: p.strength,

@@ -268,7 +268,7 @@ fn a_history_with_every_kind_of_state_round_trips_holding_it() {
         identity.value("title"),
         &attrflow::Value::Single(attrflow::Scalar::Text("T1".into()))
     );
-    assert_eq!(identity.provenance["title"].system, "hr");
+    assert_eq!(identity.provenance("title").unwrap().system, "hr");
     let s1 = resumed.account("ad", "s1").unwrap().unwrap();
     assert_eq!(s1.identity(), Some(linked));
     assert!(

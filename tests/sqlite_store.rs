@@ -15,7 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use attrflow::sqlite_store::{OpenError, SqliteStore, SCHEMA_VERSION};
 use attrflow::store::Store;
 use attrflow::{
-    Account, Engine, EngineState, Identity, IdentityId, LinkState, MemoryStore, PendingPlan, Scalar, Value,
+    Account, Engine, EngineState, Identity, IdentityId, LinkState, MemoryStore, PendingPlan, Phase, Provenance, Scalar,
+    Value,
 };
 use serde_json::json;
 
@@ -104,10 +105,11 @@ fn text(s: &str) -> Value {
 
 fn person(id: u64, mail: &str, groups: &[&str]) -> Identity {
     let mut identity = Identity::new(IdentityId::from_raw(id), at(1));
-    identity.attributes.insert("mail".into(), text(mail));
+    let hr = || Provenance::new("hr", 50, Phase::Create, at(1));
+    identity.set("mail", text(mail), hr());
     if !groups.is_empty() {
         let items = groups.iter().map(|g| Scalar::Text((*g).to_owned().into())).collect();
-        identity.attributes.insert("groups".into(), Value::Multi(items));
+        identity.set("groups", Value::Multi(items), hr());
     }
     identity
 }

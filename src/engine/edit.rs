@@ -70,7 +70,7 @@ impl<S: Store> Engine<S> {
             } else {
                 Phase::Update
             };
-            let incumbent = record.provenance.get(attribute.as_str()).cloned();
+            let incumbent = record.provenance(attribute.as_str()).cloned();
             record.write(&attribute, value.clone(), Provenance::new(HOST_SYSTEM, 100, phase, now));
             record.modified = record.modified.max(now);
             decisions.push(Decision {

@@ -414,8 +414,7 @@ impl<S: Store> Engine<S> {
             candidates.sort_by_key(|c| c.rank);
             if is_new {
                 // At most one value per candidate: room for all, once.
-                identity.attributes.reserve(candidates.len());
-                identity.provenance.reserve(candidates.len());
+                identity.reserve(candidates.len());
             }
             let mut written = false;
             let mut offered = candidates.drain(..).peekable();

@@ -97,10 +97,7 @@ pub(crate) fn check<S: Store>(engine: &Engine<S>, expect: &Expect, outcome: &Ste
                 continue;
             };
             for (attribute, expected) in attributes {
-                let actual = identity
-                    .provenance
-                    .get(attribute.as_str())
-                    .map(|p| p.system.to_string());
+                let actual = identity.provenance(attribute.as_str()).map(|p| p.system.to_string());
                 if &actual != expected {
                     miss(
                         format!("provenance.{selector}.{attribute}"),
