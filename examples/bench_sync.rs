@@ -694,16 +694,21 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
     } else {
         let snapshot = Snapshot::Table(old);
         let mut on_progress = |p: Progress| stages.on(p);
+        // As an audit log would, the load takes each account change as it is applied
+        // instead of a report holding all of them (20M attribute changes at 1M).
+        let mut changed_values = 0u64;
+        let mut on_change = |c: &attrflow::AccountChange| changed_values += c.attributes.len() as u64;
         let report = engine
             .import_observed(
                 "hr",
                 &snapshot,
                 at(1),
-                &mut Observer::new().on_progress(&mut on_progress),
+                &mut Observer::new().on_progress(&mut on_progress).on_change(&mut on_change),
             )
             .expect("the load is accepted");
         assert!(report.applied && report.plan.rejections.is_empty(), "the load applies");
         assert_eq!(report.plan.counts.inserted, accounts as u64);
+        assert!(changed_values >= accounts as u64, "every change reached the observer");
     }
     let load_import = t.elapsed();
     let load_stages = stages.summary();

@@ -11,6 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::diff::AccountChange;
 use crate::resolution::Decision;
 
 /// The stage a long operation is in.
@@ -107,6 +108,7 @@ impl fmt::Display for DecisionCounts {
 pub struct Observer<'a> {
     decision: Option<&'a mut dyn FnMut(&Decision)>,
     progress: Option<&'a mut dyn FnMut(Progress)>,
+    change: Option<&'a mut dyn FnMut(&AccountChange)>,
 }
 
 impl fmt::Debug for Observer<'_> {
@@ -114,6 +116,7 @@ impl fmt::Debug for Observer<'_> {
         f.debug_struct("Observer")
             .field("decision", &self.decision.is_some())
             .field("progress", &self.progress.is_some())
+            .field("change", &self.change.is_some())
             .finish()
     }
 }
@@ -137,6 +140,30 @@ impl<'a> Observer<'a> {
     pub fn on_progress(mut self, callback: &'a mut dyn FnMut(Progress)) -> Observer<'a> {
         self.progress = Some(callback);
         self
+    }
+
+    /// Receives every account change of an applied import plan (an import that was not
+    /// blocked, or an approval), in the plan's order, as the plan is applied. The
+    /// report's plan then keeps its counters, rejected rows, thresholds and diagnosis
+    /// but not its `changes`: each was handed here, and a first load of a million
+    /// accounts (twenty million attribute changes) need not hold them all at once. A
+    /// blocked plan keeps its changes for review, as without this callback. The
+    /// changes are shown before the store commits: if applying fails, the error says
+    /// so and the store keeps what it held.
+    pub fn on_change(mut self, callback: &'a mut dyn FnMut(&AccountChange)) -> Observer<'a> {
+        self.change = Some(callback);
+        self
+    }
+
+    /// Whether account changes are streamed (and so not kept in the report).
+    pub(crate) fn streams_changes(&self) -> bool {
+        self.change.is_some()
+    }
+
+    pub(crate) fn change(&mut self, change: &AccountChange) {
+        if let Some(callback) = self.change.as_mut() {
+            callback(change);
+        }
     }
 
     /// Whether applied decisions must be built at all.
@@ -202,5 +229,15 @@ impl<'o, 'a> DecisionLog<'o, 'a> {
 
     pub(crate) fn progress(&mut self, stage: Stage, done: u64, total: u64) {
         self.observer.progress(stage, done, total);
+    }
+
+    /// Whether account changes are handed to the observer instead of kept.
+    pub(crate) fn streams_changes(&self) -> bool {
+        self.observer.streams_changes()
+    }
+
+    /// Hands an applied account change to the observer.
+    pub(crate) fn change(&mut self, change: &AccountChange) {
+        self.observer.change(change);
     }
 }

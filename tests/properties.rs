@@ -418,6 +418,66 @@ proptest! {
         }
     }
 
+    /// Streaming the account changes to an observer (`Observer::on_change`) changes
+    /// nothing but where they go: the observer sees exactly the changes an unobserved
+    /// import reports, in the same order, the observed report keeps everything else,
+    /// and both stores end equal. An approval streams too; a blocked plan keeps its
+    /// changes.
+    #[test]
+    fn streamed_changes_are_the_reported_ones(
+        hr in hr_rows(),
+        ad in ad_rows(),
+        next in hr_rows(),
+        blocked in any::<bool>(),
+    ) {
+        let limits = if blocked { json!({ "max_deleted": 0 }) } else { json!({}) };
+        let mut kept = Engine::new(config(limits.clone()));
+        let mut streamed = Engine::new(config(limits));
+        let steps = [("hr", &HR_COLUMNS, &hr), ("ad", &AD_COLUMNS, &ad), ("hr", &HR_COLUMNS, &next)];
+        for (i, (system, columns, rows)) in steps.into_iter().enumerate() {
+            let now = at(i as i64 + 1);
+            let snapshot = complete(columns, rows);
+            let expected = kept.import(system, &snapshot, now).unwrap();
+            let mut seen = Vec::new();
+            let mut on_change = |c: &attrflow::AccountChange| seen.push(c.clone());
+            let report = streamed
+                .import_observed(system, &snapshot, now, &mut Observer::new().on_change(&mut on_change))
+                .unwrap();
+            prop_assert_eq!(report.applied, expected.applied, "step {}", i);
+            if report.applied {
+                prop_assert_eq!(&seen, &expected.plan.changes, "step {}", i);
+                prop_assert!(report.plan.changes.is_empty(), "step {}", i);
+            } else {
+                prop_assert!(seen.is_empty(), "a blocked plan applies nothing");
+                prop_assert_eq!(&report.plan.changes, &expected.plan.changes, "step {}", i);
+                let (approved, approved_kept) = {
+                    let mut seen_approved = Vec::new();
+                    let mut on_change = |c: &attrflow::AccountChange| seen_approved.push(c.clone());
+                    let approval = streamed
+                        .approve_last_observed(&mut Observer::new().on_change(&mut on_change))
+                        .unwrap();
+                    let kept_approval = kept.approve_last().unwrap();
+                    let (attrflow::Approval::Import(a), attrflow::Approval::Import(b)) = (approval, kept_approval) else {
+                        return Err(TestCaseError::fail("an import plan approves as an import"));
+                    };
+                    prop_assert_eq!(&seen_approved, &b.plan.changes, "step {}", i);
+                    (a, b)
+                };
+                prop_assert!(approved.plan.changes.is_empty());
+                prop_assert_eq!(&approved.links, &approved_kept.links);
+                prop_assert_eq!(approved.decisions, approved_kept.decisions);
+                prop_assert_eq!(&approved.changed, &approved_kept.changed);
+            }
+            prop_assert_eq!(report.plan.counts, expected.plan.counts, "step {}", i);
+            prop_assert_eq!(rejection_set(&report), rejection_set(&expected), "step {}", i);
+            prop_assert_eq!(&report.links, &expected.links, "step {}", i);
+            prop_assert_eq!(report.decisions, expected.decisions, "step {}", i);
+            prop_assert_eq!(&report.rejected, &expected.rejected, "step {}", i);
+            prop_assert_eq!(&report.changed, &expected.changed, "step {}", i);
+            prop_assert_eq!(kept.store(), streamed.store(), "step {}", i);
+        }
+    }
+
     /// (c) The order of rows in a complete snapshot does not matter.
     #[test]
     fn row_order_does_not_matter(

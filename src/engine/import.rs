@@ -137,13 +137,18 @@ impl<S: Store> Engine<S> {
             }
         }
         let mut log = DecisionLog::new(observer);
-        match self.apply_import_inner(&plan, system, &mut log) {
+        let mut plan = plan;
+        match self.apply_import_inner(&mut plan, system, &mut log) {
             Ok(IdentityOutcome {
                 links,
                 processing,
                 changed,
             }) => {
                 self.store.commit()?;
+                if log.streams_changes() {
+                    // Each was handed to the observer (`Observer::on_change`).
+                    plan.changes = Vec::new();
+                }
                 Ok(ImportReport {
                     plan,
                     applied: true,
@@ -163,11 +168,15 @@ impl<S: Store> Engine<S> {
 
     fn apply_import_inner(
         &mut self,
-        plan: &ImportPlan,
+        plan: &mut ImportPlan,
         system: &SystemConfig,
         log: &mut DecisionLog<'_, '_>,
     ) -> Result<IdentityOutcome, StoreError> {
-        let name = plan.system.as_str();
+        let name = plan.system.clone();
+        let name = name.as_str();
+        // Read first: a paused engine keeps every change for its inbox.
+        let mut state = self.store.engine_state()?;
+        let paused = state.paused;
         // 1. The account mirror, with the echoes of pushed values (SPEC 5.3). The stored
         // accounts are read once, lent; only those that change are copied.
         // An inserted account has nothing stored: only updates and deletes are read
@@ -194,56 +203,70 @@ impl<S: Store> Engine<S> {
         let order = SchemaOrder::new(system.schema.attributes.keys());
         let mut slots = Vec::new();
         let mut put = Vec::with_capacity(plan.changes.len() + plan.kept.len() + plan.retry.len());
-        let mut removed = Vec::new();
-        let mut items = Vec::with_capacity(plan.changes.len() + plan.retry.len());
-        for (index, change) in plan.changes.iter().enumerate() {
-            let previous_link = previous_links.get(&index).copied();
-            let stored = stored.remove(&index);
-            match change.kind {
-                ChangeKind::Delete => {
-                    removed.push(change.key.clone());
-                    if let Some(identity) = previous_link {
-                        items.push(Item::Deleted {
-                            key: &change.key,
-                            identity,
-                            held: &change.attributes,
-                        });
+        // The accounts present after the import, in the order of their changes. An
+        // observer that takes the changes sees each here; an insert's attributes are
+        // then dropped once its account is built (nothing later reads them: a new
+        // account offers every value it holds), so a first load does not hold its plan
+        // and its accounts at once.
+        let streams = log.streams_changes();
+        for (index, change) in plan.changes.iter_mut().enumerate() {
+            if streams {
+                log.change(change);
+            }
+            if change.kind == ChangeKind::Delete {
+                continue;
+            }
+            let mut account = match stored.remove(&index) {
+                Some(mut account) => {
+                    for c in &change.attributes {
+                        account.set(&c.attribute, c.new.clone());
                     }
+                    account
                 }
-                ChangeKind::Insert | ChangeKind::Update => {
-                    let mut account = match stored {
-                        Some(mut account) => {
+                None => {
+                    let mut account = Account::new(&change.key);
+                    let values = change
+                        .attributes
+                        .iter()
+                        .filter(|c| !c.new.is_empty())
+                        .map(|c| (&c.attribute, &c.new));
+                    match order.map(values, &mut slots) {
+                        Some(attributes) => account.attributes = attributes,
+                        None => {
+                            account.attributes.reserve(change.attributes.len());
                             for c in &change.attributes {
                                 account.set(&c.attribute, c.new.clone());
                             }
-                            account
                         }
-                        None => {
-                            let mut account = Account::new(&change.key);
-                            let values = change
-                                .attributes
-                                .iter()
-                                .filter(|c| !c.new.is_empty())
-                                .map(|c| (&c.attribute, &c.new));
-                            match order.map(values, &mut slots) {
-                                Some(attributes) => account.attributes = attributes,
-                                None => {
-                                    account.attributes.reserve(change.attributes.len());
-                                    for c in &change.attributes {
-                                        account.set(&c.attribute, c.new.clone());
-                                    }
-                                }
-                            }
-                            account
-                        }
-                    };
-                    observe_echoes(system, &mut account);
-                    items.push(Item::Present {
-                        account: put.len(),
-                        changed: &change.attributes,
-                    });
-                    put.push(account);
+                    }
+                    account
                 }
+            };
+            observe_echoes(system, &mut account);
+            put.push(account);
+            if streams && change.kind == ChangeKind::Insert && !paused {
+                change.attributes = Vec::new();
+            }
+        }
+        let mut removed = Vec::new();
+        let mut items = Vec::with_capacity(plan.changes.len() + plan.retry.len());
+        let mut present = 0;
+        for (index, change) in plan.changes.iter().enumerate() {
+            if change.kind == ChangeKind::Delete {
+                removed.push(change.key.clone());
+                if let Some(&identity) = previous_links.get(&index) {
+                    items.push(Item::Deleted {
+                        key: &change.key,
+                        identity,
+                        held: &change.attributes,
+                    });
+                }
+            } else {
+                items.push(Item::Present {
+                    account: present,
+                    changed: &change.attributes,
+                });
+                present += 1;
             }
         }
         for key in &plan.kept {
@@ -255,8 +278,7 @@ impl<S: Store> Engine<S> {
         // 2. Identity-side work: now, or in the inbox while paused (SPEC 6). The mirror
         // is written after it, so that a store refusing the work midway (out of
         // identity ids) is left as it was even without a rollback.
-        let mut state = self.store.engine_state()?;
-        if state.paused {
+        if paused {
             self.write_mirror(name, plan, &removed)?;
             self.store.put_accounts(name, put)?;
             state.inbox.extend(
