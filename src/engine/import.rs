@@ -398,7 +398,6 @@ impl<S: Store> Engine<S> {
         };
         let accounts: &[Account] = accounts;
         let targets = InboundTargets::of(system, &self.config);
-        let mut put: Vec<Identity> = Vec::new();
         let mut created = created.into_iter().map(Some).collect::<Vec<_>>();
         let first_created = created.first().and_then(|i| i.as_ref()).map(|i| i.id);
         // One buffer of candidates serves every identity.
@@ -406,6 +405,9 @@ impl<S: Store> Engine<S> {
         let mut changed: Vec<IdentityId> = Vec::new();
         let runs = routes.chunk_by(|a, b| a.0 == b.0);
         let identities = runs.clone().count() as u64;
+        // Room for every identity offered to at once: a first load puts a million, and
+        // growing by doubling would copy (and first touch) them several times.
+        let mut put: Vec<Identity> = Vec::with_capacity(runs.clone().count());
         for (done, run) in runs.enumerate() {
             log.progress(Stage::Resolve, done as u64, identities);
             let id = run[0].0;

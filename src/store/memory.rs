@@ -1,5 +1,6 @@
 //! The in-memory store: the embedded default.
 
+mod identities;
 pub mod persist;
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,6 +12,7 @@ use crate::model::{Account, Identity, IdentityId};
 use crate::store::{EngineState, PendingPlan, PlanId, Store, StoreError};
 use crate::text::Text;
 use crate::thresholds::Base;
+use identities::IdentityTable;
 
 /// Accounts of one system, with running totals for threshold bases.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -35,7 +37,7 @@ type Fast = foldhash::fast::RandomState;
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct MemoryStore {
     systems: BTreeMap<String, SystemAccounts>,
-    identities: BTreeMap<IdentityId, Identity>,
+    identities: IdentityTable,
     /// identity -> linked (system, key), sorted. Almost every identity has one or a
     /// few accounts: they are kept inline, not in a tree of their own.
     links: HashMap<IdentityId, SmallVec<[(Text, String); 1]>, Fast>,
@@ -261,11 +263,11 @@ impl Store for MemoryStore {
     }
 
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {
-        Ok(self.identities.get(&id).cloned())
+        Ok(self.identities.get(id).cloned())
     }
 
     fn with_identity(&self, id: IdentityId, visit: &mut dyn FnMut(Option<&Identity>)) -> Result<(), StoreError> {
-        visit(self.identities.get(&id));
+        visit(self.identities.get(id));
         Ok(())
     }
 
@@ -274,15 +276,7 @@ impl Store for MemoryStore {
         after: Option<IdentityId>,
         visit: &mut dyn FnMut(&Identity) -> bool,
     ) -> Result<(), StoreError> {
-        let start = match after {
-            Some(id) => std::ops::Bound::Excluded(id),
-            None => std::ops::Bound::Unbounded,
-        };
-        for identity in self
-            .identities
-            .range((start, std::ops::Bound::Unbounded))
-            .map(|(_, i)| i)
-        {
+        for identity in self.identities.iter_after(after) {
             if !visit(identity) {
                 break;
             }
@@ -320,13 +314,14 @@ impl Store for MemoryStore {
                 );
             }
         }
+        self.identities.reserve(identities.len());
         for identity in identities {
-            if let Some(old) = self.identities.get(&identity.id) {
+            if let Some(old) = self.identities.get(identity.id) {
                 MemoryStore::reindex(&mut self.index, &self.indexed, old, false);
             }
             MemoryStore::reindex(&mut self.index, &self.indexed, &identity, true);
             self.next_identity = self.next_identity.max(identity.id.0);
-            self.identities.insert(identity.id, identity);
+            self.identities.insert(identity);
         }
         // An attribute no identity holds has no table (as the index built one by one).
         self.index.retain(|_, by_key| !by_key.is_empty());
