@@ -10,6 +10,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Index;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -18,15 +21,65 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::text::Text;
 
 /// A map from attribute names to `V`, iterated in name order (as a `BTreeMap`
-/// would be), stored as one sorted vector of entries.
+/// would be), stored as a sorted list of names beside a vector of values.
+///
+/// Records of one system mostly hold the same attributes: a store shares one list of
+/// names between all the records that have it ([`AttrMap::share_names`]), so a record
+/// pays for its values only, and copying a record copies no names. Changing which
+/// names a record has gives it a list of its own again.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct AttrMap<V> {
-    entries: Vec<(Text, V)>,
+    names: Names,
+    values: Vec<V>,
+}
+
+/// The sorted names of an [`AttrMap`]: its own, or a list shared with other maps.
+#[derive(Clone)]
+enum Names {
+    Own(Vec<Text>),
+    Shared(Arc<[Text]>),
+}
+
+impl Names {
+    fn as_slice(&self) -> &[Text] {
+        match self {
+            Names::Own(names) => names,
+            Names::Shared(names) => names,
+        }
+    }
+
+    /// The names to change: a shared list is copied first.
+    fn to_mut(&mut self) -> &mut Vec<Text> {
+        if let Names::Shared(shared) = self {
+            *self = Names::Own(shared.to_vec());
+        }
+        match self {
+            Names::Own(names) => names,
+            Names::Shared(_) => unreachable!("the list was made its own just above"),
+        }
+    }
+}
+
+impl PartialEq for Names {
+    fn eq(&self, other: &Names) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Names {}
+
+impl std::hash::Hash for Names {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_slice().hash(state);
+    }
 }
 
 impl<V> Default for AttrMap<V> {
     fn default() -> Self {
-        AttrMap { entries: Vec::new() }
+        AttrMap {
+            names: Names::Own(Vec::new()),
+            values: Vec::new(),
+        }
     }
 }
 
@@ -39,20 +92,22 @@ impl<V> AttrMap<V> {
     /// An empty map with room for `capacity` entries.
     pub fn with_capacity(capacity: usize) -> AttrMap<V> {
         AttrMap {
-            entries: Vec::with_capacity(capacity),
+            names: Names::Own(Vec::with_capacity(capacity)),
+            values: Vec::with_capacity(capacity),
         }
     }
 
     fn find(&self, key: &str) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key))
+        self.names.as_slice().binary_search_by(|k| k.as_str().cmp(key))
     }
 
     /// Where `key` is (`Ok`) or would be inserted (`Err`): the position other tables
     /// aligned with the entries use. Appending in name order needs one comparison.
     pub(crate) fn position(&self, key: &str) -> Result<usize, usize> {
-        match self.entries.last() {
+        let names = self.names.as_slice();
+        match names.last() {
             None => Err(0),
-            Some((last, _)) if last.as_str() < key => Err(self.entries.len()),
+            Some(last) if last.as_str() < key => Err(names.len()),
             Some(_) => self.find(key),
         }
     }
@@ -60,52 +115,53 @@ impl<V> AttrMap<V> {
     /// Inserts an entry at `at` (a position [`AttrMap::position`] returned as `Err`).
     pub(crate) fn insert_at(&mut self, at: usize, key: Text, value: V) {
         debug_assert!(self.find(&key) == Err(at));
-        self.entries.insert(at.min(self.entries.len()), (key, value));
+        let at = at.min(self.values.len());
+        self.names.to_mut().insert(at, key);
+        self.values.insert(at, value);
     }
 
     /// Replaces the value at `at`.
     pub(crate) fn replace_at(&mut self, at: usize, value: V) {
-        if let Some((_, v)) = self.entries.get_mut(at) {
+        if let Some(v) = self.values.get_mut(at) {
             *v = value;
         }
     }
 
     /// Removes the entry at `at`.
     pub(crate) fn remove_at(&mut self, at: usize) {
-        if at < self.entries.len() {
-            self.entries.remove(at);
+        if at < self.values.len() {
+            self.names.to_mut().remove(at);
+            self.values.remove(at);
         }
     }
 
     /// The number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.values.len()
     }
 
     /// Whether the map is empty.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.values.is_empty()
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&V> {
-        self.find(key).ok().and_then(|i| self.entries.get(i)).map(|(_, v)| v)
+        self.find(key).ok().and_then(|i| self.values.get(i))
     }
 
     /// The value of `key`, to change in place.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
         match self.find(key) {
-            Ok(i) => self.entries.get_mut(i).map(|(_, v)| v),
+            Ok(i) => self.values.get_mut(i),
             Err(_) => None,
         }
     }
 
     /// The stored name and value of `key`.
     pub fn get_key_value(&self, key: &str) -> Option<(&Text, &V)> {
-        self.find(key)
-            .ok()
-            .and_then(|i| self.entries.get(i))
-            .map(|(k, v)| (k, v))
+        let i = self.find(key).ok()?;
+        Some((self.names.as_slice().get(i)?, self.values.get(i)?))
     }
 
     /// Whether `key` has a value.
@@ -115,15 +171,10 @@ impl<V> AttrMap<V> {
 
     /// Sets the value of `key`, returning the one it replaces.
     pub fn insert(&mut self, key: Text, value: V) -> Option<V> {
-        // Records are mostly built in name order: appending needs one comparison.
-        if self.entries.last().is_none_or(|(last, _)| last.as_str() < key.as_str()) {
-            self.entries.push((key, value));
-            return None;
-        }
-        match self.find(&key) {
-            Ok(i) => self.entries.get_mut(i).map(|(_, v)| std::mem::replace(v, value)),
+        match self.position(&key) {
+            Ok(i) => self.values.get_mut(i).map(|v| std::mem::replace(v, value)),
             Err(i) => {
-                self.entries.insert(i, (key, value));
+                self.insert_at(i, key, value);
                 None
             }
         }
@@ -132,51 +183,94 @@ impl<V> AttrMap<V> {
     /// Removes `key`, returning its value.
     pub fn remove(&mut self, key: &str) -> Option<V> {
         match self.find(key) {
-            Ok(i) => Some(self.entries.remove(i).1),
-            Err(_) => None,
+            Ok(i) if i < self.values.len() => {
+                self.names.to_mut().remove(i);
+                Some(self.values.remove(i))
+            }
+            _ => None,
         }
     }
 
     /// Keeps only the entries for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&Text, &mut V) -> bool) {
-        self.entries.retain_mut(|(k, v)| keep(k, v));
+        let names = self.names.as_slice();
+        let kept: Vec<bool> = names
+            .iter()
+            .zip(self.values.iter_mut())
+            .map(|(k, v)| keep(k, v))
+            .collect();
+        if kept.iter().all(|&k| k) {
+            return;
+        }
+        let mut at = 0;
+        self.names.to_mut().retain(|_| {
+            at += 1;
+            kept.get(at - 1).copied().unwrap_or(true)
+        });
+        let mut at = 0;
+        self.values.retain(|_| {
+            at += 1;
+            kept.get(at - 1).copied().unwrap_or(true)
+        });
     }
 
     /// The entries in name order.
     pub fn iter(&self) -> Iter<'_, V> {
-        Iter(self.entries.iter())
+        Iter {
+            names: self.names.as_slice().iter(),
+            values: self.values.iter(),
+        }
     }
 
     /// The names in order.
     pub fn keys(&self) -> impl DoubleEndedIterator<Item = &Text> + ExactSizeIterator {
-        self.entries.iter().map(|(k, _)| k)
+        self.names.as_slice().iter()
     }
 
     /// The values in name order.
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &V> + ExactSizeIterator {
-        self.entries.iter().map(|(_, v)| v)
+        self.values.iter()
     }
 
     /// The values in name order, to change in place.
     pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + ExactSizeIterator {
-        self.entries.iter_mut().map(|(_, v)| v)
+        self.values.iter_mut()
     }
 
     /// Makes room for `additional` more entries (before a record is built).
     pub fn reserve(&mut self, additional: usize) {
-        self.entries.reserve_exact(additional);
+        self.names.to_mut().reserve_exact(additional);
+        self.values.reserve_exact(additional);
     }
 
     /// Releases room held beyond the entries (after a record is built).
     pub fn shrink_to_fit(&mut self) {
-        self.entries.shrink_to_fit();
+        if let Names::Own(names) = &mut self.names {
+            names.shrink_to_fit();
+        }
+        self.values.shrink_to_fit();
+    }
+
+    /// Takes its list of names from `shared` when one there is the same, or adds its
+    /// own there (see [`SharedNames`]).
+    pub(crate) fn share_names(&mut self, shared: &mut SharedNames) {
+        if let Names::Own(names) = &self.names {
+            if let Some(list) = shared.list(names) {
+                self.names = Names::Shared(list);
+            }
+        }
+        self.values.shrink_to_fit();
     }
 
     /// The map of entries already in strictly increasing name order (checked in
     /// debug builds).
     pub(crate) fn from_sorted(entries: Vec<(Text, V)>) -> AttrMap<V> {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
-        AttrMap { entries }
+        let (names, values) = entries.into_iter().unzip();
+        AttrMap {
+            names: Names::Own(names),
+            values,
+        }
     }
 
     /// The map of `entries`; for equal names the last one wins (as collecting into a
@@ -194,7 +288,58 @@ impl<V> AttrMap<V> {
             }
             entries = deduped;
         }
-        AttrMap { entries }
+        AttrMap::from_sorted(entries)
+    }
+}
+
+/// The lists of names shared by the maps of one store, found by the identity of the
+/// names they hold (the configuration's own texts, so a look-up compares pointers, not
+/// strings). At most [`SharedNames::MAX_LISTS`] lists are kept; maps with other names
+/// keep their own.
+#[derive(Clone, Default)]
+pub(crate) struct SharedNames {
+    lists: std::collections::HashMap<u64, SmallVec<[Arc<[Text]>; 1]>, foldhash::fast::FixedState>,
+    count: usize,
+}
+
+impl SharedNames {
+    /// How many distinct lists a store shares at most (a system's schema and its
+    /// variants with empty attributes are a few dozen).
+    const MAX_LISTS: usize = 4096;
+
+    /// The shared list holding exactly `names` (the same texts), added if new and
+    /// there is room.
+    fn list(&mut self, names: &[Text]) -> Option<Arc<[Text]>> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
+        for name in names {
+            hasher.write_usize(name.address());
+        }
+        let bucket = self.lists.entry(hasher.finish()).or_default();
+        let same = |list: &&Arc<[Text]>| list.len() == names.len() && list.iter().zip(names).all(|(a, b)| a.is_same(b));
+        if let Some(list) = bucket.iter().find(same) {
+            return Some(Arc::clone(list));
+        }
+        if self.count >= Self::MAX_LISTS {
+            return None;
+        }
+        let list: Arc<[Text]> = Arc::from(names);
+        bucket.push(Arc::clone(&list));
+        self.count += 1;
+        Some(list)
+    }
+}
+
+/// Shared lists are a cache of the store, not part of what it holds.
+impl PartialEq for SharedNames {
+    fn eq(&self, _: &SharedNames) -> bool {
+        true
+    }
+}
+
+impl fmt::Debug for SharedNames {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SharedNames({} lists)", self.count)
     }
 }
 
@@ -216,23 +361,26 @@ impl<V> Index<&str> for AttrMap<V> {
 
 /// The entries of an [`AttrMap`] in name order.
 #[derive(Debug, Clone)]
-pub struct Iter<'a, V>(std::slice::Iter<'a, (Text, V)>);
+pub struct Iter<'a, V> {
+    names: std::slice::Iter<'a, Text>,
+    values: std::slice::Iter<'a, V>,
+}
 
 impl<'a, V> Iterator for Iter<'a, V> {
     type Item = (&'a Text, &'a V);
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.0.next().map(|(k, v)| (k, v))
+        Some((self.names.next()?, self.values.next()?))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.0.size_hint()
+        self.values.size_hint()
     }
 }
 
 impl<V> DoubleEndedIterator for Iter<'_, V> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.0.next_back().map(|(k, v)| (k, v))
+        Some((self.names.next_back()?, self.values.next_back()?))
     }
 }
 
@@ -252,7 +400,8 @@ impl<V> IntoIterator for AttrMap<V> {
     type IntoIter = std::vec::IntoIter<(Text, V)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.into_iter()
+        let names = self.names.as_slice().iter().cloned();
+        names.zip(self.values).collect::<Vec<_>>().into_iter()
     }
 }
 
@@ -391,6 +540,44 @@ mod tests {
             // Out of schema order.
             if values.len() > 1 {
                 prop_assert_eq!(order.map(values.iter().rev().copied(), &mut slots), None);
+            }
+        }
+
+        /// Maps sharing one list of names behave as maps of their own: changing which
+        /// names one holds leaves the others as they were, and the shared list is
+        /// found again for equal lists of the same texts.
+        #[test]
+        fn shared_names_change_only_their_own_map(
+            keep in proptest::collection::vec(any::<bool>(), 6),
+            ops in proptest::collection::vec((0u8..3, 0u8..8, any::<u16>()), 0..30),
+        ) {
+            let names: Vec<Text> = (0..8).map(|i| Text::from(format!("a{i}"))).collect();
+            let build = || -> AttrMap<u16> {
+                names.iter().zip(&keep).filter(|(_, k)| **k).map(|(n, _)| (n.clone(), 1)).collect()
+            };
+            let mut shared = SharedNames::default();
+            let (mut a, mut b) = (build(), build());
+            a.share_names(&mut shared);
+            b.share_names(&mut shared);
+            if !a.is_empty() {
+                prop_assert!(matches!((&a.names, &b.names), (Names::Shared(x), Names::Shared(y)) if Arc::ptr_eq(x, y)));
+            }
+            let untouched: BTreeMap<String, u16> = b.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let mut model = untouched.clone();
+            for (op, key, value) in ops {
+                let name = names[usize::from(key)].clone();
+                match op {
+                    0 => prop_assert_eq!(a.insert(name.clone(), value), model.insert(name.to_string(), value)),
+                    1 => prop_assert_eq!(a.remove(&name), model.remove(name.as_str())),
+                    _ => a.retain(|k, _| k.as_str() != name.as_str()),
+                }
+                if op == 2 {
+                    model.remove(name.as_str());
+                }
+                let got: BTreeMap<String, u16> = a.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+                prop_assert_eq!(&got, &model);
+                let other: BTreeMap<String, u16> = b.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+                prop_assert_eq!(&other, &untouched);
             }
         }
 

@@ -222,6 +222,11 @@ impl Identity {
         self.sources.retain_positions(&kept);
     }
 
+    /// Shares its list of attribute names with the other identities that have it.
+    pub(crate) fn share_names(&mut self, shared: &mut crate::attr_map::SharedNames) {
+        self.attributes.share_names(shared);
+    }
+
     /// Makes room for `additional` more values (before a new identity is filled).
     pub(crate) fn reserve(&mut self, additional: usize) {
         self.attributes.reserve(additional);

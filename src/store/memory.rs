@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use indexmap::IndexMap;
 use smallvec::SmallVec;
 
+use crate::attr_map::SharedNames;
 use crate::model::{Account, Identity, IdentityId};
 use crate::store::{EngineState, PendingPlan, PlanId, Store, StoreError};
 use crate::text::Text;
@@ -49,6 +50,9 @@ pub struct MemoryStore {
     next_plan: u64,
     pending: BTreeMap<PlanId, PendingPlan>,
     state: EngineState,
+    /// The lists of attribute names the stored records share (a cache: equal stores
+    /// may hold different ones).
+    names: SharedNames,
 }
 
 impl MemoryStore {
@@ -205,7 +209,9 @@ impl Store for MemoryStore {
     fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
         // One shared name of the system for every link written.
         let name = Text::from(system);
-        let MemoryStore { systems, links, .. } = self;
+        let MemoryStore {
+            systems, links, names, ..
+        } = self;
         let entry = match systems.get_mut(system) {
             Some(entry) => entry,
             None => systems.entry(system.to_owned()).or_default(),
@@ -214,6 +220,7 @@ impl Store for MemoryStore {
         entry.accounts.reserve(accounts.len());
         for mut account in accounts {
             account.fingerprint = account.values_fingerprint();
+            account.attributes.share_names(names);
             let previous = entry.accounts.swap_remove(&account.key);
             if let Some(previous) = &previous {
                 unlink(links, system, previous);
@@ -321,6 +328,8 @@ impl Store for MemoryStore {
             }
             MemoryStore::reindex(&mut self.index, &self.indexed, &identity, true);
             self.next_identity = self.next_identity.max(identity.id.0);
+            let mut identity = identity;
+            identity.share_names(&mut self.names);
             self.identities.insert(identity);
         }
         // An attribute no identity holds has no table (as the index built one by one).
