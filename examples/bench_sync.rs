@@ -23,7 +23,7 @@
 //! confirmation, and the outbound plan and confirmation after the import;
 //! `--three-systems` imports a directory and a phone system over the same people after
 //! the load; `--store sqlite` (with `--features sqlite`) runs on a temporary SQLite file
-//! and reports its size. Peak memory is the process's `VmHWM`. This is host code: it reads
+//! and reports its size (`--db PATH` names the file and keeps it). Peak memory is the process's `VmHWM`. This is host code: it reads
 //! files and the clock; the engine does neither.
 
 #![allow(
@@ -646,11 +646,18 @@ fn main() {
         None | Some("memory") => run(&options, config, MemoryStore::new, None),
         #[cfg(feature = "sqlite")]
         Some("sqlite") => {
-            let path = std::env::temp_dir().join(format!("attrflow-bench-{}.db", std::process::id()));
+            // `--db PATH` keeps the file for a look inside (`sqlite3 PATH`); by default
+            // it is a temporary file, removed at the end.
+            let keep = arg("--db").map(std::path::PathBuf::from);
+            let path = keep
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join(format!("attrflow-bench-{}.db", std::process::id())));
             let _ = std::fs::remove_file(&path);
             let open = || attrflow::sqlite_store::SqliteStore::open(&path).expect("a SQLite file");
             run(&options, config, open, Some(&path));
-            let _ = std::fs::remove_file(&path);
+            if keep.is_none() {
+                let _ = std::fs::remove_file(&path);
+            }
         }
         Some(other) => panic!("--store {other}: memory, or sqlite (with --features sqlite)"),
     }

@@ -222,6 +222,29 @@ impl Identity {
         self.sources.retain_positions(&kept);
     }
 
+    /// The provenance of the entry at `position` of [`Identity::attributes`] (a store
+    /// encoding the identity walks its entries by position).
+    pub(crate) fn provenance_at(&self, position: usize) -> Option<&Provenance> {
+        self.sources.get(position)
+    }
+
+    /// Appends a decoded entry after every name it holds (a store decoding a record
+    /// written in name order), with its provenance or none; out of order, it is
+    /// inserted where it belongs.
+    pub(crate) fn push_decoded(&mut self, attribute: Text, value: Value, provenance: Option<Provenance>) {
+        match self.attributes.position(attribute.as_str()) {
+            Ok(at) => {
+                self.attributes.replace_at(at, value);
+                self.sources.remove(at);
+                self.sources.insert(at, provenance);
+            }
+            Err(at) => {
+                self.attributes.insert_at(at, attribute, value);
+                self.sources.insert(at, provenance);
+            }
+        }
+    }
+
     /// Shares its list of attribute names with the other identities that have it.
     pub(crate) fn share_names(&mut self, shared: &mut crate::attr_map::SharedNames) {
         self.attributes.share_names(shared);

@@ -560,3 +560,86 @@ fn an_import_computed_before_another_writer_committed_is_not_applied() {
     assert!(first.import("hr", &hr(rows), at(4)).unwrap().applied);
     assert_eq!(title(&first, "E1"), json!("Lead"));
 }
+
+// ---------------------------------------------------------------- binary records
+
+/// Attribute names are numbered inside the unit of work that first writes them: a
+/// rolled-back unit takes its numbers back, and names written after it must not be
+/// read back as the names the rollback removed.
+#[test]
+fn names_of_a_rolled_back_unit_are_not_reused_for_others() {
+    let dir = TempDir::new("names");
+    let path = dir.file("names.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    let with = |key: &str, attribute: &str| {
+        let mut a = Account::new(key);
+        a.attributes.insert(attribute.into(), Value::from("v"));
+        a
+    };
+    store.begin().unwrap();
+    store.put_accounts("hr", vec![with("k1", "title")]).unwrap();
+    store.rollback();
+    store.begin().unwrap();
+    store.put_accounts("hr", vec![with("k2", "mail")]).unwrap();
+    store.put_accounts("hr", vec![with("k3", "title")]).unwrap();
+    store.commit().unwrap();
+    for store in [store, SqliteStore::open(&path).unwrap()] {
+        assert!(store.account("hr", "k1").unwrap().is_none());
+        assert_eq!(store.account("hr", "k2").unwrap(), Some(with("k2", "mail")));
+        assert_eq!(store.account("hr", "k3").unwrap(), Some(with("k3", "title")));
+    }
+}
+
+/// A record damaged on disk is a store error naming the operation, not a panic.
+#[test]
+fn a_damaged_record_is_a_store_error() {
+    let dir = TempDir::new("damaged");
+    let path = dir.file("damaged.db");
+    let mut store = SqliteStore::open(&path).unwrap();
+    store.put_accounts("a", vec![account("k", None, &[])]).unwrap();
+    drop(store);
+    set_schema_version(&path, "UPDATE attrflow_accounts SET data = x'0009'");
+    let store = SqliteStore::open(&path).unwrap();
+    let err = store.account("a", "k").unwrap_err();
+    assert!(
+        err.message()
+            .contains("account: a stored record is damaged: unknown link tag 9"),
+        "{err}"
+    );
+}
+
+/// A version 1 database whose records do not decode is refused, and the file is left
+/// as version 1 (the migration runs in one transaction).
+#[test]
+fn a_failed_migration_leaves_the_version_1_file() {
+    let dir = TempDir::new("migrate");
+    let path = dir.file("v1.db");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sqlite-v1-pending.db"),
+        &path,
+    )
+    .unwrap();
+    set_schema_version(&path, "UPDATE attrflow_identities SET data = '{\"not\": \"an identity\"}' WHERE id = (SELECT MIN(id) FROM attrflow_identities)");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(
+        err.to_string().contains("migrate from schema version 1: identity"),
+        "{err}"
+    );
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = raw
+        .query_row(
+            "SELECT value FROM attrflow_meta WHERE name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, 1);
+    let v1_tables: i64 = raw
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('attrflow_accounts_v1', 'attrflow_names')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v1_tables, 0, "nothing of the migration is left");
+}

@@ -9,8 +9,9 @@
 //! |---|---|
 //! | `attrflow_meta` | `schema_version`, the counters `next_identity` / `next_plan`, the engine state (JSON) |
 //! | `attrflow_systems` | one version per system |
-//! | `attrflow_accounts` | `(system, key)`, linked identity (or `NULL`), multi-valued value count, [`Account`] JSON |
-//! | `attrflow_identities` | id, the [`Identity`] as JSON |
+//! | `attrflow_names` | the dictionary: attribute and system names, and text values that repeat, which records refer to by number |
+//! | `attrflow_accounts` | `(system, key)`, linked identity (or `NULL`), multi-valued value count, the [`Account`] (binary) |
+//! | `attrflow_identities` | id, the [`Identity`] (binary) |
 //! | `attrflow_index_spec` | the attributes of [`Store::set_index`] with their `case_exact` |
 //! | `attrflow_identity_index` | `(attribute, match_key, identity)` of the indexed attributes |
 //! | `attrflow_pending_plans` | id, system, the [`PendingPlan`] as JSON, the exact bits of its floats |
@@ -36,11 +37,22 @@
 //! the earlier failure), and an engine that stops on the error without calling
 //! [`Store::rollback`] leaves nothing half-written behind.
 //!
+//! # Records
+//! Accounts and identities are kept in a compact binary form (the `record` module):
+//! values in name order behind the number of their name, lengths and numbers as
+//! variable-length integers, the rarely set fields as JSON. Version 1 kept JSON per
+//! record, about 28 times the export it held; version 2 about 3 times.
+//!
 //! # Versions
-//! The database records [`SCHEMA_VERSION`]; [`SqliteStore::open`] refuses a database
-//! written with another one ([`OpenError::SchemaVersion`]) rather than misreading it.
+//! The database records [`SCHEMA_VERSION`]. [`SqliteStore::open`] migrates a database
+//! of version 1 (JSON records) to it in one transaction, record by record, and refuses
+//! any other version ([`OpenError::SchemaVersion`]) rather than misreading it.
 
-use std::cell::Cell;
+mod migrate;
+mod names;
+mod record;
+
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -52,7 +64,32 @@ use crate::store::{EngineState, PendingPlan, PlanId, Store, StoreError};
 use crate::thresholds::{Base, Exceeded};
 
 /// The version of the table layout this build reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// The tables of accounts and identities with their indexes (version 2), apart from
+/// the rest of [`SCHEMA`]: the migration from version 1 creates them anew.
+const RECORD_TABLES: &str = "
+CREATE TABLE attrflow_names (
+    id INTEGER PRIMARY KEY,
+    scope INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    UNIQUE (scope, name)
+);
+CREATE TABLE attrflow_accounts (
+    system TEXT NOT NULL,
+    key TEXT NOT NULL,
+    identity INTEGER,
+    link_values INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (system, key)
+) WITHOUT ROWID;
+CREATE INDEX attrflow_accounts_by_identity
+    ON attrflow_accounts (identity, system, key) WHERE identity IS NOT NULL;
+CREATE TABLE attrflow_identities (
+    id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE attrflow_meta (
@@ -63,20 +100,6 @@ CREATE TABLE attrflow_systems (
     system TEXT PRIMARY KEY NOT NULL,
     version INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE attrflow_accounts (
-    system TEXT NOT NULL,
-    key TEXT NOT NULL,
-    identity INTEGER,
-    link_values INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    PRIMARY KEY (system, key)
-) WITHOUT ROWID;
-CREATE INDEX attrflow_accounts_by_identity
-    ON attrflow_accounts (identity, system, key) WHERE identity IS NOT NULL;
-CREATE TABLE attrflow_identities (
-    id INTEGER PRIMARY KEY,
-    data TEXT NOT NULL
-);
 CREATE TABLE attrflow_index_spec (
     attribute TEXT PRIMARY KEY NOT NULL,
     case_exact INTEGER NOT NULL
@@ -157,11 +180,18 @@ pub struct SqliteStore {
     /// Set when a failure rolled the open unit of work back; cleared by the next
     /// `commit` (which reports it), `rollback` or `begin`.
     failed: Cell<bool>,
+    /// The cached names table (see `names`).
+    names: RefCell<names::NameTable>,
 }
 
 /// A failure of one operation, naming it.
 fn sql_error(op: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| StoreError::new(format!("sqlite store: {op}: {e}"))
+}
+
+/// A record that does not decode, naming the operation and what was wrong.
+fn record_error(op: &str) -> impl Fn(record::DecodeError) -> StoreError + '_ {
+    move |e| StoreError::new(format!("sqlite store: {op}: a stored record is damaged: {e}"))
 }
 
 fn json_error(op: &str) -> impl Fn(serde_json::Error) -> StoreError + '_ {
@@ -365,6 +395,12 @@ impl SqliteStore {
             conn,
             depth: Cell::new(0),
             failed: Cell::new(false),
+            names: RefCell::new({
+                let mut names = names::NameTable::default();
+                // Read on first use.
+                names.invalidate();
+                names
+            }),
         })
     }
 
@@ -394,6 +430,9 @@ impl SqliteStore {
                 ) => None,
                 Err(e) => return Err(sql_error(op)(e).into()),
             };
+            if found == Some(1) {
+                return migrate::from_version_1(conn);
+            }
             if found != Some(SCHEMA_VERSION) {
                 return Err(OpenError::SchemaVersion {
                     found,
@@ -403,6 +442,7 @@ impl SqliteStore {
             return Ok(());
         }
         conn.execute_batch(SCHEMA).map_err(sql_error(op))?;
+        conn.execute_batch(RECORD_TABLES).map_err(sql_error(op))?;
         let mut insert = conn
             .prepare("INSERT INTO attrflow_meta (name, value) VALUES (?1, ?2)")
             .map_err(sql_error(op))?;
@@ -426,6 +466,10 @@ impl SqliteStore {
     /// Passes a result through; a failure inside a unit of work rolls the whole unit
     /// back first (see the module documentation).
     fn guard<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if result.is_err() {
+            // Names given out by what was rolled back are taken back.
+            self.names.borrow_mut().invalidate();
+        }
         if result.is_err() && self.depth.get() > 0 {
             if !self.conn.is_autocommit() {
                 let _ = self.conn.execute_batch("ROLLBACK");
@@ -437,7 +481,7 @@ impl SqliteStore {
     }
 
     /// Runs the writes of one call in a savepoint: all of them or none.
-    fn write<T>(&mut self, op: &str, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn write<T>(&self, op: &str, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
         let result = (|| {
             self.conn
                 .execute_batch("SAVEPOINT attrflow_call")
@@ -464,6 +508,63 @@ impl SqliteStore {
     }
 
     // ------------------------------------------------------------ helpers
+
+    /// An account from its stored blob.
+    fn decode_account(&self, op: &str, key: String, data: &[u8]) -> Result<Account, StoreError> {
+        let mut names = self.names.borrow_mut();
+        record::decode_account(key, data, &mut |id| name_of(&mut names, &self.conn, op, id)).map_err(record_error(op))
+    }
+
+    /// An identity from its stored blob.
+    fn decode_identity(&self, op: &str, id: i64, data: &[u8]) -> Result<Identity, StoreError> {
+        let id = IdentityId::from_raw(to_u64(op, id)?);
+        let mut names = self.names.borrow_mut();
+        record::decode_identity(id, data, &mut |n| name_of(&mut names, &self.conn, op, n)).map_err(record_error(op))
+    }
+
+    /// The blob of an account, with its fingerprint.
+    fn encode_account(
+        &self,
+        conn: &Connection,
+        op: &str,
+        account: &Account,
+        fingerprint: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let mut names = self.names.borrow_mut();
+        out.clear();
+        record::encode_account(
+            account,
+            fingerprint,
+            &mut Dictionary {
+                names: &mut names,
+                conn,
+                op,
+            },
+            out,
+        )
+    }
+
+    /// The blob of an identity.
+    fn encode_identity(
+        &self,
+        conn: &Connection,
+        op: &str,
+        identity: &Identity,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let mut names = self.names.borrow_mut();
+        out.clear();
+        record::encode_identity(
+            identity,
+            &mut Dictionary {
+                names: &mut names,
+                conn,
+                op,
+            },
+            out,
+        )
+    }
 
     fn meta_i64(conn: &Connection, op: &str, name: &str) -> Result<i64, StoreError> {
         conn.prepare_cached("SELECT value FROM attrflow_meta WHERE name = ?1")
@@ -542,12 +643,13 @@ impl SqliteStore {
         };
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT data FROM attrflow_identities WHERE id > ?1 ORDER BY id")
+            .prepare_cached("SELECT id, data FROM attrflow_identities WHERE id > ?1 ORDER BY id")
             .map_err(sql_error(op))?;
         let mut rows = stmt.query([start]).map_err(sql_error(op))?;
         while let Some(row) = rows.next().map_err(sql_error(op))? {
-            let data: String = row.get(0).map_err(sql_error(op))?;
-            if !visit(serde_json::from_str(&data).map_err(json_error(op))?) {
+            let id: i64 = row.get(0).map_err(sql_error(op))?;
+            let data = blob_at(row, 1).map_err(sql_error(op))?;
+            if !visit(self.decode_identity(op, id, data)?) {
                 break;
             }
         }
@@ -580,13 +682,12 @@ impl SqliteStore {
 
     fn account_inner(&self, system: &str, key: &str) -> Result<Option<Account>, StoreError> {
         let op = "account";
-        let data: Option<String> = self
+        let data: Option<Vec<u8>> = self
             .conn
             .prepare_cached("SELECT data FROM attrflow_accounts WHERE system = ?1 AND key = ?2")
             .and_then(|mut s| s.query_row([system, key], |row| row.get(0)).optional())
             .map_err(sql_error(op))?;
-        data.map(|d| serde_json::from_str(&d).map_err(json_error(op)))
-            .transpose()
+        data.map(|d| self.decode_account(op, key.to_owned(), &d)).transpose()
     }
 
     fn visit_accounts_by_key_inner(
@@ -614,8 +715,8 @@ impl SqliteStore {
                 let Some(at) = positions.get(key.as_str()) else {
                     continue;
                 };
-                let data: String = row.get(1).map_err(sql_error(op))?;
-                let account: Account = serde_json::from_str(&data).map_err(json_error(op))?;
+                let data = blob_at(row, 1).map_err(sql_error(op))?;
+                let account = self.decode_account(op, key, data)?;
                 for &index in at {
                     if let Some(slot) = seen.get_mut(index) {
                         *slot = true;
@@ -635,12 +736,12 @@ impl SqliteStore {
             .prepare_cached("SELECT data FROM attrflow_accounts WHERE system = ?1 AND key = ?2")
             .map_err(sql_error(op))?;
         for (index, key) in keys.iter().enumerate() {
-            let data: Option<String> = stmt
+            let data: Option<Vec<u8>> = stmt
                 .query_row([system, key], |row| row.get(0))
                 .optional()
                 .map_err(sql_error(op))?;
             let account: Option<Account> = data
-                .map(|d| serde_json::from_str(&d).map_err(json_error(op)))
+                .map(|d| self.decode_account(op, (*key).to_owned(), &d))
                 .transpose()?;
             visit(index, account.as_ref());
         }
@@ -651,12 +752,13 @@ impl SqliteStore {
         let op = "visit_accounts";
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT data FROM attrflow_accounts WHERE system = ?1 ORDER BY key")
+            .prepare_cached("SELECT key, data FROM attrflow_accounts WHERE system = ?1 ORDER BY key")
             .map_err(sql_error(op))?;
         let mut rows = stmt.query([system]).map_err(sql_error(op))?;
         while let Some(row) = rows.next().map_err(sql_error(op))? {
-            let data: String = row.get(0).map_err(sql_error(op))?;
-            let account: Account = serde_json::from_str(&data).map_err(json_error(op))?;
+            let key: String = row.get(0).map_err(sql_error(op))?;
+            let data = blob_at(row, 1).map_err(sql_error(op))?;
+            let account = self.decode_account(op, key, data)?;
             visit(&account);
         }
         Ok(())
@@ -688,13 +790,12 @@ impl SqliteStore {
     fn identity_inner(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {
         let op = "identity";
         let raw = to_i64(op, id.get())?;
-        let data: Option<String> = self
+        let data: Option<Vec<u8>> = self
             .conn
             .prepare_cached("SELECT data FROM attrflow_identities WHERE id = ?1")
             .and_then(|mut s| s.query_row([raw], |row| row.get(0)).optional())
             .map_err(sql_error(op))?;
-        data.map(|d| serde_json::from_str(&d).map_err(json_error(op)))
-            .transpose()
+        data.map(|d| self.decode_identity(op, raw, &d)).transpose()
     }
 
     fn identity_count_inner(&self) -> Result<usize, StoreError> {
@@ -809,6 +910,9 @@ impl Store for SqliteStore {
             return self.guard(result);
         }
         let result = self.conn.execute_batch("COMMIT").map_err(sql_error(op));
+        if result.is_err() {
+            self.names.borrow_mut().invalidate();
+        }
         if result.is_err() && !self.conn.is_autocommit() {
             // A failed COMMIT may leave the transaction open: abandon it, nothing applied.
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -819,6 +923,7 @@ impl Store for SqliteStore {
 
     fn rollback(&mut self) {
         self.failed.set(false);
+        self.names.borrow_mut().invalidate();
         let depth = self.depth.get();
         if depth == 0 {
             return;
@@ -876,14 +981,13 @@ impl Store for SqliteStore {
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .map_err(sql_error(op))?;
+            let mut data = Vec::new();
             for account in &accounts {
                 let identity = account.identity().map(|id| to_i64(op, id.get())).transpose()?;
                 let link_values = to_i64(op, account.link_values())?;
                 // As the memory store does: the stored fingerprint always matches the
                 // stored values, so a stale one can never hide a change from the diff.
-                let mut account = account.clone();
-                account.fingerprint = account.values_fingerprint();
-                let data = serde_json::to_string(&account).map_err(json_error(op))?;
+                self.encode_account(conn, op, account, account.values_fingerprint(), &mut data)?;
                 insert
                     .execute(params![system, account.key, identity, link_values, data])
                     .map_err(sql_error(op))?;
@@ -954,9 +1058,10 @@ impl Store for SqliteStore {
             let mut insert = conn
                 .prepare_cached("INSERT OR REPLACE INTO attrflow_identities (id, data) VALUES (?1, ?2)")
                 .map_err(sql_error(op))?;
+            let mut data = Vec::new();
             for identity in &identities {
                 let id = to_i64(op, identity.id.get())?;
-                let data = serde_json::to_string(identity).map_err(json_error(op))?;
+                self.encode_identity(conn, op, identity, &mut data)?;
                 unindex.execute([id]).map_err(sql_error(op))?;
                 SqliteStore::index_identity(conn, op, &spec, identity)?;
                 insert.execute(params![id, data]).map_err(sql_error(op))?;
@@ -1046,5 +1151,42 @@ impl Store for SqliteStore {
             SqliteStore::set_meta(conn, op, META_ENGINE_STATE, &data)?;
             SqliteStore::set_meta(conn, op, META_ENGINE_STATE_FLOATS, &floats)
         })
+    }
+}
+
+/// The blob in column `at` of a row, lent.
+fn blob_at<'r>(row: &'r rusqlite::Row<'_>, at: usize) -> rusqlite::Result<&'r [u8]> {
+    row.get_ref(at)?
+        .as_blob()
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Blob, Box::new(e)))
+}
+
+/// The name numbered `id`, for the record decoder.
+fn name_of(
+    names: &mut names::NameTable,
+    conn: &Connection,
+    op: &str,
+    id: u32,
+) -> Result<crate::text::Text, record::DecodeError> {
+    match names.name(conn, op, id) {
+        Ok(Some(name)) => Ok(name),
+        Ok(None) => Err(format!("no name is numbered {id}")),
+        Err(e) => Err(e.message().to_owned()),
+    }
+}
+
+/// The dictionary as the record encoder uses it, within one operation.
+struct Dictionary<'a> {
+    names: &'a mut names::NameTable,
+    conn: &'a Connection,
+    op: &'a str,
+}
+
+impl record::Intern for Dictionary<'_> {
+    fn name_id(&mut self, name: &str) -> Result<u32, StoreError> {
+        self.names.id(self.conn, self.op, name)
+    }
+    fn text_id(&mut self, attribute: u32, text: &str) -> Result<Option<u32>, StoreError> {
+        self.names.text_id(self.conn, self.op, attribute, text)
     }
 }

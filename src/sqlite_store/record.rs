@@ -1,0 +1,724 @@
+//! The binary form of accounts and identities in the SQLite store (schema version 2).
+//!
+//! Version 1 kept each record as JSON: every attribute name, every tag of the tagged
+//! value form and every provenance spelt out, about 28 times the size of the export it
+//! came from. Here a record is its values in name order, each behind the small number
+//! of its name (see [`super::names`]), with lengths and numbers as variable-length
+//! integers:
+//!
+//! ```text
+//! account  := flags link fingerprint:u64le count (name value)* rest?
+//! identity := flags created modified count (provenance)* count (name value source?)* rest?
+//! link     := 0 (unmatched) | 1 id (linked) | 2 count id* (ambiguous)
+//! value    := 0 (empty) | scalar | 7 count scalar*   (multi-valued)
+//! scalar   := 32 + len bytes (a text shorter than 224 bytes) | 1 len bytes (a longer text)
+//!           | 8 id (a text of the dictionary) | 2 zigzag (integer) | 3 (false) | 4 (true)
+//!           | 5 zigzag (date: days from 0001-01-01) | 6 zigzag varint (datetime: seconds, nanoseconds)
+//! provenance := system phase:u8 strength:u8 datetime
+//! source   := 0 (none) | index + 1 (into the provenances); absent when `flags` has
+//!             bit 1: every value has the first provenance (what a load writes)
+//! rest     := JSON of the rarely set fields, present when `flags` has bit 0
+//! ```
+//!
+//! Texts that repeat across records (titles, departments, countries) are kept once, in
+//! the store's dictionary, and records hold their number (see [`Intern::text_id`]).
+//!
+//! The rarely set fields (an account's pushed values, echoes and flags; an identity's
+//! granted access, scope exits and pending creates) stay JSON: they are few, and JSON
+//! keeps their form in one place, the serde derives of the model.
+//!
+//! Decoding checks every length against the bytes left: a damaged blob is an error
+//! naming what was being read, never a panic.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Account, Echo, Identity, IdentityId, LinkState, PendingCreate, Phase, Provenance};
+use crate::store::StoreError;
+use crate::text::Text;
+use crate::value::{Scalar, Value};
+
+const EMPTY: u8 = 0;
+const TEXT: u8 = 1;
+const INTEGER: u8 = 2;
+const FALSE: u8 = 3;
+const TRUE: u8 = 4;
+const DATE: u8 = 5;
+const DATETIME: u8 = 6;
+const MULTI: u8 = 7;
+const INTERNED: u8 = 8;
+/// `SHORT + len`: a text of `len` < 224 bytes, its length in the tag.
+const SHORT: u8 = 32;
+
+const UNMATCHED: u8 = 0;
+const LINKED: u8 = 1;
+const AMBIGUOUS: u8 = 2;
+
+/// `flags` bit 0: a JSON tail of the rarely set fields follows.
+const HAS_REST: u8 = 1;
+/// `flags` bit 1 (identities): every value has the first provenance; no source bytes.
+const ONE_SOURCE: u8 = 2;
+
+/// The store's dictionary, as the encoder sees it.
+pub(super) trait Intern {
+    /// The number of an attribute or system name.
+    fn name_id(&mut self, name: &str) -> Result<u32, StoreError>;
+    /// The number of a text value of `attribute` (a name number) when the dictionary
+    /// keeps it, or `None` to write the text itself.
+    fn text_id(&mut self, attribute: u32, text: &str) -> Result<Option<u32>, StoreError>;
+}
+
+/// Why a blob could not be read back.
+pub(super) type DecodeError = String;
+
+// ---------------------------------------------------------------- writing
+
+fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn put_zigzag(out: &mut Vec<u8>, n: i64) {
+    put_varint(out, ((n << 1) ^ (n >> 63)) as u64);
+}
+
+fn put_str(out: &mut Vec<u8>, text: &str) {
+    put_varint(out, text.len() as u64);
+    out.extend_from_slice(text.as_bytes());
+}
+
+fn put_datetime(out: &mut Vec<u8>, at: &DateTime<Utc>) {
+    put_zigzag(out, at.timestamp());
+    put_varint(out, u64::from(at.timestamp_subsec_nanos()));
+}
+
+fn put_scalar(out: &mut Vec<u8>, scalar: &Scalar, attribute: u32, intern: &mut dyn Intern) -> Result<(), StoreError> {
+    match scalar {
+        Scalar::Text(text) => {
+            if let Some(id) = intern.text_id(attribute, text)? {
+                out.push(INTERNED);
+                put_varint(out, u64::from(id));
+            } else if let Some(tag) = u8::try_from(text.len()).ok().and_then(|len| len.checked_add(SHORT)) {
+                out.push(tag);
+                out.extend_from_slice(text.as_bytes());
+            } else {
+                out.push(TEXT);
+                put_str(out, text);
+            }
+        }
+        Scalar::Integer(n) => {
+            out.push(INTEGER);
+            put_zigzag(out, *n);
+        }
+        Scalar::Boolean(b) => out.push(if *b { TRUE } else { FALSE }),
+        Scalar::Date(date) => {
+            out.push(DATE);
+            put_zigzag(out, i64::from(chrono::Datelike::num_days_from_ce(date)));
+        }
+        Scalar::Datetime(at) => {
+            out.push(DATETIME);
+            put_datetime(out, at);
+        }
+    }
+    Ok(())
+}
+
+fn put_value(out: &mut Vec<u8>, value: &Value, attribute: u32, intern: &mut dyn Intern) -> Result<(), StoreError> {
+    match value {
+        Value::Empty => out.push(EMPTY),
+        Value::Single(scalar) => put_scalar(out, scalar, attribute, intern)?,
+        Value::Multi(scalars) => {
+            out.push(MULTI);
+            put_varint(out, scalars.len() as u64);
+            for scalar in scalars.iter() {
+                put_scalar(out, scalar, attribute, intern)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn put_rest<T: Serialize>(out: &mut Vec<u8>, rest: Option<&T>) -> Result<(), StoreError> {
+    if let Some(rest) = rest {
+        serde_json::to_writer(&mut *out, rest)
+            .map_err(|e| StoreError::new(format!("sqlite store: a record's other fields: {e}")))?;
+    }
+    Ok(())
+}
+
+/// The rarely set fields of an account.
+#[derive(Serialize)]
+struct AccountRestOut<'a> {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pushed: &'a BTreeMap<String, Vec<Scalar>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    echoes: &'a BTreeMap<String, Echo>,
+    #[serde(skip_serializing_if = "is_false")]
+    provisioned: bool,
+    #[serde(skip_serializing_if = "is_false")]
+    disabled: bool,
+}
+
+#[derive(Deserialize)]
+struct AccountRestIn {
+    #[serde(default)]
+    pushed: BTreeMap<String, Vec<Scalar>>,
+    #[serde(default)]
+    echoes: BTreeMap<String, Echo>,
+    #[serde(default)]
+    provisioned: bool,
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// The rarely set fields of an identity.
+#[derive(Serialize)]
+struct IdentityRestOut<'a> {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    access: &'a BTreeMap<String, BTreeMap<String, Vec<Scalar>>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    out_of_scope: &'a BTreeMap<Text, DateTime<Utc>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pending_creates: &'a BTreeMap<Text, PendingCreate>,
+}
+
+#[derive(Deserialize)]
+struct IdentityRestIn {
+    #[serde(default)]
+    access: BTreeMap<String, BTreeMap<String, Vec<Scalar>>>,
+    #[serde(default)]
+    out_of_scope: BTreeMap<Text, DateTime<Utc>>,
+    #[serde(default)]
+    pending_creates: BTreeMap<Text, PendingCreate>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Appends the blob of `account` (its key is kept beside it, not in it) with the
+/// stored `fingerprint`; `name_id` gives the number of an attribute name.
+pub(super) fn encode_account(
+    account: &Account,
+    fingerprint: u64,
+    intern: &mut dyn Intern,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let rare = !account.pushed.is_empty() || !account.echoes.is_empty() || account.provisioned || account.disabled;
+    out.push(if rare { HAS_REST } else { 0 });
+    match &account.link {
+        LinkState::Unmatched => out.push(UNMATCHED),
+        LinkState::Linked(id) => {
+            out.push(LINKED);
+            put_varint(out, id.get());
+        }
+        LinkState::Ambiguous(ids) => {
+            out.push(AMBIGUOUS);
+            put_varint(out, ids.len() as u64);
+            for id in ids {
+                put_varint(out, id.get());
+            }
+        }
+    }
+    out.extend_from_slice(&fingerprint.to_le_bytes());
+    put_varint(out, account.attributes.len() as u64);
+    for (name, value) in &account.attributes {
+        let attribute = intern.name_id(name)?;
+        put_varint(out, u64::from(attribute));
+        put_value(out, value, attribute, intern)?;
+    }
+    let rest = rare.then_some(AccountRestOut {
+        pushed: &account.pushed,
+        echoes: &account.echoes,
+        provisioned: account.provisioned,
+        disabled: account.disabled,
+    });
+    put_rest(out, rest.as_ref())
+}
+
+/// Appends the blob of `identity` (its id is the row's key, not in it).
+pub(super) fn encode_identity(
+    identity: &Identity,
+    intern: &mut dyn Intern,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let rare = !identity.access.is_empty() || !identity.out_of_scope.is_empty() || !identity.pending_creates.is_empty();
+    let flags_at = out.len();
+    out.push(if rare { HAS_REST } else { 0 });
+    put_datetime(out, &identity.created);
+    put_datetime(out, &identity.modified);
+    // The distinct provenances, in the order of the first entry using each.
+    let mut distinct: Vec<&Provenance> = Vec::new();
+    let mut sources: Vec<u64> = Vec::with_capacity(identity.attributes().len());
+    for position in 0..identity.attributes().len() {
+        sources.push(match identity.provenance_at(position) {
+            None => 0,
+            Some(p) => match distinct.iter().position(|d| *d == p) {
+                Some(at) => at as u64 + 1,
+                None => {
+                    distinct.push(p);
+                    distinct.len() as u64
+                }
+            },
+        });
+    }
+    let one_source = sources.iter().all(|&s| s == 1);
+    if one_source {
+        if let Some(flags) = out.get_mut(flags_at) {
+            *flags |= ONE_SOURCE;
+        }
+    }
+    put_varint(out, distinct.len() as u64);
+    for p in &distinct {
+        put_varint(out, u64::from(intern.name_id(&p.system)?));
+        out.push(match p.phase {
+            Phase::Create => 0,
+            Phase::Update => 1,
+        });
+        out.push(p.strength);
+        put_datetime(out, &p.at);
+    }
+    put_varint(out, identity.attributes().len() as u64);
+    for ((name, value), source) in identity.attributes().iter().zip(&sources) {
+        let attribute = intern.name_id(name)?;
+        put_varint(out, u64::from(attribute));
+        put_value(out, value, attribute, intern)?;
+        if !one_source {
+            put_varint(out, *source);
+        }
+    }
+    let rest = rare.then_some(IdentityRestOut {
+        access: &identity.access,
+        out_of_scope: &identity.out_of_scope,
+        pending_creates: &identity.pending_creates,
+    });
+    put_rest(out, rest.as_ref())
+}
+
+// ---------------------------------------------------------------- reading
+
+/// A cursor over a blob; every read checks the bytes left.
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(data: &'a [u8]) -> Reader<'a> {
+        Reader { data, at: 0 }
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
+        let byte = *self
+            .data
+            .get(self.at)
+            .ok_or_else(|| format!("the blob ends inside {what}"))?;
+        self.at += 1;
+        Ok(byte)
+    }
+
+    fn bytes(&mut self, len: usize, what: &str) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .at
+            .checked_add(len)
+            .filter(|&end| end <= self.data.len())
+            .ok_or_else(|| format!("the blob ends inside {what}"))?;
+        let bytes = self.data.get(self.at..end).unwrap_or_default();
+        self.at = end;
+        Ok(bytes)
+    }
+
+    fn varint(&mut self, what: &str) -> Result<u64, DecodeError> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = self.u8(what)?;
+            n |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(format!("{what} is not a valid number"))
+    }
+
+    fn zigzag(&mut self, what: &str) -> Result<i64, DecodeError> {
+        let n = self.varint(what)?;
+        Ok(((n >> 1) as i64) ^ -((n & 1) as i64))
+    }
+
+    /// A count of items that each take at least one byte: never more than the bytes
+    /// left, so a damaged count cannot ask for a huge allocation.
+    fn count(&mut self, what: &str) -> Result<usize, DecodeError> {
+        let n = self.varint(what)?;
+        let left = self.data.len().saturating_sub(self.at);
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= left)
+            .ok_or_else(|| format!("{what} ({n}) is more than the blob holds"))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, DecodeError> {
+        let n = self.varint(what)?;
+        u32::try_from(n).map_err(|_| format!("{what} ({n}) is out of range"))
+    }
+
+    fn str(&mut self, what: &str) -> Result<&'a str, DecodeError> {
+        let len = self.count(what)?;
+        std::str::from_utf8(self.bytes(len, what)?).map_err(|_| format!("{what} is not UTF-8"))
+    }
+
+    fn datetime(&mut self, what: &str) -> Result<DateTime<Utc>, DecodeError> {
+        let secs = self.zigzag(what)?;
+        let nanos = self.u32(what)?;
+        DateTime::from_timestamp(secs, nanos).ok_or_else(|| format!("{what} is not a valid time"))
+    }
+
+    fn scalar(
+        &mut self,
+        tag: u8,
+        text: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+    ) -> Result<Scalar, DecodeError> {
+        Ok(match tag {
+            SHORT.. => {
+                let bytes = self.bytes(usize::from(tag - SHORT), "a text value")?;
+                Scalar::Text(Text::from(
+                    std::str::from_utf8(bytes).map_err(|_| "a text value is not UTF-8".to_owned())?,
+                ))
+            }
+            TEXT => Scalar::Text(Text::from(self.str("a text value")?)),
+            INTERNED => Scalar::Text(text(self.u32("a dictionary text")?)?),
+            INTEGER => Scalar::Integer(self.zigzag("an integer value")?),
+            FALSE => Scalar::Boolean(false),
+            TRUE => Scalar::Boolean(true),
+            DATE => {
+                let days = self.zigzag("a date value")?;
+                let date = i32::try_from(days)
+                    .ok()
+                    .and_then(NaiveDate::from_num_days_from_ce_opt)
+                    .ok_or_else(|| format!("a date value ({days} days) is out of range"))?;
+                Scalar::Date(date)
+            }
+            DATETIME => Scalar::Datetime(self.datetime("a datetime value")?),
+            other => return Err(format!("unknown value tag {other}")),
+        })
+    }
+
+    fn value(&mut self, text: &mut dyn FnMut(u32) -> Result<Text, DecodeError>) -> Result<Value, DecodeError> {
+        let tag = self.u8("a value")?;
+        match tag {
+            EMPTY => Ok(Value::Empty),
+            MULTI => {
+                let count = self.count("a value count")?;
+                let mut scalars = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let tag = self.u8("a value")?;
+                    scalars.push(self.scalar(tag, text)?);
+                }
+                Ok(Value::Multi(scalars.into_boxed_slice()))
+            }
+            tag => Ok(Value::Single(self.scalar(tag, text)?)),
+        }
+    }
+
+    fn rest<T: serde::de::DeserializeOwned>(&mut self, flags: u8, what: &str) -> Result<Option<T>, DecodeError> {
+        let tail = self.data.get(self.at..).unwrap_or_default();
+        self.at = self.data.len();
+        if flags & HAS_REST == 0 {
+            return if tail.is_empty() {
+                Ok(None)
+            } else {
+                Err(format!("{} bytes after the {what}", tail.len()))
+            };
+        }
+        serde_json::from_slice(tail)
+            .map(Some)
+            .map_err(|e| format!("the {what}'s other fields: {e}"))
+    }
+}
+
+/// The account `key` from its blob; `name` gives the name (or dictionary text) of a
+/// number.
+pub(super) fn decode_account(
+    key: String,
+    data: &[u8],
+    name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+) -> Result<Account, DecodeError> {
+    let mut r = Reader::new(data);
+    let flags = r.u8("the account's flags")?;
+    let link = match r.u8("the account's link")? {
+        UNMATCHED => LinkState::Unmatched,
+        LINKED => LinkState::Linked(IdentityId::from_raw(r.varint("the linked identity")?)),
+        AMBIGUOUS => {
+            let count = r.count("the ambiguous identities")?;
+            let mut ids = Vec::with_capacity(count);
+            for _ in 0..count {
+                ids.push(IdentityId::from_raw(r.varint("an ambiguous identity")?));
+            }
+            LinkState::Ambiguous(ids)
+        }
+        other => return Err(format!("unknown link tag {other}")),
+    };
+    let fingerprint = u64::from_le_bytes(
+        r.bytes(8, "the fingerprint")?
+            .try_into()
+            .map_err(|_| "the fingerprint is cut short".to_owned())?,
+    );
+    let count = r.count("the attribute count")?;
+    let mut account = Account::new(key);
+    account.link = link;
+    account.attributes.reserve(count);
+    for _ in 0..count {
+        let attribute = name(r.u32("an attribute name")?)?;
+        let value = r.value(name)?;
+        account.attributes.insert(attribute, value);
+    }
+    account.fingerprint = fingerprint;
+    if let Some(rest) = r.rest::<AccountRestIn>(flags, "account")? {
+        account.pushed = rest.pushed;
+        account.echoes = rest.echoes;
+        account.provisioned = rest.provisioned;
+        account.disabled = rest.disabled;
+    }
+    Ok(account)
+}
+
+/// The identity `id` from its blob; `name` gives the name (or dictionary text) of a
+/// number.
+pub(super) fn decode_identity(
+    id: IdentityId,
+    data: &[u8],
+    name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+) -> Result<Identity, DecodeError> {
+    let mut r = Reader::new(data);
+    let flags = r.u8("the identity's flags")?;
+    let created = r.datetime("the creation time")?;
+    let modified = r.datetime("the modification time")?;
+    let count = r.count("the provenance count")?;
+    let mut distinct = Vec::with_capacity(count);
+    for _ in 0..count {
+        let system = name(r.u32("a provenance's system")?)?;
+        let phase = match r.u8("a provenance's phase")? {
+            0 => Phase::Create,
+            1 => Phase::Update,
+            other => return Err(format!("unknown phase {other}")),
+        };
+        let strength = r.u8("a provenance's strength")?;
+        let at = r.datetime("a provenance's time")?;
+        distinct.push(Provenance::new(system, strength, phase, at));
+    }
+    let count = r.count("the attribute count")?;
+    let mut identity = Identity::new(id, created);
+    identity.modified = modified;
+    identity.reserve(count);
+    for _ in 0..count {
+        let attribute = name(r.u32("an attribute name")?)?;
+        let value = r.value(name)?;
+        let source = if flags & ONE_SOURCE != 0 {
+            1
+        } else {
+            r.varint("a value's provenance")?
+        };
+        let provenance = match source {
+            0 => None,
+            n => Some(
+                usize::try_from(n - 1)
+                    .ok()
+                    .and_then(|at| distinct.get(at))
+                    .cloned()
+                    .ok_or_else(|| format!("provenance {n} of {} is missing", distinct.len()))?,
+            ),
+        };
+        identity.push_decoded(attribute, value, provenance);
+    }
+    if let Some(rest) = r.rest::<IdentityRestIn>(flags, "identity")? {
+        identity.access = rest.access;
+        identity.out_of_scope = rest.out_of_scope;
+        identity.pending_creates = rest.pending_creates;
+    }
+    Ok(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+
+    /// A name table in memory.
+    #[derive(Default)]
+    struct Names(Vec<String>);
+
+    impl Intern for Names {
+        fn name_id(&mut self, name: &str) -> Result<u32, StoreError> {
+            if let Some(at) = self.0.iter().position(|n| n == name) {
+                return Ok(at as u32);
+            }
+            self.0.push(name.to_owned());
+            Ok(self.0.len() as u32 - 1)
+        }
+        /// Texts starting with `d` are kept in the dictionary (as the store keeps the
+        /// repeating ones).
+        fn text_id(&mut self, _: u32, text: &str) -> Result<Option<u32>, StoreError> {
+            if text.starts_with('d') {
+                return self.name_id(text).map(Some);
+            }
+            Ok(None)
+        }
+    }
+
+    impl Names {
+        fn name(&self, id: u32) -> Result<Text, String> {
+            self.0
+                .get(id as usize)
+                .map(|n| Text::from(n.as_str()))
+                .ok_or_else(|| format!("no name {id}"))
+        }
+    }
+
+    fn scalar() -> impl Strategy<Value = Scalar> {
+        prop_oneof![
+            prop_oneof![".{0,12}", "d[a-c]{0,2}", ".{220,230}"].prop_map(|s| Scalar::Text(Text::from(s))),
+            any::<i64>().prop_map(Scalar::Integer),
+            any::<bool>().prop_map(Scalar::Boolean),
+            (-800_000i32..3_000_000)
+                .prop_map(|d| Scalar::Date(NaiveDate::from_num_days_from_ce_opt(d).unwrap_or_default())),
+            (-60_000_000_000i64..60_000_000_000, 0u32..1_000_000_000)
+                .prop_map(|(s, n)| Scalar::Datetime(DateTime::from_timestamp(s, n).unwrap_or_default())),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Empty),
+            scalar().prop_map(Value::Single),
+            proptest::collection::vec(scalar(), 1..4).prop_map(|v| Value::Multi(v.into_boxed_slice())),
+        ]
+    }
+
+    fn at(n: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().unwrap_or_default() + chrono::Duration::seconds(i64::from(n))
+    }
+
+    prop_compose! {
+        fn account()(
+            key in "[a-z0-9]{0,6}",
+            values in proptest::collection::btree_map("[a-e]{1,3}", value(), 0..6),
+            link in prop_oneof![
+                Just(LinkState::Unmatched),
+                any::<u64>().prop_map(|i| LinkState::Linked(IdentityId::from_raw(i))),
+                proptest::collection::vec(any::<u64>(), 0..3)
+                    .prop_map(|v| LinkState::Ambiguous(v.into_iter().map(IdentityId::from_raw).collect())),
+            ],
+            pushed in proptest::collection::btree_map("[a-c]", proptest::collection::vec(scalar(), 0..2), 0..2),
+            echo in proptest::option::of((value(), any::<u32>(), any::<bool>())),
+            provisioned in any::<bool>(),
+            disabled in any::<bool>(),
+        ) -> Account {
+            let mut account = Account::new(key);
+            for (name, value) in values {
+                account.attributes.insert(Text::from(name), value);
+            }
+            account.link = link;
+            account.pushed = pushed;
+            if let Some((pushed, bounces, armed)) = echo {
+                account.echoes.insert("m".into(), Echo { pushed, bounces, armed, removed: Vec::new() });
+            }
+            account.provisioned = provisioned;
+            account.disabled = disabled;
+            account
+        }
+    }
+
+    prop_compose! {
+        fn identity()(
+            id in any::<u64>(),
+            created in 0u32..1000,
+            modified in 0u32..1000,
+            values in proptest::collection::btree_map(
+                "[a-e]{1,3}",
+                (value(), proptest::option::of((0u8..3, any::<u8>(), any::<bool>(), 0u32..5))),
+                0..6,
+            ),
+            scope in proptest::collection::btree_map("[x-z]", 0u32..100, 0..2),
+        ) -> Identity {
+            let mut identity = Identity::new(IdentityId::from_raw(id), at(created));
+            identity.modified = at(modified);
+            for (name, (value, source)) in values {
+                let provenance = source.map(|(system, strength, update, t)| {
+                    let phase = if update { Phase::Update } else { Phase::Create };
+                    Provenance::new(format!("s{system}"), strength, phase, at(t))
+                });
+                identity.push_decoded(Text::from(name), value, provenance);
+            }
+            for (system, t) in scope {
+                identity.out_of_scope.insert(Text::from(system), at(t));
+            }
+            identity
+        }
+    }
+
+    proptest! {
+        /// An account reads back equal to what was written, its fingerprint included.
+        #[test]
+        fn accounts_read_back_equal(account in account(), fingerprint in any::<u64>()) {
+            let mut names = Names::default();
+            let mut blob = Vec::new();
+            encode_account(&account, fingerprint, &mut names, &mut blob).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let back = decode_account(account.key.clone(), &blob, &mut |id| names.name(id)).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(&back, &account);
+            prop_assert_eq!(back.fingerprint, fingerprint);
+        }
+
+        /// An identity reads back equal to what was written: values, every provenance
+        /// (or its absence), times and the rarely set fields.
+        #[test]
+        fn identities_read_back_equal(identity in identity()) {
+            let mut names = Names::default();
+            let mut blob = Vec::new();
+            encode_identity(&identity, &mut names, &mut blob).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let back = decode_identity(identity.id, &blob, &mut |id| names.name(id)).map_err(TestCaseError::fail)?;
+            for (name, _) in identity.attributes() {
+                prop_assert_eq!(back.provenance(name), identity.provenance(name), "provenance of {}", name);
+            }
+            prop_assert_eq!(&back, &identity);
+        }
+
+        /// Any cut or damage of a blob is an error or a record, never a panic.
+        #[test]
+        fn damaged_blobs_do_not_panic(account in account(), identity in identity(), cut in any::<usize>(), flip in any::<(usize, u8)>()) {
+            let mut names = Names::default();
+            for blob in [
+                { let mut b = Vec::new(); encode_account(&account, 7, &mut names, &mut b).map_err(|e| TestCaseError::fail(e.to_string()))?; b },
+                { let mut b = Vec::new(); encode_identity(&identity, &mut names, &mut b).map_err(|e| TestCaseError::fail(e.to_string()))?; b },
+            ] {
+                let mut damaged = blob.clone();
+                if !damaged.is_empty() {
+                    let at = flip.0 % damaged.len();
+                    damaged[at] ^= flip.1;
+                }
+                for data in [&blob[..cut % (blob.len() + 1)], &damaged[..]] {
+                    let _ = decode_account(String::new(), data, &mut |id| names.name(id));
+                    let _ = decode_identity(IdentityId::from_raw(1), data, &mut |id| names.name(id));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_blob_names_what_was_being_read() {
+        let mut names = Names::default();
+        let mut account = Account::new("k");
+        account
+            .attributes
+            .insert(Text::from("mail"), Value::from("a@example.com"));
+        let mut blob = Vec::new();
+        let _ = encode_account(&account, 1, &mut names, &mut blob);
+        let cut = &blob[..blob.len() - 3];
+        let err = decode_account("k".into(), cut, &mut |id| names.name(id)).err();
+        assert_eq!(err.as_deref(), Some("the blob ends inside a text value"));
+    }
+}
