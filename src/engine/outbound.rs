@@ -393,6 +393,10 @@ impl<S: Store> Engine<S> {
         let mut staged: Vec<(String, String, Option<Account>)> = Vec::new();
         let mut at: HashMap<(&str, &str), usize> = HashMap::new();
         let mut created: HashMap<(&str, IdentityId), &str> = HashMap::new();
+        // The identities of creates that hold a pending create of some system, as read
+        // for the create's check: confirmed creates are settled on them below without
+        // reading them again.
+        let mut pending: HashMap<IdentityId, Identity> = HashMap::new();
         let mut report = ConfirmReport::default();
         for op in ops {
             let Some(system) = self.config.system(op.system()) else {
@@ -425,10 +429,19 @@ impl<S: Store> Engine<S> {
                     }
                     // The identity must exist and hold no account of the system yet, nor
                     // get one from an earlier create of this batch.
+                    // Lent: copied only when it has a create to settle.
                     let mut exists = false;
-                    self.store.with_identity(c.identity, &mut |i| exists = i.is_some())?;
+                    let known_pending = pending.contains_key(&c.identity);
+                    let mut record = None;
+                    self.store.with_identity(c.identity, &mut |i| {
+                        exists = i.is_some();
+                        record = i.filter(|i| !known_pending && !i.pending_creates.is_empty()).cloned();
+                    })?;
                     if !exists {
                         return Err(OutboundError::UnknownIdentity(c.identity));
+                    }
+                    if let Some(record) = record {
+                        pending.insert(c.identity, record);
                     }
                     let held = self
                         .store
@@ -568,16 +581,13 @@ impl<S: Store> Engine<S> {
         }
         // Confirmed creates are no longer pending.
         let mut settled = Vec::new();
-        for &(system, identity) in created.keys() {
-            let mut pending = false;
-            self.store.with_identity(identity, &mut |i| {
-                pending = i.is_some_and(|i| i.pending_creates.contains_key(system))
-            })?;
-            if pending {
-                if let Some(mut record) = self.store.identity(identity)? {
-                    record.pending_creates.remove(system);
-                    settled.push(record);
-                }
+        for (id, mut record) in pending {
+            let before = record.pending_creates.len();
+            record
+                .pending_creates
+                .retain(|system, _| !created.contains_key(&(system.as_str(), id)));
+            if record.pending_creates.len() != before {
+                settled.push(record);
             }
         }
         self.store.begin()?;

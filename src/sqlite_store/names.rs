@@ -31,11 +31,14 @@ const MAX_PER_ATTRIBUTE: usize = 4096;
 /// The scope of attribute and system names.
 const NAMES: u32 = 0;
 
+/// Hash maps with a fast hasher: every value of every record written is looked up.
+type Map<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
 /// The cached `attrflow_names` table.
 #[derive(Debug, Default)]
 pub(super) struct NameTable {
     /// Per scope, the number of each entry.
-    ids: HashMap<u32, HashMap<Text, u32>>,
+    ids: Map<u32, Map<Text, u32>>,
     /// Per number, its text.
     texts: Vec<Option<Text>>,
     /// Whether the cache may hold numbers a rollback took back.
