@@ -834,6 +834,30 @@ fn provisioning_an_already_provisioned_identity_is_refused() {
     assert_eq!(engine.store(), &before);
 }
 
+/// A create handed out, then an import links the identity to another account of the
+/// system: confirming the create is refused (one account per identity and system), and
+/// nothing changes.
+#[test]
+fn confirming_a_create_for_an_identity_an_import_linked_meanwhile_is_refused() {
+    let mut engine = loaded(json!({}));
+    let e1 = identity_of(&engine, "E1");
+    let plan = engine.provision("ad", e1, at(2)).unwrap();
+    assert_eq!(plan.ops.len(), 1);
+    let ad = incremental(json!([{ "sam": "ann", "employeeID": "E1" }]), json!([]));
+    assert!(engine.import("ad", &ad, at(3)).unwrap().applied);
+    let before = engine.store().clone();
+    let err = engine.confirm(&plan.ops, at(4)).unwrap_err();
+    assert_eq!(
+        err,
+        OutboundError::AlreadyProvisioned {
+            identity: e1,
+            system: "ad".into(),
+            account: "ann".into()
+        }
+    );
+    assert_eq!(engine.store(), &before);
+}
+
 #[test]
 fn provisioning_without_an_account_id_is_refused() {
     let mut engine = loaded(json!({}));
@@ -893,6 +917,15 @@ fn provisioning_onto_a_key_a_stored_account_holds_is_refused_at_the_request() {
         }
     );
     assert_eq!(engine.store(), &before, "a refused request changes nothing");
+    // In a batch, the stored key's refusal keeps its place among the others.
+    let ghost = IdentityId::from_raw(999);
+    let err = engine.provision_many("ad", &[ghost, e2, ghost], at(3)).unwrap_err();
+    let OutboundError::ProvisioningRefused { refusals, .. } = &err else {
+        panic!("{err:?}");
+    };
+    let kinds: Vec<&str> = refusals.iter().map(OutboundError::kind).collect();
+    assert_eq!(kinds, ["unknown_identity", "account_exists", "unknown_identity"]);
+    assert_eq!(engine.store(), &before, "a refused batch changes nothing");
 }
 
 #[test]

@@ -171,6 +171,23 @@ fn answers(store: &dyn Store) -> String {
         );
     }
     out += &format!("count {}\n", store.identity_count().unwrap());
+    for system in ["a", "b"] {
+        let mut linked = store.linked_accounts(system).unwrap();
+        linked.sort();
+        out += &format!("{system} linked: {linked:?}\n");
+    }
+    // A few ids, then enough (absent ones and repeats among them) for a store to read
+    // them as one batch.
+    let few = [3, 1, 9, 1].map(IdentityId::from_raw);
+    let many: Vec<IdentityId> = (0..300).rev().chain([2, 2, 4]).map(IdentityId::from_raw).collect();
+    for ids in [&few[..], &many[..]] {
+        let mut seen = Vec::new();
+        store
+            .visit_identities_by_id(ids, &mut |at, i| seen.push((at, i.cloned())))
+            .unwrap();
+        seen.sort_by_key(|(at, _)| *at);
+        out += &format!("by id {}: {seen:?}\n", ids.len());
+    }
     // Pages of identity ids after each id, two at most.
     for after in [None, Some(1), Some(2), Some(9)] {
         let mut page = Vec::new();

@@ -124,22 +124,65 @@ impl<S: Store> Engine<S> {
         };
         let mut ops = Vec::with_capacity(identities.len());
         let mut skipped = Vec::new();
-        let mut refusals = Vec::new();
+        // By the position of the request, so that they are listed in request order.
+        let mut refusals: Vec<(usize, OutboundError)> = Vec::new();
         // Keys this batch creates, with the identity that takes each.
         let mut keys: HashMap<String, IdentityId> = HashMap::with_capacity(identities.len());
         let mut seen: HashSet<IdentityId> = HashSet::with_capacity(identities.len());
+        // What the requests are checked against, read as one batch each: the
+        // identities, and who already holds an account of the system (its first key).
+        let mut read: Vec<Option<Identity>> = vec![None; identities.len()];
+        self.store.visit_identities_by_id(identities, &mut |at, identity| {
+            if let Some(slot) = read.get_mut(at) {
+                *slot = identity.cloned();
+            }
+        })?;
+        let held = first_key_by_identity(self.store.linked_accounts(system)?);
         // The records read for the requests: they remember the creates handed out.
         let mut records = Vec::with_capacity(identities.len());
-        for &identity in identities {
-            match self.create_request(system, &config, identity, &mut seen, &mut keys, now) {
+        for (at, (&identity, record)) in identities.iter().zip(read).enumerate() {
+            let request = Request {
+                identity,
+                record,
+                held: held.get(&identity),
+            };
+            match self.create_request(system, &config, request, &mut seen, &mut keys, now) {
                 Ok((op, mut skips, record)) => {
-                    ops.push(op);
+                    ops.push((at, op));
                     skipped.append(&mut skips);
                     records.push(record);
                 }
-                Err(refusal) => refusals.push(refusal),
+                Err(refusal) => refusals.push((at, refusal)),
             }
         }
+        // A key already held by a stored account would only be refused at confirmation
+        // (SPEC 5.2: at the request). Checked for the whole batch at once.
+        let wanted: Vec<&str> = ops.iter().map(|(_, op)| op.account.as_str()).collect();
+        let mut stored = vec![false; wanted.len()];
+        self.store.visit_accounts_by_key(system, &wanted, &mut |at, account| {
+            if let Some(slot) = stored.get_mut(at) {
+                *slot = account.is_some();
+            }
+        })?;
+        let mut ops: Vec<CreateOp> = ops
+            .into_iter()
+            .zip(stored)
+            .filter_map(|((at, op), stored)| {
+                if !stored {
+                    return Some(op);
+                }
+                refusals.push((
+                    at,
+                    OutboundError::AccountExists {
+                        system: system.to_owned(),
+                        account: op.account,
+                    },
+                ));
+                None
+            })
+            .collect();
+        refusals.sort_by_key(|(at, _)| *at);
+        let refusals: Vec<OutboundError> = refusals.into_iter().map(|(_, refusal)| refusal).collect();
         if !refusals.is_empty() {
             return Err(OutboundError::ProvisioningRefused {
                 system: system.to_owned(),
@@ -165,24 +208,26 @@ impl<S: Store> Engine<S> {
         Ok(plan)
     }
 
-    /// One provisioning request of a batch, checked against the store and the batch.
+    /// One provisioning request of a batch, checked against what was read for it and
+    /// the batch (the caller checks the key against the stored accounts).
     fn create_request(
         &self,
         system: &str,
         config: &SystemConfig,
-        identity: IdentityId,
+        request: Request<'_>,
         seen: &mut HashSet<IdentityId>,
         keys: &mut HashMap<String, IdentityId>,
         now: DateTime<Utc>,
     ) -> Result<(CreateOp, Vec<OutboundSkip>, Identity), OutboundError> {
-        let Some(record) = self.store.identity(identity)? else {
+        let Request { identity, record, held } = request;
+        let Some(record) = record else {
             return Err(OutboundError::UnknownIdentity(identity));
         };
-        if let Some((_, account)) = self.store.accounts_of(identity)?.into_iter().find(|(s, _)| s == system) {
+        if let Some(account) = held {
             return Err(OutboundError::AlreadyProvisioned {
                 identity,
                 system: system.to_owned(),
-                account,
+                account: account.clone(),
             });
         }
         // A create handed out earlier and not confirmed: a second one would create the
@@ -214,9 +259,9 @@ impl<S: Store> Engine<S> {
                 account,
             });
         }
-        // A key already held, by a stored account or by an earlier request of this
-        // batch, would only be refused at confirmation (SPEC 5.2: at the request).
-        if keys.contains_key(&op.account) || self.store.account(system, &op.account)?.is_some() {
+        // A key already held by an earlier request of this batch would only be refused
+        // at confirmation (SPEC 5.2: at the request).
+        if keys.contains_key(&op.account) {
             return Err(OutboundError::AccountExists {
                 system: system.to_owned(),
                 account: op.account,
@@ -391,12 +436,52 @@ impl<S: Store> Engine<S> {
         // earlier ones in this batch (`None`: deleted by it). The index keeps the batch
         // linear in its size.
         let mut staged: Vec<(String, String, Option<Account>)> = Vec::new();
+        // What the ops are checked against, read in batches (a query per op costs a
+        // database store a round trip each): the stored accounts of the ops' keys, the
+        // identities of creates, and who holds an account of a created account's system.
+        let mut keys: IndexMap<&str, Vec<&str>> = IndexMap::new();
+        let mut create_ids: Vec<IdentityId> = Vec::new();
+        for op in ops {
+            keys.entry(op.system()).or_default().push(op.account());
+            if let Op::Create(c) = op {
+                create_ids.push(c.identity);
+            }
+        }
+        let mut stored: HashMap<(&str, &str), Account> = HashMap::new();
+        for (&system, keys) in &keys {
+            self.store.visit_accounts_by_key(system, keys, &mut |at, account| {
+                if let (Some(account), Some(&key)) = (account, keys.get(at)) {
+                    stored.insert((system, key), account.clone());
+                }
+            })?;
+        }
+        // The identities of creates that exist, and (copied) those with a pending
+        // create of some system: confirmed creates are settled on them below.
+        let mut existing: HashSet<IdentityId> = HashSet::with_capacity(create_ids.len());
+        let mut pending: HashMap<IdentityId, Identity> = HashMap::new();
+        self.store.visit_identities_by_id(&create_ids, &mut |at, identity| {
+            if let (Some(identity), Some(&id)) = (identity, create_ids.get(at)) {
+                if existing.insert(id) && !identity.pending_creates.is_empty() {
+                    pending.insert(id, identity.clone());
+                }
+            }
+        })?;
+        let mut linked: HashMap<(&str, IdentityId), Vec<String>> = HashMap::new();
+        for op in ops {
+            if let Op::Create(c) = op {
+                if linked.keys().any(|(s, _)| *s == c.system) {
+                    continue;
+                }
+                for (identity, key) in self.store.linked_accounts(&c.system)? {
+                    linked.entry((c.system.as_str(), identity)).or_default().push(key);
+                }
+            }
+        }
+        for keys in linked.values_mut() {
+            keys.sort_unstable();
+        }
         let mut at: HashMap<(&str, &str), usize> = HashMap::new();
         let mut created: HashMap<(&str, IdentityId), &str> = HashMap::new();
-        // The identities of creates that hold a pending create of some system, as read
-        // for the create's check: confirmed creates are settled on them below without
-        // reading them again.
-        let mut pending: HashMap<IdentityId, Identity> = HashMap::new();
         let mut report = ConfirmReport::default();
         for op in ops {
             let Some(system) = self.config.system(op.system()) else {
@@ -417,7 +502,7 @@ impl<S: Store> Engine<S> {
             let earlier = at.get(&(op.system(), op.account())).copied();
             let current = match earlier {
                 Some(i) => staged.get(i).and_then(|(_, _, a)| a.clone()),
-                None => self.store.account(op.system(), op.account())?,
+                None => stored.remove(&(op.system(), op.account())),
             };
             let account = match op {
                 Op::Create(c) => {
@@ -429,32 +514,19 @@ impl<S: Store> Engine<S> {
                     }
                     // The identity must exist and hold no account of the system yet, nor
                     // get one from an earlier create of this batch.
-                    // Lent: copied only when it has a create to settle.
-                    let mut exists = false;
-                    let known_pending = pending.contains_key(&c.identity);
-                    let mut record = None;
-                    self.store.with_identity(c.identity, &mut |i| {
-                        exists = i.is_some();
-                        record = i.filter(|i| !known_pending && !i.pending_creates.is_empty()).cloned();
-                    })?;
-                    if !exists {
+                    if !existing.contains(&c.identity) {
                         return Err(OutboundError::UnknownIdentity(c.identity));
                     }
-                    if let Some(record) = record {
-                        pending.insert(c.identity, record);
-                    }
-                    let held = self
-                        .store
-                        .accounts_of(c.identity)?
-                        .into_iter()
-                        .find(|(s, key)| {
+                    let held = linked
+                        .get(&(c.system.as_str(), c.identity))
+                        .and_then(|keys| {
                             // An account this batch deleted is no longer held.
-                            *s == c.system
-                                && !at
-                                    .get(&(c.system.as_str(), key.as_str()))
+                            keys.iter().find(|key| {
+                                !at.get(&(c.system.as_str(), key.as_str()))
                                     .is_some_and(|&i| staged.get(i).is_some_and(|(_, _, a)| a.is_none()))
+                            })
                         })
-                        .map(|(_, key)| key)
+                        .cloned()
                         .or_else(|| created.get(&(c.system.as_str(), c.identity)).map(|k| (*k).to_owned()));
                     if let Some(account) = held {
                         return Err(OutboundError::AlreadyProvisioned {
@@ -716,4 +788,29 @@ fn record_echo(system: &SystemConfig, account: &mut Account, attribute: &str) {
         .or_insert_with(|| Echo::new(Value::Empty));
     echo.pushed = pushed;
     echo.armed = true;
+}
+
+/// One provisioning request with what was read for it.
+struct Request<'a> {
+    identity: IdentityId,
+    /// The identity's record (`None`: no such identity).
+    record: Option<Identity>,
+    /// The key of the account of the system the identity already holds, if any.
+    held: Option<&'a String>,
+}
+
+/// Per identity, the first key (in key order) of the accounts linked to it: the one
+/// [`Store::accounts_of`], sorted, names first.
+fn first_key_by_identity(linked: Vec<(IdentityId, String)>) -> HashMap<IdentityId, String> {
+    let mut first: HashMap<IdentityId, String> = HashMap::with_capacity(linked.len());
+    for (identity, key) in linked {
+        match first.get_mut(&identity) {
+            Some(held) if key < *held => *held = key,
+            Some(_) => {}
+            None => {
+                first.insert(identity, key);
+            }
+        }
+    }
+    first
 }

@@ -782,6 +782,74 @@ impl SqliteStore {
         Ok(Base::new(to_u64(op, accounts)?, to_u64(op, link_values)?))
     }
 
+    fn linked_accounts_inner(&self, system: &str) -> Result<Vec<(IdentityId, String)>, StoreError> {
+        let op = "linked_accounts";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT identity, key FROM attrflow_accounts WHERE system = ?1 AND identity IS NOT NULL")
+            .map_err(sql_error(op))?;
+        let rows = stmt
+            .query_map([system], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))
+            .map_err(sql_error(op))?;
+        let mut linked = Vec::new();
+        for row in rows {
+            let (id, key) = row.map_err(sql_error(op))?;
+            linked.push((IdentityId::from_raw(to_u64(op, id)?), key));
+        }
+        Ok(linked)
+    }
+
+    fn visit_identities_by_id_inner(
+        &self,
+        ids: &[IdentityId],
+        visit: &mut dyn FnMut(usize, Option<&Identity>),
+    ) -> Result<(), StoreError> {
+        let op = "visit_identities_by_id";
+        let mut wanted: Vec<(u64, usize)> = ids.iter().enumerate().map(|(at, id)| (id.get(), at)).collect();
+        wanted.sort_unstable();
+        let (Some(&(first, _)), Some(&(last, _))) = (wanted.first(), wanted.last()) else {
+            return Ok(());
+        };
+        // Many ids close together (a batch over a range of identities): one scan of the
+        // range, decoding only the ids asked for; otherwise a query per id.
+        let dense = last.saturating_sub(first) / 8 < wanted.len() as u64;
+        if wanted.len() < SCAN_FROM || !dense {
+            for (at, id) in ids.iter().enumerate() {
+                let identity = self.identity_inner(*id)?;
+                visit(at, identity.as_ref());
+            }
+            return Ok(());
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, data FROM attrflow_identities WHERE id >= ?1 AND id <= ?2 ORDER BY id")
+            .map_err(sql_error(op))?;
+        let mut rows = stmt
+            .query([to_i64(op, first)?, to_i64(op, last)?])
+            .map_err(sql_error(op))?;
+        let mut next = 0;
+        while let Some(row) = rows.next().map_err(sql_error(op))? {
+            let id: i64 = row.get(0).map_err(sql_error(op))?;
+            let id = to_u64(op, id)?;
+            // Ids asked for below this row's are absent.
+            while let Some(&(_, at)) = wanted.get(next).filter(|(w, _)| *w < id) {
+                visit(at, None);
+                next += 1;
+            }
+            if wanted.get(next).is_some_and(|(w, _)| *w == id) {
+                let identity = self.decode_identity(op, to_i64(op, id)?, blob_at(row, 1).map_err(sql_error(op))?)?;
+                while let Some(&(_, at)) = wanted.get(next).filter(|(w, _)| *w == id) {
+                    visit(at, Some(&identity));
+                    next += 1;
+                }
+            }
+        }
+        for &(_, at) in wanted.get(next..).unwrap_or_default() {
+            visit(at, None);
+        }
+        Ok(())
+    }
+
     fn accounts_of_inner(&self, identity: IdentityId) -> Result<Vec<(String, String)>, StoreError> {
         let op = "accounts_of";
         let id = to_i64(op, identity.get())?;
@@ -1029,6 +1097,18 @@ impl Store for SqliteStore {
 
     fn accounts_of(&self, identity: IdentityId) -> Result<Vec<(String, String)>, StoreError> {
         self.guard(self.accounts_of_inner(identity))
+    }
+
+    fn linked_accounts(&self, system: &str) -> Result<Vec<(IdentityId, String)>, StoreError> {
+        self.guard(self.linked_accounts_inner(system))
+    }
+
+    fn visit_identities_by_id(
+        &self,
+        ids: &[IdentityId],
+        visit: &mut dyn FnMut(usize, Option<&Identity>),
+    ) -> Result<(), StoreError> {
+        self.guard(self.visit_identities_by_id_inner(ids, visit))
     }
 
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {

@@ -181,6 +181,20 @@ pub trait Store: std::fmt::Debug {
     fn remove_system(&mut self, system: &str) -> Result<(), StoreError>;
     /// `(system, key)` of every account linked to an identity, sorted.
     fn accounts_of(&self, identity: IdentityId) -> Result<Vec<(String, String)>, StoreError>;
+    /// `(identity, key)` of every account of a system linked to an identity, in any
+    /// order: a batch of provisioning requests or confirmations checks which identities
+    /// already hold an account of the system with one call instead of one
+    /// [`Store::accounts_of`] each. The default visits every account of the system; a
+    /// store with an index by identity should answer from it.
+    fn linked_accounts(&self, system: &str) -> Result<Vec<(IdentityId, String)>, StoreError> {
+        let mut linked = Vec::new();
+        self.visit_accounts(system, &mut |account| {
+            if let Some(id) = account.identity() {
+                linked.push((id, account.key.clone()));
+            }
+        })?;
+        Ok(linked)
+    }
 
     /// One identity.
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError>;
@@ -191,6 +205,21 @@ pub trait Store: std::fmt::Debug {
     fn with_identity(&self, id: IdentityId, visit: &mut dyn FnMut(Option<&Identity>)) -> Result<(), StoreError> {
         let identity = self.identity(id)?;
         visit(identity.as_ref());
+        Ok(())
+    }
+    /// Calls `visit` once per id with the id's position in `ids` and its identity
+    /// (`None` when absent), in any order, lending it. The default calls
+    /// [`Store::with_identity`] per id; a store that pays per query (like a database)
+    /// should read many ids in few queries: provisioning and confirmation read every
+    /// identity of their batch through it.
+    fn visit_identities_by_id(
+        &self,
+        ids: &[IdentityId],
+        visit: &mut dyn FnMut(usize, Option<&Identity>),
+    ) -> Result<(), StoreError> {
+        for (index, &id) in ids.iter().enumerate() {
+            self.with_identity(id, &mut |identity| visit(index, identity))?;
+        }
         Ok(())
     }
     /// Calls `visit` for the identities with ids above `after` (every identity for
