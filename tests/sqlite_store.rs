@@ -154,6 +154,18 @@ fn answers(store: &dyn Store) -> String {
             .unwrap();
         by_key.sort_by_key(|(i, _)| *i);
         out += &format!("{system} by key: {by_key:?}\n");
+        let (mut asked, mut others) = (Vec::new(), Vec::new());
+        store
+            .visit_accounts_by_key_and_others(
+                system,
+                &["k2", "absent", "k1", "k2"],
+                &mut |i, a| asked.push((i, a.cloned())),
+                &mut |a| others.push(a.clone()),
+            )
+            .unwrap();
+        asked.sort_by_key(|(i, _)| *i);
+        others.sort_by(|x, y| x.key.cmp(&y.key));
+        out += &format!("{system} by key and others: {asked:?} {others:?}\n");
         let base = store.account_base(system).unwrap();
         out += &format!(
             "{system}: {keys:?} base {} {} version {}\n",
@@ -175,6 +187,12 @@ fn answers(store: &dyn Store) -> String {
         let mut linked = store.linked_accounts(system).unwrap();
         linked.sort();
         out += &format!("{system} linked: {linked:?}\n");
+        let mut pairs = Vec::new();
+        store
+            .visit_linked_accounts(system, &mut |a, i| pairs.push((a.clone(), i.clone())))
+            .unwrap();
+        pairs.sort_by(|x, y| x.0.key.cmp(&y.0.key));
+        out += &format!("{system} linked pairs: {pairs:?}\n");
     }
     // A few ids, then enough (absent ones and repeats among them) for a store to read
     // them as one batch.
@@ -659,4 +677,40 @@ fn a_failed_migration_leaves_the_version_1_file() {
         )
         .unwrap();
     assert_eq!(v1_tables, 0, "nothing of the migration is left");
+}
+
+/// Two versions of one identity in one batch: the later is stored and indexed, as the
+/// memory store does; an identity rewritten with its indexed values unchanged keeps
+/// answering, and one whose value changed answers for the new value only.
+#[test]
+fn a_batch_of_identities_keeps_the_last_version_and_its_index() {
+    let mut sqlite = SqliteStore::open_in_memory().unwrap();
+    let mut memory = MemoryStore::new();
+    let with_mail = |mail: &str, title: &str| {
+        let mut identity = Identity::new(IdentityId::from_raw(1), at(1));
+        identity.set("mail", Value::from(mail), Provenance::new("hr", 100, Phase::Create, at(1)));
+        identity.set("title", Value::from(title), Provenance::new("hr", 100, Phase::Create, at(1)));
+        identity
+    };
+    let steps = [
+        vec![with_mail("a@x", "One"), with_mail("b@x", "Two")],
+        vec![with_mail("b@x", "Three")],
+        vec![with_mail("c@x", "Three")],
+    ];
+    for store in [&mut sqlite as &mut dyn Store, &mut memory] {
+        store.set_index(&[("mail".into(), false)]).unwrap();
+    }
+    for (i, batch) in steps.into_iter().enumerate() {
+        sqlite.put_identities(batch.clone()).unwrap();
+        memory.put_identities(batch).unwrap();
+        for mail in ["a@x", "b@x", "c@x"] {
+            assert_eq!(
+                sqlite.find_identities("mail", mail).unwrap(),
+                memory.find_identities("mail", mail).unwrap(),
+                "step {i}: {mail}"
+            );
+        }
+        assert_eq!(sqlite.identity(IdentityId::from_raw(1)).unwrap(), memory.identity(IdentityId::from_raw(1)).unwrap());
+    }
+    assert_eq!(sqlite.find_identities("mail", "c@x").unwrap(), [IdentityId::from_raw(1)]);
 }

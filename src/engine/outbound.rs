@@ -467,9 +467,10 @@ impl<S: Store> Engine<S> {
             }
         })?;
         let mut linked: HashMap<(&str, IdentityId), Vec<String>> = HashMap::new();
+        let mut asked: HashSet<&str> = HashSet::new();
         for op in ops {
             if let Op::Create(c) = op {
-                if linked.keys().any(|(s, _)| *s == c.system) {
+                if !asked.insert(c.system.as_str()) {
                     continue;
                 }
                 for (identity, key) in self.store.linked_accounts(&c.system)? {

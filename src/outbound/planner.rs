@@ -99,24 +99,10 @@ impl<'a> Planner<'a> {
         let mut linked: HashSet<IdentityId> = HashSet::new();
         let mut failure: Option<StoreError> = None;
         // Accounts and their identities are lent by the store, not cloned.
-        store.visit_accounts(self.name, &mut |account| {
-            let Some(id) = account.identity() else { return };
-            if failure.is_some() {
-                return;
-            }
-            linked.insert(id);
-            let read = store.with_identity(id, &mut |identity| {
-                if let Some(identity) = identity {
-                    self.account_op(account, identity, &mut planned);
-                }
-            });
-            if let Err(err) = read {
-                failure = Some(err);
-            }
+        store.visit_linked_accounts(self.name, &mut |account, identity| {
+            linked.insert(identity.id);
+            self.account_op(account, identity, &mut planned);
         })?;
-        if let Some(err) = failure {
-            return Err(err);
-        }
         if self.system.provisioning.auto {
             let mut taken = HashSet::new();
             store.visit_identities(&mut |identity| {

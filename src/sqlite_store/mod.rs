@@ -607,6 +607,23 @@ impl SqliteStore {
         rows.collect::<Result<HashMap<_, _>, _>>().map_err(sql_error(op))
     }
 
+    /// The index entries `(attribute, match_key)` of one identity, sorted.
+    fn index_entries<'s>(spec: &'s HashMap<String, bool>, identity: &Identity) -> Vec<(&'s str, String)> {
+        let mut entries: Vec<(&str, String)> = spec
+            .iter()
+            .flat_map(|(attribute, case_exact)| {
+                identity
+                    .value(attribute)
+                    .scalars()
+                    .iter()
+                    .map(|scalar| (attribute.as_str(), scalar.match_key(*case_exact)))
+            })
+            .collect();
+        entries.sort_unstable();
+        entries.dedup();
+        entries
+    }
+
     /// Adds the index entries of one identity.
     fn index_identity(
         conn: &Connection,
@@ -756,6 +773,51 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// One scan of the system's accounts, each decoded once, whether asked for or not
+    /// (a complete import asks for every key its snapshot holds and learns its deletes
+    /// from the others).
+    fn visit_accounts_by_key_and_others_inner(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+        others: &mut dyn FnMut(&Account),
+    ) -> Result<(), StoreError> {
+        let op = "visit_accounts_by_key_and_others";
+        let mut positions: HashMap<&str, SmallVec<[usize; 1]>> = HashMap::with_capacity(keys.len());
+        for (index, key) in keys.iter().enumerate() {
+            positions.entry(*key).or_default().push(index);
+        }
+        let mut seen = vec![false; keys.len()];
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, data FROM attrflow_accounts WHERE system = ?1")
+            .map_err(sql_error(op))?;
+        let mut rows = stmt.query([system]).map_err(sql_error(op))?;
+        while let Some(row) = rows.next().map_err(sql_error(op))? {
+            let key: String = row.get(0).map_err(sql_error(op))?;
+            let at = positions.get(key.as_str());
+            let account = self.decode_account(op, key.clone(), blob_at(row, 1).map_err(sql_error(op))?)?;
+            match at {
+                Some(at) => {
+                    for &index in at {
+                        if let Some(slot) = seen.get_mut(index) {
+                            *slot = true;
+                        }
+                        visit(index, Some(&account));
+                    }
+                }
+                None => others(&account),
+            }
+        }
+        for (index, seen) in seen.into_iter().enumerate() {
+            if !seen {
+                visit(index, None);
+            }
+        }
+        Ok(())
+    }
+
     fn visit_accounts_inner(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
         let op = "visit_accounts";
         let mut stmt = self
@@ -780,6 +842,30 @@ impl SqliteStore {
             .and_then(|mut s| s.query_row([system], |row| Ok((row.get(0)?, row.get(1)?))))
             .map_err(sql_error(op))?;
         Ok(Base::new(to_u64(op, accounts)?, to_u64(op, link_values)?))
+    }
+
+    fn visit_linked_accounts_inner(
+        &self,
+        system: &str,
+        visit: &mut dyn FnMut(&Account, &Identity),
+    ) -> Result<(), StoreError> {
+        let op = "visit_linked_accounts";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT a.key, a.data, i.id, i.data FROM attrflow_accounts a \
+                 JOIN attrflow_identities i ON i.id = a.identity WHERE a.system = ?1",
+            )
+            .map_err(sql_error(op))?;
+        let mut rows = stmt.query([system]).map_err(sql_error(op))?;
+        while let Some(row) = rows.next().map_err(sql_error(op))? {
+            let key: String = row.get(0).map_err(sql_error(op))?;
+            let account = self.decode_account(op, key, blob_at(row, 1).map_err(sql_error(op))?)?;
+            let id: i64 = row.get(2).map_err(sql_error(op))?;
+            let identity = self.decode_identity(op, id, blob_at(row, 3).map_err(sql_error(op))?)?;
+            visit(&account, &identity);
+        }
+        Ok(())
     }
 
     fn linked_accounts_inner(&self, system: &str) -> Result<Vec<(IdentityId, String)>, StoreError> {
@@ -1040,6 +1126,16 @@ impl Store for SqliteStore {
         self.guard(self.visit_accounts_by_key_inner(system, keys, visit))
     }
 
+    fn visit_accounts_by_key_and_others(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+        others: &mut dyn FnMut(&Account),
+    ) -> Result<(), StoreError> {
+        self.guard(self.visit_accounts_by_key_and_others_inner(system, keys, visit, others))
+    }
+
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
         self.guard(self.visit_accounts_inner(system, visit))
     }
@@ -1058,7 +1154,12 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql_error(op))?;
             let mut data = Vec::new();
-            for account in &accounts {
+            // In key order: a large batch (a first load, a million confirmed creates)
+            // then fills the table's B-tree from left to right instead of at random
+            // pages. Stable, so of two versions of one key the later still wins.
+            let mut sorted: Vec<&Account> = accounts.iter().collect();
+            sorted.sort_by(|a, b| a.key.cmp(&b.key));
+            for account in sorted {
                 let identity = account.identity().map(|id| to_i64(op, id.get())).transpose()?;
                 let link_values = to_i64(op, account.link_values())?;
                 // As the memory store does: the stored fingerprint always matches the
@@ -1103,6 +1204,14 @@ impl Store for SqliteStore {
         self.guard(self.linked_accounts_inner(system))
     }
 
+    fn visit_linked_accounts(
+        &self,
+        system: &str,
+        visit: &mut dyn FnMut(&Account, &Identity),
+    ) -> Result<(), StoreError> {
+        self.guard(self.visit_linked_accounts_inner(system, visit))
+    }
+
     fn visit_identities_by_id(
         &self,
         ids: &[IdentityId],
@@ -1143,17 +1252,59 @@ impl Store for SqliteStore {
             let mut unindex = conn
                 .prepare_cached("DELETE FROM attrflow_identity_index WHERE identity = ?1")
                 .map_err(sql_error(op))?;
+            let mut indexed = conn
+                .prepare_cached(
+                    "SELECT attribute, match_key FROM attrflow_identity_index WHERE identity = ?1 \
+                     ORDER BY attribute, match_key",
+                )
+                .map_err(sql_error(op))?;
             let mut insert = conn
                 .prepare_cached("INSERT OR REPLACE INTO attrflow_identities (id, data) VALUES (?1, ?2)")
                 .map_err(sql_error(op))?;
+            // In id order, the last version of an id only.
+            let mut sorted: Vec<&Identity> = identities.iter().collect();
+            sorted.sort_by_key(|identity| identity.id);
+            let mut last: Vec<&Identity> = Vec::with_capacity(sorted.len());
+            for identity in sorted {
+                match last.last_mut() {
+                    Some(held) if held.id == identity.id => *held = identity,
+                    _ => last.push(identity),
+                }
+            }
+            // Index entries are rewritten only when they change (rewriting an identity
+            // to remember a pending create leaves them as they were), and new ones are
+            // inserted in index order after the records: at random, a million entries
+            // would each touch another page of the index.
+            let mut fresh: Vec<(&str, String, i64)> = Vec::new();
             let mut data = Vec::new();
-            for identity in &identities {
+            for identity in last {
                 let id = to_i64(op, identity.id.get())?;
                 self.encode_identity(conn, op, identity, &mut data)?;
-                unindex.execute([id]).map_err(sql_error(op))?;
-                SqliteStore::index_identity(conn, op, &spec, identity)?;
                 insert.execute(params![id, data]).map_err(sql_error(op))?;
                 next = next.max(id);
+                let wanted = SqliteStore::index_entries(&spec, identity);
+                let held = indexed
+                    .query_map([id], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+                    .map_err(sql_error(op))?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(sql_error(op))?;
+                let same = held.len() == wanted.len()
+                    && held.iter().zip(&wanted).all(|((a, k), (wa, wk))| a == wa && k == wk);
+                if !same {
+                    if !held.is_empty() {
+                        unindex.execute([id]).map_err(sql_error(op))?;
+                    }
+                    fresh.extend(wanted.into_iter().map(|(a, k)| (a, k, id)));
+                }
+            }
+            fresh.sort_unstable();
+            let mut add = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO attrflow_identity_index (attribute, match_key, identity) VALUES (?1, ?2, ?3)",
+                )
+                .map_err(sql_error(op))?;
+            for (attribute, match_key, id) in fresh {
+                add.execute(params![attribute, match_key, id]).map_err(sql_error(op))?;
             }
             SqliteStore::set_meta(conn, op, META_NEXT_IDENTITY, &next)
         })

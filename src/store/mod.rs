@@ -207,6 +207,32 @@ pub trait Store: std::fmt::Debug {
         visit(identity.as_ref());
         Ok(())
     }
+    /// Calls `visit` for every account of a system linked to an identity, with that
+    /// identity, in any order, lending both: an outbound plan over the whole system
+    /// reads every pair. The default visits the accounts and reads each identity with
+    /// [`Store::with_identity`]; a database store should read the pairs with one join.
+    fn visit_linked_accounts(
+        &self,
+        system: &str,
+        visit: &mut dyn FnMut(&Account, &Identity),
+    ) -> Result<(), StoreError> {
+        let mut failure = None;
+        self.visit_accounts(system, &mut |account| {
+            let Some(id) = account.identity() else { return };
+            if failure.is_some() {
+                return;
+            }
+            let read = self.with_identity(id, &mut |identity| {
+                if let Some(identity) = identity {
+                    visit(account, identity);
+                }
+            });
+            if let Err(err) = read {
+                failure = Some(err);
+            }
+        })?;
+        failure.map_or(Ok(()), Err)
+    }
     /// Calls `visit` once per id with the id's position in `ids` and its identity
     /// (`None` when absent), in any order, lending it. The default calls
     /// [`Store::with_identity`] per id; a store that pays per query (like a database)
