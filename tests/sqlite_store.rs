@@ -688,8 +688,16 @@ fn a_batch_of_identities_keeps_the_last_version_and_its_index() {
     let mut memory = MemoryStore::new();
     let with_mail = |mail: &str, title: &str| {
         let mut identity = Identity::new(IdentityId::from_raw(1), at(1));
-        identity.set("mail", Value::from(mail), Provenance::new("hr", 100, Phase::Create, at(1)));
-        identity.set("title", Value::from(title), Provenance::new("hr", 100, Phase::Create, at(1)));
+        identity.set(
+            "mail",
+            Value::from(mail),
+            Provenance::new("hr", 100, Phase::Create, at(1)),
+        );
+        identity.set(
+            "title",
+            Value::from(title),
+            Provenance::new("hr", 100, Phase::Create, at(1)),
+        );
         identity
     };
     let steps = [
@@ -710,7 +718,13 @@ fn a_batch_of_identities_keeps_the_last_version_and_its_index() {
                 "step {i}: {mail}"
             );
         }
-        assert_eq!(sqlite.identity(IdentityId::from_raw(1)).unwrap(), memory.identity(IdentityId::from_raw(1)).unwrap());
+        assert_eq!(
+            sqlite.identity(IdentityId::from_raw(1)).unwrap(),
+            memory.identity(IdentityId::from_raw(1)).unwrap()
+        );
     }
-    assert_eq!(sqlite.find_identities("mail", "c@x").unwrap(), [IdentityId::from_raw(1)]);
+    assert_eq!(
+        sqlite.find_identities("mail", "c@x").unwrap(),
+        [IdentityId::from_raw(1)]
+    );
 }

@@ -7,7 +7,9 @@
 //! that attribute. A value is kept when it is at most [`MAX_TEXT`] bytes and its
 //! attribute has fewer than [`MAX_PER_ATTRIBUTE`] entries: attributes whose values
 //! repeat end up wholly in the dictionary, attributes of unique values (ids, mails)
-//! stop after their first few thousand and are written in full from then on.
+//! stop after their first few thousand and are written in full from then on (without
+//! a look-up: a full attribute's values are written in full even when the dictionary
+//! holds them).
 //!
 //! The store caches the table. Numbers are handed out inside the caller's transaction,
 //! so a rolled-back transaction can take back numbers the cache already holds; the
@@ -131,6 +133,10 @@ impl NameTable {
         self.fresh(conn, op)?;
         let scope = attribute.saturating_add(1);
         let held = match self.ids.get(&scope) {
+            // A full attribute is one of unique values (ids, mails): its texts are
+            // written in full without a look-up, even the few the dictionary holds (a
+            // record may hold a text either way; decoding reads both).
+            Some(texts) if texts.len() >= MAX_PER_ATTRIBUTE => return Ok(None),
             Some(texts) => match texts.get(text) {
                 Some(&id) => return Ok(Some(id)),
                 None => texts.len(),
