@@ -447,7 +447,7 @@ impl<S: Store> Engine<S> {
                 create_ids.push(c.identity);
             }
         }
-        let mut stored: HashMap<(&str, &str), Account> = HashMap::new();
+        let mut stored: FastMap<(&str, &str), Account> = FastMap::default();
         for (&system, keys) in &keys {
             self.store.visit_accounts_by_key(system, keys, &mut |at, account| {
                 if let (Some(account), Some(&key)) = (account, keys.get(at)) {
@@ -457,8 +457,8 @@ impl<S: Store> Engine<S> {
         }
         // The identities of creates that exist, and (copied) those with a pending
         // create of some system: confirmed creates are settled on them below.
-        let mut existing: HashSet<IdentityId> = HashSet::with_capacity(create_ids.len());
-        let mut pending: HashMap<IdentityId, Identity> = HashMap::new();
+        let mut existing: FastSet<IdentityId> = FastSet::with_capacity_and_hasher(create_ids.len(), Default::default());
+        let mut pending: FastMap<IdentityId, Identity> = FastMap::default();
         self.store.visit_identities_by_id(&create_ids, &mut |at, identity| {
             if let (Some(identity), Some(&id)) = (identity, create_ids.get(at)) {
                 if existing.insert(id) && !identity.pending_creates.is_empty() {
@@ -466,7 +466,7 @@ impl<S: Store> Engine<S> {
                 }
             }
         })?;
-        let mut linked: HashMap<(&str, IdentityId), Vec<String>> = HashMap::new();
+        let mut linked: FastMap<(&str, IdentityId), Vec<String>> = FastMap::default();
         let mut asked: HashSet<&str> = HashSet::new();
         for op in ops {
             if let Op::Create(c) = op {
@@ -481,8 +481,8 @@ impl<S: Store> Engine<S> {
         for keys in linked.values_mut() {
             keys.sort_unstable();
         }
-        let mut at: HashMap<(&str, &str), usize> = HashMap::new();
-        let mut created: HashMap<(&str, IdentityId), &str> = HashMap::new();
+        let mut at: FastMap<(&str, &str), usize> = FastMap::default();
+        let mut created: FastMap<(&str, IdentityId), &str> = FastMap::default();
         let mut report = ConfirmReport::default();
         for op in ops {
             let Some(system) = self.config.system(op.system()) else {
@@ -790,6 +790,11 @@ fn record_echo(system: &SystemConfig, account: &mut Account, attribute: &str) {
     echo.pushed = pushed;
     echo.armed = true;
 }
+
+/// Maps keyed by the accounts and identities of a batch (a million confirmed creates
+/// look up several each): a fast hasher; nothing depends on their order.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+type FastSet<K> = HashSet<K, foldhash::fast::FixedState>;
 
 /// One provisioning request with what was read for it.
 struct Request<'a> {

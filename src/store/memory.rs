@@ -310,23 +310,36 @@ impl Store for MemoryStore {
     }
 
     fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError> {
-        // Room in the index for one value per identity and attribute at once.
+        // Room in the index for one value per new identity and attribute at once (a
+        // batch rewriting stored identities, as confirming a million creates does, needs
+        // none: reserving for it would double the tables).
+        let new = identities
+            .iter()
+            .filter(|identity| self.identities.get(identity.id).is_none())
+            .count();
         for attribute in self.indexed.keys() {
             if let Some(by_key) = self.index.get_mut(attribute.as_str()) {
-                by_key.reserve(identities.len());
-            } else if identities.len() > 1 {
-                self.index.insert(
-                    attribute.clone(),
-                    HashMap::with_capacity_and_hasher(identities.len(), Fast::default()),
-                );
+                by_key.reserve(new);
+            } else if new > 1 {
+                self.index
+                    .insert(attribute.clone(), HashMap::with_capacity_and_hasher(new, Fast::default()));
             }
         }
-        self.identities.reserve(identities.len());
+        self.identities.reserve(new);
         for identity in identities {
-            if let Some(old) = self.identities.get(identity.id) {
-                MemoryStore::reindex(&mut self.index, &self.indexed, old, false);
+            match self.identities.get(identity.id) {
+                // Indexed values unchanged: the entries stand.
+                Some(old)
+                    if self
+                        .indexed
+                        .keys()
+                        .all(|attribute| old.value(attribute) == identity.value(attribute)) => {}
+                Some(old) => {
+                    MemoryStore::reindex(&mut self.index, &self.indexed, old, false);
+                    MemoryStore::reindex(&mut self.index, &self.indexed, &identity, true);
+                }
+                None => MemoryStore::reindex(&mut self.index, &self.indexed, &identity, true),
             }
-            MemoryStore::reindex(&mut self.index, &self.indexed, &identity, true);
             self.next_identity = self.next_identity.max(identity.id.0);
             let mut identity = identity;
             identity.share_names(&mut self.names);
