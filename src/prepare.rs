@@ -560,6 +560,11 @@ pub(crate) fn key_text(raw: &serde_json::Value, case_exact: bool) -> Option<Stri
     key_cow(Cell::Json(raw), case_exact).map(Cow::into_owned)
 }
 
+/// [`key_text`] of a text, borrowing it when it is already canonical.
+pub(crate) fn key_of_text(text: &str, case_exact: bool) -> Option<Cow<'_, str>> {
+    key_cow(Cell::Text(text), case_exact)
+}
+
 /// [`key_text`] of a cell, borrowing the cell's text when it is already canonical.
 fn key_cow(cell: Cell<'_>, case_exact: bool) -> Option<Cow<'_, str>> {
     let text: Cow<'_, str> = match cell {

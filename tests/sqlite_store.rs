@@ -728,3 +728,53 @@ fn a_batch_of_identities_keeps_the_last_version_and_its_index() {
         [IdentityId::from_raw(1)]
     );
 }
+
+/// Pending creates changed through the store: the SQLite store (the trait's default,
+/// reading and putting back) and the memory store (in place) hold the same afterwards,
+/// and an absent identity is skipped.
+#[test]
+fn pending_creates_change_alike_in_both_stores() {
+    use attrflow::store::PendingCreateChange;
+    use attrflow::PendingCreate;
+    let mut sqlite = SqliteStore::open_in_memory().unwrap();
+    let mut memory = MemoryStore::new();
+    let identity = |id: u64| Identity::new(IdentityId::from_raw(id), at(1));
+    // `PendingCreate` is non-exhaustive: built from its serialized form.
+    let create = |account: &str| {
+        Some(serde_json::from_value::<PendingCreate>(json!({ "account": account, "since": at(2) })).unwrap())
+    };
+    let steps = [
+        vec![
+            PendingCreateChange::new(IdentityId::from_raw(1), "ad".into(), create("a1")),
+            PendingCreateChange::new(IdentityId::from_raw(2), "ad".into(), create("a2")),
+            PendingCreateChange::new(IdentityId::from_raw(1), "phone".into(), create("p1")),
+            PendingCreateChange::new(IdentityId::from_raw(9), "ad".into(), create("absent")),
+        ],
+        vec![
+            PendingCreateChange::new(IdentityId::from_raw(1), "ad".into(), None),
+            PendingCreateChange::new(IdentityId::from_raw(2), "phone".into(), None),
+        ],
+    ];
+    for store in [&mut sqlite as &mut dyn Store, &mut memory] {
+        store.put_identities(vec![identity(1), identity(2)]).unwrap();
+    }
+    for (i, changes) in steps.iter().enumerate() {
+        sqlite.update_pending_creates(changes).unwrap();
+        memory.update_pending_creates(changes).unwrap();
+        for id in [1, 2, 9] {
+            let id = IdentityId::from_raw(id);
+            assert_eq!(
+                sqlite.identity(id).unwrap(),
+                memory.identity(id).unwrap(),
+                "step {i}, {id}"
+            );
+        }
+    }
+    let one = memory.identity(IdentityId::from_raw(1)).unwrap().unwrap();
+    assert_eq!(
+        one.pending_creates.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+        ["phone"]
+    );
+    let two = memory.identity(IdentityId::from_raw(2)).unwrap().unwrap();
+    assert_eq!(two.pending_creates["ad"].account, "a2");
+}

@@ -1,5 +1,6 @@
 //! Outbound requests, provisioning and confirmation of applied ops.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -13,9 +14,9 @@ use crate::model::{Account, Echo, Identity, IdentityId, LinkState, PendingCreate
 use crate::outbound::planner::{Planned, Planner};
 use crate::outbound::{count_ops, CreateOp, Op, OutboundPlan, OutboundSkip, PlanRequest};
 
-use crate::store::{PendingPlan, Store, StoreError};
+use crate::store::{PendingCreateChange, PendingPlan, Store, StoreError};
 
-use crate::prepare::key_text;
+use crate::prepare::key_of_text;
 use crate::text::Text;
 use crate::value::{Keys, Scalar, Value};
 
@@ -129,28 +130,26 @@ impl<S: Store> Engine<S> {
         // Keys this batch creates, with the identity that takes each.
         let mut keys: HashMap<String, IdentityId> = HashMap::with_capacity(identities.len());
         let mut seen: HashSet<IdentityId> = HashSet::with_capacity(identities.len());
-        // What the requests are checked against, read as one batch each: the
-        // identities, and who already holds an account of the system (its first key).
-        let mut read: Vec<Option<Identity>> = vec![None; identities.len()];
-        self.store.visit_identities_by_id(identities, &mut |at, identity| {
-            if let Some(slot) = read.get_mut(at) {
-                *slot = identity.cloned();
+        // Who already holds an account of the system (its first key), then each
+        // request's own checks and create op, computed as the store lends the
+        // identities (in any order, one batch): nothing in them depends on the others.
+        let held = first_key_by_identity(self.store.linked_accounts(system)?);
+        let planner = Planner::new(&self.config, system, &config, now);
+        let mut own: Vec<Option<OwnResult>> = identities.iter().map(|_| None).collect();
+        self.store.visit_identities_by_id(identities, &mut |at, record| {
+            if let (Some(slot), Some(&identity)) = (own.get_mut(at), identities.get(at)) {
+                *slot = Some(create_for(system, &planner, identity, record, held.get(&identity)));
             }
         })?;
-        let held = first_key_by_identity(self.store.linked_accounts(system)?);
-        // The records read for the requests: they remember the creates handed out.
-        let mut records = Vec::with_capacity(identities.len());
-        for (at, (&identity, record)) in identities.iter().zip(read).enumerate() {
-            let request = Request {
-                identity,
-                record,
-                held: held.get(&identity),
-            };
-            match self.create_request(system, &config, request, &mut seen, &mut keys, now) {
-                Ok((op, mut skips, record)) => {
+        // Then, in request order, the checks against the batch itself.
+        for (at, (&identity, own)) in identities.iter().zip(own).enumerate() {
+            let checked = own
+                .unwrap_or(Err(OutboundError::UnknownIdentity(identity)))
+                .and_then(|(op, skips)| within_batch(system, identity, op, &mut seen, &mut keys).map(|op| (op, skips)));
+            match checked {
+                Ok((op, mut skips)) => {
                     ops.push((at, op));
                     skipped.append(&mut skips);
-                    records.push(record);
                 }
                 Err(refusal) => refusals.push((at, refusal)),
             }
@@ -203,72 +202,9 @@ impl<S: Store> Engine<S> {
             now,
         )?;
         if !plan.is_blocked() {
-            self.put_pending_creates(&plan, records)?;
+            self.put_pending_creates(&plan)?;
         }
         Ok(plan)
-    }
-
-    /// One provisioning request of a batch, checked against what was read for it and
-    /// the batch (the caller checks the key against the stored accounts).
-    fn create_request(
-        &self,
-        system: &str,
-        config: &SystemConfig,
-        request: Request<'_>,
-        seen: &mut HashSet<IdentityId>,
-        keys: &mut HashMap<String, IdentityId>,
-        now: DateTime<Utc>,
-    ) -> Result<(CreateOp, Vec<OutboundSkip>, Identity), OutboundError> {
-        let Request { identity, record, held } = request;
-        let Some(record) = record else {
-            return Err(OutboundError::UnknownIdentity(identity));
-        };
-        if let Some(account) = held {
-            return Err(OutboundError::AlreadyProvisioned {
-                identity,
-                system: system.to_owned(),
-                account: account.clone(),
-            });
-        }
-        // A create handed out earlier and not confirmed: a second one would create the
-        // account twice (or fail at the target) if the host carried out both.
-        if let Some(pending) = record.pending_creates.get(system) {
-            return Err(OutboundError::ProvisionPending {
-                identity,
-                system: system.to_owned(),
-                account: pending.account.clone(),
-                since: pending.since,
-            });
-        }
-        let (op, skipped) = Planner::new(&self.config, system, config, now)
-            .create(&record)
-            .map_err(|attribute| OutboundError::NoAccountId {
-                identity,
-                system: system.to_owned(),
-                attribute,
-            })?;
-        if !seen.insert(identity) {
-            let account = keys
-                .iter()
-                .find(|(_, &id)| id == identity)
-                .map(|(k, _)| k.clone())
-                .unwrap_or_else(|| op.account.clone());
-            return Err(OutboundError::AlreadyProvisioned {
-                identity,
-                system: system.to_owned(),
-                account,
-            });
-        }
-        // A key already held by an earlier request of this batch would only be refused
-        // at confirmation (SPEC 5.2: at the request).
-        if keys.contains_key(&op.account) {
-            return Err(OutboundError::AccountExists {
-                system: system.to_owned(),
-                account: op.account,
-            });
-        }
-        keys.insert(op.account.clone(), identity);
-        Ok((op, skipped, record))
     }
 
     fn finish_outbound(
@@ -324,43 +260,33 @@ impl<S: Store> Engine<S> {
         if !matches!(plan.request, PlanRequest::Provision(_)) {
             return Ok(());
         }
-        let mut records = Vec::with_capacity(plan.ops.len());
-        for op in &plan.ops {
-            if let Some(identity) = self.store.identity(op.identity())? {
-                records.push(identity);
-            }
-        }
-        self.put_pending_creates(plan, records)
+        self.put_pending_creates(plan)
     }
 
-    /// [`Engine::mark_pending_creates`] with the identities' records at hand: each
-    /// record given a create op by `plan` remembers it (a paused plan hands out none).
-    fn put_pending_creates(&mut self, plan: &OutboundPlan, records: Vec<Identity>) -> Result<(), StoreError> {
-        let creates: HashMap<IdentityId, &str> = plan
+    /// Each identity given a create op by `plan` remembers it (a paused plan hands out
+    /// none), changed in place by the store.
+    fn put_pending_creates(&mut self, plan: &OutboundPlan) -> Result<(), StoreError> {
+        let system = Text::from(plan.system.as_str());
+        let changes: Vec<PendingCreateChange> = plan
             .ops
             .iter()
             .filter_map(|op| match op {
-                Op::Create(c) => Some((c.identity, c.account.as_str())),
+                Op::Create(c) => Some(PendingCreateChange::new(
+                    c.identity,
+                    system.clone(),
+                    Some(PendingCreate {
+                        account: c.account.clone(),
+                        since: plan.at,
+                    }),
+                )),
                 _ => None,
             })
             .collect();
-        let system = Text::from(plan.system.as_str());
-        let mut marked = Vec::with_capacity(creates.len());
-        for mut identity in records {
-            if let Some(account) = creates.get(&identity.id) {
-                let pending = PendingCreate {
-                    account: (*account).to_owned(),
-                    since: plan.at,
-                };
-                identity.pending_creates.insert(system.clone(), pending);
-                marked.push(identity);
-            }
-        }
-        if marked.is_empty() {
+        if changes.is_empty() {
             return Ok(());
         }
         self.store.begin()?;
-        match self.store.put_identities(marked) {
+        match self.store.update_pending_creates(&changes) {
             Ok(()) => self.store.commit(),
             Err(e) => {
                 self.store.rollback();
@@ -435,7 +361,7 @@ impl<S: Store> Engine<S> {
         // One staged account per (system, key): later ops on the same account build on
         // earlier ones in this batch (`None`: deleted by it). The index keeps the batch
         // linear in its size.
-        let mut staged: Vec<(String, String, Option<Account>)> = Vec::new();
+        let mut staged: Vec<(&str, &str, Option<Account>)> = Vec::new();
         // What the ops are checked against, read in batches (a query per op costs a
         // database store a round trip each): the stored accounts of the ops' keys, the
         // identities of creates, and who holds an account of a created account's system.
@@ -455,14 +381,14 @@ impl<S: Store> Engine<S> {
                 }
             })?;
         }
-        // The identities of creates that exist, and (copied) those with a pending
-        // create of some system: confirmed creates are settled on them below.
+        // The identities of creates that exist, and the systems of the pending creates
+        // of each: confirmed creates are settled below.
         let mut existing: FastSet<IdentityId> = FastSet::with_capacity_and_hasher(create_ids.len(), Default::default());
-        let mut pending: FastMap<IdentityId, Identity> = FastMap::default();
+        let mut pending: FastMap<IdentityId, Vec<Text>> = FastMap::default();
         self.store.visit_identities_by_id(&create_ids, &mut |at, identity| {
             if let (Some(identity), Some(&id)) = (identity, create_ids.get(at)) {
                 if existing.insert(id) && !identity.pending_creates.is_empty() {
-                    pending.insert(id, identity.clone());
+                    pending.insert(id, identity.pending_creates.keys().cloned().collect());
                 }
             }
         })?;
@@ -637,41 +563,39 @@ impl<S: Store> Engine<S> {
                 Some((_, _, slot)) => *slot = account,
                 None => {
                     at.insert((op.system(), op.account()), staged.len());
-                    staged.push((op.system().to_owned(), op.account().to_owned(), account));
+                    staged.push((op.system(), op.account(), account));
                 }
             }
         }
         report.changed.sort_unstable();
         report.changed.dedup();
         // One write per system, in the order the systems first appear.
-        let mut by_system: IndexMap<String, (Vec<Account>, Vec<String>)> = IndexMap::new();
+        let mut by_system: IndexMap<&str, (Vec<Account>, Vec<String>)> = IndexMap::new();
         for (system, key, account) in staged {
             let (put, removed) = by_system.entry(system).or_default();
             match account {
                 Some(account) => put.push(account),
-                None => removed.push(key),
+                None => removed.push(key.to_owned()),
             }
         }
         // Confirmed creates are no longer pending.
         let mut settled = Vec::new();
-        for (id, mut record) in pending {
-            let before = record.pending_creates.len();
-            record
-                .pending_creates
-                .retain(|system, _| !created.contains_key(&(system.as_str(), id)));
-            if record.pending_creates.len() != before {
-                settled.push(record);
+        for (id, systems) in pending {
+            for system in systems {
+                if created.contains_key(&(system.as_str(), id)) {
+                    settled.push(PendingCreateChange::new(id, system, None));
+                }
             }
         }
         self.store.begin()?;
         let result = (|| {
             for (system, (accounts, removed)) in by_system {
-                self.store.remove_accounts(&system, &removed)?;
-                self.store.put_accounts(&system, accounts)?;
-                self.store.bump_system_version(&system)?;
+                self.store.remove_accounts(system, &removed)?;
+                self.store.put_accounts(system, accounts)?;
+                self.store.bump_system_version(system)?;
             }
             if !settled.is_empty() {
-                self.store.put_identities(settled)?;
+                self.store.update_pending_creates(&settled)?;
             }
             Ok::<(), StoreError>(())
         })();
@@ -717,12 +641,12 @@ impl<S: Store> Engine<S> {
 /// engine itself would have stored is recorded, so the state always loads again.
 fn check_op(system: &SystemConfig, op: &Op) -> Result<(), OutboundError> {
     let key = op.account();
-    let canonical = key_text(&serde_json::Value::String(key.to_owned()), system.key_case_exact());
+    let canonical = key_of_text(key, system.key_case_exact());
     if canonical.as_deref() != Some(key) {
         return Err(OutboundError::InvalidKey {
             system: op.system().to_owned(),
             account: key.to_owned(),
-            expected: canonical.unwrap_or_default(),
+            expected: canonical.map(Cow::into_owned).unwrap_or_default(),
         });
     }
     let invalid = |attribute: &str, reason: String| OutboundError::InvalidValue {
@@ -796,13 +720,76 @@ fn record_echo(system: &SystemConfig, account: &mut Account, attribute: &str) {
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
 type FastSet<K> = HashSet<K, foldhash::fast::FixedState>;
 
-/// One provisioning request with what was read for it.
-struct Request<'a> {
+/// A provisioning request's own checks and create op (see [`create_for`]).
+type OwnResult = Result<(CreateOp, Vec<OutboundSkip>), OutboundError>;
+
+/// The checks of one provisioning request that need only its identity (`None`: no
+/// such identity) and the key of the account of the system it already holds, and its
+/// create op.
+fn create_for(
+    system: &str,
+    planner: &Planner<'_>,
     identity: IdentityId,
-    /// The identity's record (`None`: no such identity).
-    record: Option<Identity>,
-    /// The key of the account of the system the identity already holds, if any.
-    held: Option<&'a String>,
+    record: Option<&Identity>,
+    held: Option<&String>,
+) -> OwnResult {
+    let Some(record) = record else {
+        return Err(OutboundError::UnknownIdentity(identity));
+    };
+    if let Some(account) = held {
+        return Err(OutboundError::AlreadyProvisioned {
+            identity,
+            system: system.to_owned(),
+            account: account.clone(),
+        });
+    }
+    // A create handed out earlier and not confirmed: a second one would create the
+    // account twice (or fail at the target) if the host carried out both.
+    if let Some(pending) = record.pending_creates.get(system) {
+        return Err(OutboundError::ProvisionPending {
+            identity,
+            system: system.to_owned(),
+            account: pending.account.clone(),
+            since: pending.since,
+        });
+    }
+    planner.create(record).map_err(|attribute| OutboundError::NoAccountId {
+        identity,
+        system: system.to_owned(),
+        attribute,
+    })
+}
+
+/// The checks of a provisioning request against the earlier requests of its batch:
+/// the same identity twice, or two identities given one key (which would only be
+/// refused at confirmation; SPEC 5.2: at the request).
+fn within_batch(
+    system: &str,
+    identity: IdentityId,
+    op: CreateOp,
+    seen: &mut HashSet<IdentityId>,
+    keys: &mut HashMap<String, IdentityId>,
+) -> Result<CreateOp, OutboundError> {
+    if !seen.insert(identity) {
+        let account = keys
+            .iter()
+            .find(|(_, &id)| id == identity)
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| op.account.clone());
+        return Err(OutboundError::AlreadyProvisioned {
+            identity,
+            system: system.to_owned(),
+            account,
+        });
+    }
+    if keys.contains_key(&op.account) {
+        return Err(OutboundError::AccountExists {
+            system: system.to_owned(),
+            account: op.account,
+        });
+    }
+    keys.insert(op.account.clone(), identity);
+    Ok(op)
 }
 
 /// Per identity, the first key (in key order) of the accounts linked to it: the one

@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 
 use crate::attr_map::SharedNames;
 use crate::model::{Account, Identity, IdentityId};
-use crate::store::{EngineState, PendingPlan, PlanId, Store, StoreError};
+use crate::store::{EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
 use crate::text::Text;
 use crate::thresholds::Base;
 use identities::IdentityTable;
@@ -321,8 +321,10 @@ impl Store for MemoryStore {
             if let Some(by_key) = self.index.get_mut(attribute.as_str()) {
                 by_key.reserve(new);
             } else if new > 1 {
-                self.index
-                    .insert(attribute.clone(), HashMap::with_capacity_and_hasher(new, Fast::default()));
+                self.index.insert(
+                    attribute.clone(),
+                    HashMap::with_capacity_and_hasher(new, Fast::default()),
+                );
             }
         }
         self.identities.reserve(new);
@@ -347,6 +349,16 @@ impl Store for MemoryStore {
         }
         // An attribute no identity holds has no table (as the index built one by one).
         self.index.retain(|_, by_key| !by_key.is_empty());
+        Ok(())
+    }
+
+    fn update_pending_creates(&mut self, changes: &[PendingCreateChange]) -> Result<(), StoreError> {
+        // In place: pending creates are neither indexed nor linked.
+        for change in changes {
+            if let Some(identity) = self.identities.get_mut(change.identity) {
+                change.apply(identity);
+            }
+        }
         Ok(())
     }
 

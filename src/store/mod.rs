@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::controls::{InboxEntry, OutboxEntry};
 use crate::diff::ImportPlan;
-use crate::model::{Account, Identity, IdentityId};
+use crate::model::{Account, Identity, IdentityId, PendingCreate};
 use crate::outbound::OutboundPlan;
+use crate::text::Text;
 use crate::thresholds::Base;
 
 /// A failure of the host's persistence.
@@ -111,6 +112,41 @@ pub struct EngineState {
     /// Outbound ops held while paused.
     #[serde(default)]
     pub outbox: Vec<OutboxEntry>,
+}
+
+/// One change of [`Store::update_pending_creates`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PendingCreateChange {
+    /// The identity changed.
+    pub identity: IdentityId,
+    /// The system of the create.
+    pub system: Text,
+    /// The create handed out (`None`: the system's pending create is forgotten).
+    pub create: Option<PendingCreate>,
+}
+
+impl PendingCreateChange {
+    /// A change of one identity's pending create in one system.
+    pub fn new(identity: IdentityId, system: Text, create: Option<PendingCreate>) -> PendingCreateChange {
+        PendingCreateChange {
+            identity,
+            system,
+            create,
+        }
+    }
+
+    /// Applies the change to an identity record.
+    pub fn apply(&self, identity: &mut Identity) {
+        match &self.create {
+            Some(create) => {
+                identity.pending_creates.insert(self.system.clone(), create.clone());
+            }
+            None => {
+                identity.pending_creates.remove(self.system.as_str());
+            }
+        }
+    }
 }
 
 /// Persistence for identities, accounts, links, provenance and pending plans.
@@ -273,6 +309,29 @@ pub trait Store: std::fmt::Debug {
     fn find_identities(&self, attribute: &str, match_key: &str) -> Result<Vec<IdentityId>, StoreError>;
     /// Inserts or replaces identities.
     fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError>;
+    /// Remembers (`Some`) or forgets (`None`) the pending create of a system on
+    /// identities ([`Identity::pending_creates`]); absent identities are skipped. The
+    /// default reads the identities in one batch and puts them back changed; a store
+    /// holding its records in memory should change them in place: provisioning and
+    /// confirming a million creates change a million identities this way.
+    fn update_pending_creates(&mut self, changes: &[PendingCreateChange]) -> Result<(), StoreError> {
+        let ids: Vec<IdentityId> = changes.iter().map(|c| c.identity).collect();
+        let mut records: std::collections::BTreeMap<IdentityId, Identity> = std::collections::BTreeMap::new();
+        self.visit_identities_by_id(&ids, &mut |_, identity| {
+            if let Some(identity) = identity {
+                records.entry(identity.id).or_insert_with(|| identity.clone());
+            }
+        })?;
+        for change in changes {
+            if let Some(record) = records.get_mut(&change.identity) {
+                change.apply(record);
+            }
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.put_identities(records.into_values().collect())
+    }
     /// Allocates the next identity id.
     fn allocate_identity_id(&mut self) -> Result<IdentityId, StoreError>;
 

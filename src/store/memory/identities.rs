@@ -33,6 +33,14 @@ impl IdentityTable {
         }
     }
 
+    /// The identity `id`, to change in place.
+    pub(super) fn get_mut(&mut self, id: IdentityId) -> Option<&mut Identity> {
+        match usize::try_from(id.0).ok().filter(|&at| at < self.dense.len()) {
+            Some(at) => self.dense.get_mut(at).and_then(Option::as_mut),
+            None => self.sparse.get_mut(&id),
+        }
+    }
+
     /// Stores `identity` in place of the one with its id.
     pub(super) fn insert(&mut self, identity: Identity) {
         let id = identity.id.0;
