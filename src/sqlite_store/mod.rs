@@ -60,7 +60,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId};
-use crate::store::{EngineState, PendingPlan, PlanId, Store, StoreError};
+use crate::store::{EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
 use crate::thresholds::{Base, Exceeded};
 
 /// The version of the table layout this build reads and writes.
@@ -1307,6 +1307,42 @@ impl Store for SqliteStore {
                 add.execute(params![attribute, match_key, id]).map_err(sql_error(op))?;
             }
             SqliteStore::set_meta(conn, op, META_NEXT_IDENTITY, &next)
+        })
+    }
+
+    fn update_pending_creates(&mut self, changes: &[PendingCreateChange]) -> Result<(), StoreError> {
+        let op = "update_pending_creates";
+        // Per identity in id order (sequential pages), its changes in their order.
+        let mut by_identity: std::collections::BTreeMap<IdentityId, Vec<&PendingCreateChange>> =
+            std::collections::BTreeMap::new();
+        for change in changes {
+            by_identity.entry(change.identity).or_default().push(change);
+        }
+        self.write(op, |conn| {
+            let mut read = conn
+                .prepare_cached("SELECT data FROM attrflow_identities WHERE id = ?1")
+                .map_err(sql_error(op))?;
+            let mut update = conn
+                .prepare_cached("UPDATE attrflow_identities SET data = ?2 WHERE id = ?1")
+                .map_err(sql_error(op))?;
+            for (id, list) in by_identity {
+                let id = to_i64(op, id.get())?;
+                let data: Option<Vec<u8>> = read
+                    .query_row([id], |row| row.get(0))
+                    .optional()
+                    .map_err(sql_error(op))?;
+                let Some(data) = data else { continue };
+                // The pending creates sit in the record's JSON tail: its values are
+                // copied, not decoded and encoded again.
+                let changed = record::change_pending_creates(&data, &mut |pending| {
+                    for change in &list {
+                        change.apply_to(pending);
+                    }
+                })
+                .map_err(record_error(op))?;
+                update.execute(params![id, changed]).map_err(sql_error(op))?;
+            }
+            Ok(())
         })
     }
 

@@ -138,12 +138,18 @@ impl PendingCreateChange {
 
     /// Applies the change to an identity record.
     pub fn apply(&self, identity: &mut Identity) {
+        self.apply_to(&mut identity.pending_creates);
+    }
+
+    /// Applies the change to an identity's pending creates (for a store that keeps
+    /// them apart from the rest of the record).
+    pub fn apply_to(&self, pending_creates: &mut std::collections::BTreeMap<Text, PendingCreate>) {
         match &self.create {
             Some(create) => {
-                identity.pending_creates.insert(self.system.clone(), create.clone());
+                pending_creates.insert(self.system.clone(), create.clone());
             }
             None => {
-                identity.pending_creates.remove(self.system.as_str());
+                pending_creates.remove(self.system.as_str());
             }
         }
     }
