@@ -24,7 +24,7 @@ use crate::text::Text;
 /// would be), stored as a sorted list of names beside a vector of values.
 ///
 /// Records of one system mostly hold the same attributes: a store shares one list of
-/// names between all the records that have it ([`AttrMap::share_names`]), so a record
+/// names between all the records that have it, so a record
 /// pays for its values only, and copying a record copies no names. Changing which
 /// names a record has gives it a list of its own again.
 #[derive(Clone, PartialEq, Eq, Hash)]
