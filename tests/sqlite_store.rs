@@ -154,6 +154,22 @@ fn answers(store: &dyn Store) -> String {
             .unwrap();
         by_key.sort_by_key(|(i, _)| *i);
         out += &format!("{system} by key: {by_key:?}\n");
+        // Enough keys for a store to answer with one scan.
+        let many: Vec<String> = (0..300)
+            .map(|i| format!("x{i}"))
+            .chain(["k1".into(), "k2".into()])
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let mut found = Vec::new();
+        store
+            .visit_accounts_by_key(system, &many, &mut |i, a| {
+                if let Some(a) = a {
+                    found.push((i, a.clone()));
+                }
+            })
+            .unwrap();
+        found.sort_by_key(|(i, _)| *i);
+        out += &format!("{system} by many keys: {found:?}\n");
         let (mut asked, mut others) = (Vec::new(), Vec::new());
         store
             .visit_accounts_by_key_and_others(

@@ -725,36 +725,7 @@ impl SqliteStore {
         // Many keys (a complete import): one scan of the system's accounts instead of a
         // query per key; only the accounts asked for are decoded.
         if keys.len() >= SCAN_FROM {
-            let mut positions: HashMap<&str, SmallVec<[usize; 1]>> = HashMap::with_capacity(keys.len());
-            for (index, key) in keys.iter().enumerate() {
-                positions.entry(*key).or_default().push(index);
-            }
-            let mut seen = vec![false; keys.len()];
-            let mut stmt = self
-                .conn
-                .prepare_cached("SELECT key, data FROM attrflow_accounts WHERE system = ?1")
-                .map_err(sql_error(op))?;
-            let mut rows = stmt.query([system]).map_err(sql_error(op))?;
-            while let Some(row) = rows.next().map_err(sql_error(op))? {
-                let key: String = row.get(0).map_err(sql_error(op))?;
-                let Some(at) = positions.get(key.as_str()) else {
-                    continue;
-                };
-                let data = blob_at(row, 1).map_err(sql_error(op))?;
-                let account = self.decode_account(op, key, data)?;
-                for &index in at {
-                    if let Some(slot) = seen.get_mut(index) {
-                        *slot = true;
-                    }
-                    visit(index, Some(&account));
-                }
-            }
-            for (index, seen) in seen.into_iter().enumerate() {
-                if !seen {
-                    visit(index, None);
-                }
-            }
-            return Ok(());
+            return self.scan_accounts_by_key(op, system, keys, visit, None);
         }
         let mut stmt = self
             .conn
@@ -773,17 +744,19 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// One scan of the system's accounts, each decoded once, whether asked for or not
-    /// (a complete import asks for every key its snapshot holds and learns its deletes
-    /// from the others).
-    fn visit_accounts_by_key_and_others_inner(
+    /// One scan of the system's accounts: those of `keys` to `visit` (by position;
+    /// `None` for keys not stored), and, with `others`, every other one to it (a
+    /// complete import asks for every key its snapshot holds and learns its deletes from
+    /// the others). Each account is decoded at most once; without `others` the ones
+    /// not asked for are not decoded.
+    fn scan_accounts_by_key(
         &self,
+        op: &str,
         system: &str,
         keys: &[&str],
         visit: &mut dyn FnMut(usize, Option<&Account>),
-        others: &mut dyn FnMut(&Account),
+        mut others: Option<&mut dyn FnMut(&Account)>,
     ) -> Result<(), StoreError> {
-        let op = "visit_accounts_by_key_and_others";
         let mut positions: HashMap<&str, SmallVec<[usize; 1]>> = HashMap::with_capacity(keys.len());
         for (index, key) in keys.iter().enumerate() {
             positions.entry(*key).or_default().push(index);
@@ -797,9 +770,12 @@ impl SqliteStore {
         while let Some(row) = rows.next().map_err(sql_error(op))? {
             let key: String = row.get(0).map_err(sql_error(op))?;
             let at = positions.get(key.as_str());
-            let account = self.decode_account(op, key.clone(), blob_at(row, 1).map_err(sql_error(op))?)?;
-            match at {
-                Some(at) => {
+            if at.is_none() && others.is_none() {
+                continue;
+            }
+            let account = self.decode_account(op, key, blob_at(row, 1).map_err(sql_error(op))?)?;
+            match (at, others.as_mut()) {
+                (Some(at), _) => {
                     for &index in at {
                         if let Some(slot) = seen.get_mut(index) {
                             *slot = true;
@@ -807,7 +783,8 @@ impl SqliteStore {
                         visit(index, Some(&account));
                     }
                 }
-                None => others(&account),
+                (None, Some(others)) => others(&account),
+                (None, None) => {}
             }
         }
         for (index, seen) in seen.into_iter().enumerate() {
@@ -1133,7 +1110,7 @@ impl Store for SqliteStore {
         visit: &mut dyn FnMut(usize, Option<&Account>),
         others: &mut dyn FnMut(&Account),
     ) -> Result<(), StoreError> {
-        self.guard(self.visit_accounts_by_key_and_others_inner(system, keys, visit, others))
+        self.guard(self.scan_accounts_by_key("visit_accounts_by_key_and_others", system, keys, visit, Some(others)))
     }
 
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
