@@ -224,6 +224,7 @@ impl Identity {
 
     /// The provenance of the entry at `position` of [`Identity::attributes`] (a store
     /// encoding the identity walks its entries by position).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn provenance_at(&self, position: usize) -> Option<&Provenance> {
         self.sources.get(position)
     }
@@ -231,6 +232,7 @@ impl Identity {
     /// Appends a decoded entry after every name it holds (a store decoding a record
     /// written in name order), with its provenance or none; out of order, it is
     /// inserted where it belongs.
+    #[cfg(feature = "sqlite")]
     pub(crate) fn push_decoded(&mut self, attribute: Text, value: Value, provenance: Option<Provenance>) {
         match self.attributes.position(attribute.as_str()) {
             Ok(at) => {
