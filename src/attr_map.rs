@@ -10,9 +10,6 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Index;
-use std::sync::Arc;
-
-use smallvec::SmallVec;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -22,62 +19,16 @@ use crate::text::Text;
 
 /// A map from attribute names to `V`, iterated in name order (as a `BTreeMap`
 /// would be), stored as a sorted list of names beside a vector of values.
-///
-/// Records of one system mostly hold the same attributes: a store shares one list of
-/// names between all the records that have it, so a record
-/// pays for its values only, and copying a record copies no names. Changing which
-/// names a record has gives it a list of its own again.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct AttrMap<V> {
-    names: Names,
+    names: Vec<Text>,
     values: Vec<V>,
-}
-
-/// The sorted names of an [`AttrMap`]: its own, or a list shared with other maps.
-#[derive(Clone)]
-enum Names {
-    Own(Vec<Text>),
-    Shared(Arc<[Text]>),
-}
-
-impl Names {
-    fn as_slice(&self) -> &[Text] {
-        match self {
-            Names::Own(names) => names,
-            Names::Shared(names) => names,
-        }
-    }
-
-    /// The names to change: a shared list is copied first.
-    fn to_mut(&mut self) -> &mut Vec<Text> {
-        if let Names::Shared(shared) = self {
-            *self = Names::Own(shared.to_vec());
-        }
-        match self {
-            Names::Own(names) => names,
-            Names::Shared(_) => unreachable!("the list was made its own just above"),
-        }
-    }
-}
-
-impl PartialEq for Names {
-    fn eq(&self, other: &Names) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for Names {}
-
-impl std::hash::Hash for Names {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_slice().hash(state);
-    }
 }
 
 impl<V> Default for AttrMap<V> {
     fn default() -> Self {
         AttrMap {
-            names: Names::Own(Vec::new()),
+            names: Vec::new(),
             values: Vec::new(),
         }
     }
@@ -92,7 +43,7 @@ impl<V> AttrMap<V> {
     /// An empty map with room for `capacity` entries.
     pub fn with_capacity(capacity: usize) -> AttrMap<V> {
         AttrMap {
-            names: Names::Own(Vec::with_capacity(capacity)),
+            names: Vec::with_capacity(capacity),
             values: Vec::with_capacity(capacity),
         }
     }
@@ -116,7 +67,7 @@ impl<V> AttrMap<V> {
     pub(crate) fn insert_at(&mut self, at: usize, key: Text, value: V) {
         debug_assert!(self.find(&key) == Err(at));
         let at = at.min(self.values.len());
-        self.names.to_mut().insert(at, key);
+        self.names.insert(at, key);
         self.values.insert(at, value);
     }
 
@@ -130,7 +81,7 @@ impl<V> AttrMap<V> {
     /// Removes the entry at `at`.
     pub(crate) fn remove_at(&mut self, at: usize) {
         if at < self.values.len() {
-            self.names.to_mut().remove(at);
+            self.names.remove(at);
             self.values.remove(at);
         }
     }
@@ -184,7 +135,7 @@ impl<V> AttrMap<V> {
     pub fn remove(&mut self, key: &str) -> Option<V> {
         match self.find(key) {
             Ok(i) if i < self.values.len() => {
-                self.names.to_mut().remove(i);
+                self.names.remove(i);
                 Some(self.values.remove(i))
             }
             _ => None,
@@ -203,7 +154,7 @@ impl<V> AttrMap<V> {
             return;
         }
         let mut at = 0;
-        self.names.to_mut().retain(|_| {
+        self.names.retain(|_| {
             at += 1;
             kept.get(at - 1).copied().unwrap_or(true)
         });
@@ -239,26 +190,13 @@ impl<V> AttrMap<V> {
 
     /// Makes room for `additional` more entries (before a record is built).
     pub fn reserve(&mut self, additional: usize) {
-        self.names.to_mut().reserve_exact(additional);
+        self.names.reserve_exact(additional);
         self.values.reserve_exact(additional);
     }
 
     /// Releases room held beyond the entries (after a record is built).
     pub fn shrink_to_fit(&mut self) {
-        if let Names::Own(names) = &mut self.names {
-            names.shrink_to_fit();
-        }
-        self.values.shrink_to_fit();
-    }
-
-    /// Takes its list of names from `shared` when one there is the same, or adds its
-    /// own there (see [`SharedNames`]).
-    pub(crate) fn share_names(&mut self, shared: &mut SharedNames) {
-        if let Names::Own(names) = &self.names {
-            if let Some(list) = shared.list(names) {
-                self.names = Names::Shared(list);
-            }
-        }
+        self.names.shrink_to_fit();
         self.values.shrink_to_fit();
     }
 
@@ -267,10 +205,7 @@ impl<V> AttrMap<V> {
     pub(crate) fn from_sorted(entries: Vec<(Text, V)>) -> AttrMap<V> {
         debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
         let (names, values) = entries.into_iter().unzip();
-        AttrMap {
-            names: Names::Own(names),
-            values,
-        }
+        AttrMap { names, values }
     }
 
     /// The map of `entries`; for equal names the last one wins (as collecting into a
@@ -289,57 +224,6 @@ impl<V> AttrMap<V> {
             entries = deduped;
         }
         AttrMap::from_sorted(entries)
-    }
-}
-
-/// The lists of names shared by the maps of one store, found by the identity of the
-/// names they hold (the configuration's own texts, so a look-up compares pointers, not
-/// strings). At most [`SharedNames::MAX_LISTS`] lists are kept; maps with other names
-/// keep their own.
-#[derive(Clone, Default)]
-pub(crate) struct SharedNames {
-    lists: std::collections::HashMap<u64, SmallVec<[Arc<[Text]>; 1]>, foldhash::fast::FixedState>,
-    count: usize,
-}
-
-impl SharedNames {
-    /// How many distinct lists a store shares at most (a system's schema and its
-    /// variants with empty attributes are a few dozen).
-    const MAX_LISTS: usize = 4096;
-
-    /// The shared list holding exactly `names` (the same texts), added if new and
-    /// there is room.
-    fn list(&mut self, names: &[Text]) -> Option<Arc<[Text]>> {
-        use std::hash::{BuildHasher, Hasher};
-        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
-        for name in names {
-            hasher.write_usize(name.address());
-        }
-        let bucket = self.lists.entry(hasher.finish()).or_default();
-        let same = |list: &&Arc<[Text]>| list.len() == names.len() && list.iter().zip(names).all(|(a, b)| a.is_same(b));
-        if let Some(list) = bucket.iter().find(same) {
-            return Some(Arc::clone(list));
-        }
-        if self.count >= Self::MAX_LISTS {
-            return None;
-        }
-        let list: Arc<[Text]> = Arc::from(names);
-        bucket.push(Arc::clone(&list));
-        self.count += 1;
-        Some(list)
-    }
-}
-
-/// Shared lists are a cache of the store, not part of what it holds.
-impl PartialEq for SharedNames {
-    fn eq(&self, _: &SharedNames) -> bool {
-        true
-    }
-}
-
-impl fmt::Debug for SharedNames {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SharedNames({} lists)", self.count)
     }
 }
 
@@ -543,43 +427,6 @@ mod tests {
             }
         }
 
-        /// Maps sharing one list of names behave as maps of their own: changing which
-        /// names one holds leaves the others as they were, and the shared list is
-        /// found again for equal lists of the same texts.
-        #[test]
-        fn shared_names_change_only_their_own_map(
-            keep in proptest::collection::vec(any::<bool>(), 6),
-            ops in proptest::collection::vec((0u8..3, 0u8..8, any::<u16>()), 0..30),
-        ) {
-            let names: Vec<Text> = (0..8).map(|i| Text::from(format!("a{i}"))).collect();
-            let build = || -> AttrMap<u16> {
-                names.iter().zip(&keep).filter(|(_, k)| **k).map(|(n, _)| (n.clone(), 1)).collect()
-            };
-            let mut shared = SharedNames::default();
-            let (mut a, mut b) = (build(), build());
-            a.share_names(&mut shared);
-            b.share_names(&mut shared);
-            if !a.is_empty() {
-                prop_assert!(matches!((&a.names, &b.names), (Names::Shared(x), Names::Shared(y)) if Arc::ptr_eq(x, y)));
-            }
-            let untouched: BTreeMap<String, u16> = b.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-            let mut model = untouched.clone();
-            for (op, key, value) in ops {
-                let name = names[usize::from(key)].clone();
-                match op {
-                    0 => prop_assert_eq!(a.insert(name.clone(), value), model.insert(name.to_string(), value)),
-                    1 => prop_assert_eq!(a.remove(&name), model.remove(name.as_str())),
-                    _ => a.retain(|k, _| k.as_str() != name.as_str()),
-                }
-                if op == 2 {
-                    model.remove(name.as_str());
-                }
-                let got: BTreeMap<String, u16> = a.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-                prop_assert_eq!(&got, &model);
-                let other: BTreeMap<String, u16> = b.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-                prop_assert_eq!(&other, &untouched);
-            }
-        }
 
         /// Collecting keeps the last value of a repeated name, as a `BTreeMap` does.
         #[test]

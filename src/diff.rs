@@ -177,8 +177,43 @@ pub(crate) fn diff(
             }
         }
     };
-    if prepared.complete {
-        // A stored account no good row named is deleted, unless a rejected row named it.
+    // Rows whose fingerprint is their stored account's are settled from its summary
+    // (link and echo state): only the others have their stored values read.
+    let mut settled_retry = Vec::new();
+    let mut settled_kept = Vec::new();
+    if prepared.complete && !fingerprints.is_empty() {
+        let mut compare: Vec<usize> = Vec::new();
+        store.visit_account_summaries_by_key_and_others(
+            system_name,
+            &keys,
+            &mut |index, summary| match summary {
+                None => visit(index, None),
+                Some(s) if s.fingerprint != 0 && fingerprints.get(index).copied().flatten() == Some(s.fingerprint) => {
+                    let key = || keys.get(index).map(|k| (*k).to_owned()).unwrap_or_default();
+                    if !s.linked {
+                        settled_retry.push(key());
+                    }
+                    if s.echo_pending {
+                        settled_kept.push(key());
+                    }
+                }
+                Some(_) => compare.push(index),
+            },
+            // A stored account no good row named is deleted, unless a rejected row
+            // named it.
+            &mut |key| {
+                if !prepared.seen.contains_key(key) {
+                    deleted.push(key.to_owned());
+                }
+            },
+        )?;
+        let compare_keys: Vec<&str> = compare.iter().filter_map(|&i| keys.get(i).copied()).collect();
+        store.visit_accounts_by_key(system_name, &compare_keys, &mut |position, stored| {
+            if let Some(&index) = compare.get(position) {
+                visit(index, stored);
+            }
+        })?;
+    } else if prepared.complete {
         store.visit_accounts_by_key_and_others(system_name, &keys, &mut visit, &mut |a| {
             if !prepared.seen.contains_key(a.key.as_str()) {
                 deleted.push(a.key.clone());
@@ -187,6 +222,8 @@ pub(crate) fn diff(
     } else {
         store.visit_accounts_by_key(system_name, &keys, &mut visit)?;
     }
+    retry.extend(settled_retry);
+    kept.extend(settled_kept);
     retry.sort();
     kept.sort();
     deleted.extend(prepared.deletes.iter().cloned());

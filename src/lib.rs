@@ -18,6 +18,7 @@ mod parallel;
 pub mod prepare;
 pub mod processing;
 mod provenance;
+mod record;
 pub mod resolution;
 pub mod scenario;
 pub(crate) mod schedule;
@@ -54,7 +55,9 @@ pub use outbound::{CreateOp, DeleteOp, Op, OutboundPlan, OutboundSkip, PlanReque
 pub use prepare::{InvalidValue, RejectionReason, Row, RowRejection, Snapshot};
 pub use resolution::{Decision, Outcome, RejectReason, WriteKind};
 pub use schema_change::ConfigChange;
-pub use store::{DecodeError, EngineState, MemoryStore, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
+pub use store::{
+    AccountSummary, DecodeError, EngineState, MemoryStore, PendingCreateChange, PendingPlan, PlanId, Store, StoreError,
+};
 pub use text::Text;
 pub use thresholds::{Counts, Exceeded, Thresholds};
 pub use validate::{ValidatedConfig, ValidationError, ValidationErrorKind, ValidationErrors};

@@ -224,7 +224,6 @@ impl Identity {
 
     /// The provenance of the entry at `position` of [`Identity::attributes`] (a store
     /// encoding the identity walks its entries by position).
-    #[cfg(feature = "sqlite")]
     pub(crate) fn provenance_at(&self, position: usize) -> Option<&Provenance> {
         self.sources.get(position)
     }
@@ -232,7 +231,6 @@ impl Identity {
     /// Appends a decoded entry after every name it holds (a store decoding a record
     /// written in name order), with its provenance or none; out of order, it is
     /// inserted where it belongs.
-    #[cfg(feature = "sqlite")]
     pub(crate) fn push_decoded(&mut self, attribute: Text, value: Value, provenance: Option<Provenance>) {
         match self.attributes.position(attribute.as_str()) {
             Ok(at) => {
@@ -245,11 +243,6 @@ impl Identity {
                 self.sources.insert(at, provenance);
             }
         }
-    }
-
-    /// Shares its list of attribute names with the other identities that have it.
-    pub(crate) fn share_names(&mut self, shared: &mut crate::attr_map::SharedNames) {
-        self.attributes.share_names(shared);
     }
 
     /// Makes room for `additional` more values (before a new identity is filled).

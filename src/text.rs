@@ -30,12 +30,6 @@ impl Text {
     pub(crate) fn is_same(&self, other: &Text) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
     }
-
-    /// The address of the shared string: equal for two texts exactly when
-    /// [`Text::is_same`] holds (a hash key for lists of shared names).
-    pub(crate) fn address(&self) -> usize {
-        Arc::as_ptr(&self.0).cast::<u8>() as usize
-    }
 }
 
 impl Default for Text {

@@ -13,7 +13,9 @@ use crate::model::{Account, Identity};
 use crate::store::StoreError;
 
 use super::names::NameTable;
-use super::{record, sql_error, Dictionary, OpenError, META_SCHEMA_VERSION, RECORD_TABLES, SCHEMA_VERSION};
+use crate::record;
+
+use super::{sql_error, Dictionary, OpenError, META_SCHEMA_VERSION, RECORD_TABLES, SCHEMA_VERSION};
 
 /// Rewrites a version 1 database as version 2.
 pub(super) fn from_version_1(conn: &Connection) -> Result<(), OpenError> {

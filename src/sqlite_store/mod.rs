@@ -50,7 +50,7 @@
 
 mod migrate;
 mod names;
-mod record;
+use crate::record;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -60,8 +60,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId};
-use crate::store::{EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
+use crate::store::{AccountSummary, EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
 use crate::thresholds::{Base, Exceeded};
+
+/// Reads one account record (its key and blob) as a `T`.
+type RecordReader<'a, T> = dyn Fn(String, &[u8]) -> Result<T, StoreError> + 'a;
 
 /// The version of the table layout this build reads and writes.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -755,7 +758,28 @@ impl SqliteStore {
         system: &str,
         keys: &[&str],
         visit: &mut dyn FnMut(usize, Option<&Account>),
-        mut others: Option<&mut dyn FnMut(&Account)>,
+        others: Option<&mut dyn FnMut(&Account)>,
+    ) -> Result<(), StoreError> {
+        self.scan_by_key(
+            op,
+            system,
+            keys,
+            &|key, data| self.decode_account(op, key, data),
+            visit,
+            others,
+        )
+    }
+
+    /// [`SqliteStore::scan_accounts_by_key`] with each record read by `decode` (an
+    /// account, or only what a complete import needs of it).
+    fn scan_by_key<T>(
+        &self,
+        op: &str,
+        system: &str,
+        keys: &[&str],
+        decode: &RecordReader<'_, T>,
+        visit: &mut dyn FnMut(usize, Option<&T>),
+        mut others: Option<&mut dyn FnMut(&T)>,
     ) -> Result<(), StoreError> {
         let mut positions: HashMap<&str, SmallVec<[usize; 1]>> = HashMap::with_capacity(keys.len());
         for (index, key) in keys.iter().enumerate() {
@@ -773,7 +797,7 @@ impl SqliteStore {
             if at.is_none() && others.is_none() {
                 continue;
             }
-            let account = self.decode_account(op, key, blob_at(row, 1).map_err(sql_error(op))?)?;
+            let account = decode(key, blob_at(row, 1).map_err(sql_error(op))?)?;
             match (at, others.as_mut()) {
                 (Some(at), _) => {
                     for &index in at {
@@ -1111,6 +1135,29 @@ impl Store for SqliteStore {
         others: &mut dyn FnMut(&Account),
     ) -> Result<(), StoreError> {
         self.guard(self.scan_accounts_by_key("visit_accounts_by_key_and_others", system, keys, visit, Some(others)))
+    }
+
+    fn visit_account_summaries_by_key_and_others(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<AccountSummary>),
+        others: &mut dyn FnMut(&str),
+    ) -> Result<(), StoreError> {
+        let op = "visit_account_summaries_by_key_and_others";
+        let summary = |key: String, data: &[u8]| {
+            record::account_summary(data)
+                .map(|summary| (key, summary))
+                .map_err(record_error(op))
+        };
+        self.guard(self.scan_by_key(
+            op,
+            system,
+            keys,
+            &summary,
+            &mut |index, found| visit(index, found.map(|(_, summary)| *summary)),
+            Some(&mut |(key, _): &(String, AccountSummary)| others(key)),
+        ))
     }
 
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {

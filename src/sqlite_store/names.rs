@@ -26,10 +26,8 @@ use crate::text::Text;
 
 use super::sql_error;
 
-/// The longest text value the dictionary keeps.
-const MAX_TEXT: usize = 64;
-/// The most values of one attribute the dictionary keeps.
-const MAX_PER_ATTRIBUTE: usize = 4096;
+use crate::record::{DICTIONARY_MAX_PER_ATTRIBUTE as MAX_PER_ATTRIBUTE, DICTIONARY_MAX_TEXT as MAX_TEXT};
+
 /// The scope of attribute and system names.
 const NAMES: u32 = 0;
 

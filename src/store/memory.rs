@@ -1,26 +1,47 @@
 //! The in-memory store: the embedded default.
+//!
+//! Records are kept in the binary form of [`crate::record`] (the SQLite store's): an
+//! account or identity is one allocation of its values in name order, names and
+//! repeating texts as small numbers of the store's [`Dictionary`]. A million people
+//! took about 2.9 KB each as owned `Account` and `Identity` values (a 24-byte slot and
+//! a shared string per value, a map per record); as records they take a few hundred
+//! bytes. Reads decode: a lent record is built for the visit and dropped after it.
 
+mod dictionary;
 mod identities;
 pub mod persist;
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 
 use indexmap::IndexMap;
 use smallvec::SmallVec;
 
-use crate::attr_map::SharedNames;
-use crate::model::{Account, Identity, IdentityId};
-use crate::store::{EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
+use crate::model::{Account, Identity, IdentityId, LinkState};
+use crate::record;
+use crate::store::{AccountSummary, EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
 use crate::text::Text;
 use crate::thresholds::Base;
+use dictionary::Dictionary;
 use identities::IdentityTable;
 
+/// A record in the binary form of [`crate::record`].
+type Record = Box<[u8]>;
+
+/// A stored account: its record, and beside it what a complete import reads of every
+/// account (read without touching the record).
+#[derive(Debug, Clone)]
+struct StoredAccount {
+    summary: AccountSummary,
+    record: Record,
+}
+
 /// Accounts of one system, with running totals for threshold bases.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone)]
 struct SystemAccounts {
-    /// By key; positioned, so that a complete import finds the accounts it did not
-    /// see by position instead of by a look-up per stored account.
-    accounts: IndexMap<String, Account, Fast>,
+    /// Records by key; positioned, so that a complete import finds the accounts it
+    /// did not see by position instead of by a look-up per stored account.
+    accounts: IndexMap<Box<str>, StoredAccount, Fast>,
     link_values: u64,
     version: u64,
 }
@@ -32,13 +53,20 @@ type CorrelationIndex = HashMap<String, HashMap<String, SmallVec<[IdentityId; 1]
 /// fast, and seeded per table.
 type Fast = foldhash::fast::RandomState;
 
+/// How many records a large visit decodes at once (on several cores with the
+/// `parallel` feature) before lending them one by one.
+const DECODE_CHUNK: usize = 64 * 1024;
+
 /// An in-memory [`Store`]: it fails only when its identity or plan ids run out, and the
 /// engine writes to it only once the work cannot fail, so a refused operation leaves no
 /// trace in its records.
-#[derive(Debug, Default, Clone, PartialEq)]
+///
+/// Two stores are equal when they hold equal records, links, index, plans and state,
+/// however their records are encoded.
+#[derive(Default, Clone)]
 pub struct MemoryStore {
     systems: BTreeMap<String, SystemAccounts>,
-    identities: IdentityTable,
+    identities: IdentityTable<Record>,
     /// identity -> linked (system, key), sorted. Almost every identity has one or a
     /// few accounts: they are kept inline, not in a tree of their own.
     links: HashMap<IdentityId, SmallVec<[(Text, String); 1]>, Fast>,
@@ -50,9 +78,16 @@ pub struct MemoryStore {
     next_plan: u64,
     pending: BTreeMap<PlanId, PendingPlan>,
     state: EngineState,
-    /// The lists of attribute names the stored records share (a cache: equal stores
-    /// may hold different ones).
-    names: SharedNames,
+    /// The numbers of names and repeating texts inside the records.
+    dictionary: Dictionary,
+}
+
+/// A system as compared and shown: its version, link-value total and decoded accounts.
+type SystemView = (u64, u64, Vec<Result<Account, StoreError>>);
+
+/// A record the store wrote that does not read back: a bug, reported, never a panic.
+fn damaged(op: &'static str) -> impl Fn(record::DecodeError) -> StoreError {
+    move |e| StoreError::new(format!("memory store: {op}: a stored record does not read back: {e}"))
 }
 
 impl MemoryStore {
@@ -64,6 +99,94 @@ impl MemoryStore {
     /// Sets a system's version (a copy of another store's state keeps its versions).
     pub(crate) fn set_system_version(&mut self, system: &str, version: u64) {
         self.systems.entry(system.to_owned()).or_default().version = version;
+    }
+
+    /// The account `key` from its record.
+    fn decode_account(&self, op: &'static str, key: &str, data: &[u8]) -> Result<Account, StoreError> {
+        record::decode_account(key.to_owned(), data, &mut |id| self.dictionary.text(id)).map_err(damaged(op))
+    }
+
+    /// The identity `id` from its record.
+    fn decode_identity(&self, op: &'static str, id: IdentityId, data: &[u8]) -> Result<Identity, StoreError> {
+        record::decode_identity(id, data, &mut |n| self.dictionary.text(n)).map_err(damaged(op))
+    }
+
+    /// Every account of a system, decoded, in store order.
+    fn decoded_accounts<'a>(
+        &'a self,
+        op: &'static str,
+        system: &'a SystemAccounts,
+    ) -> impl Iterator<Item = Result<Account, StoreError>> + 'a {
+        system
+            .accounts
+            .iter()
+            .map(move |(key, stored)| self.decode_account(op, key, &stored.record))
+    }
+
+    /// Every identity, decoded, in id order.
+    fn decoded_identities(&self, op: &'static str) -> impl Iterator<Item = Result<Identity, StoreError>> + '_ {
+        self.identities
+            .values()
+            .map(move |(id, data)| self.decode_identity(op, id, data))
+    }
+
+    /// Lends the decoded records of `items` to `visit` in order, decoding a chunk at a
+    /// time (on several cores for a large visit); `visit` returns false to stop.
+    fn lend_decoded<T: Sync, R: Send>(
+        items: &[T],
+        decode: impl Fn(&T) -> Result<R, StoreError> + Sync,
+        mut visit: impl FnMut(&T, R) -> bool,
+    ) -> Result<(), StoreError> {
+        for chunk in items.chunks(DECODE_CHUNK) {
+            let decoded = crate::parallel::map(chunk, &decode);
+            for (item, record) in chunk.iter().zip(decoded) {
+                if !visit(item, record?) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Store::visit_accounts_by_key`]; returns one bit per stored account of the
+    /// system (by position), set for those lent.
+    fn lend_by_key(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Account>),
+    ) -> Result<Vec<u64>, StoreError> {
+        let Some(accounts) = self.systems.get(system).map(|s| &s.accounts) else {
+            (0..keys.len()).for_each(|index| visit(index, None));
+            return Ok(Vec::new());
+        };
+        // The look-ups and the decoding (hashing, probing, comparing keys, building
+        // values: cache misses and allocations in a large store) run apart, a chunk at
+        // a time on several cores for a large import; the visits follow in key order.
+        let indexed: Vec<(usize, &str)> = keys.iter().copied().enumerate().collect();
+        let mut found = vec![0u64; accounts.len().div_ceil(64)];
+        MemoryStore::lend_decoded(
+            &indexed,
+            |(_, key)| match accounts.get_full(*key) {
+                Some((position, key, stored)) => self
+                    .decode_account("visit_accounts_by_key", key, &stored.record)
+                    .map(|a| Some((position, a))),
+                None => Ok(None),
+            },
+            |(index, _), account| {
+                match account {
+                    Some((position, account)) => {
+                        if let Some(word) = found.get_mut(position / 64) {
+                            *word |= 1 << (position % 64);
+                        }
+                        visit(*index, Some(&account));
+                    }
+                    None => visit(*index, None),
+                }
+                true
+            },
+        )?;
+        Ok(found)
     }
 
     /// Adds an identity's values of the indexed attributes to the correlation index,
@@ -100,15 +223,70 @@ impl MemoryStore {
             }
         }
     }
+
+    /// The accounts of every system, decoded and sorted by key (for comparison and
+    /// display): records of equal accounts may differ in their dictionary numbers.
+    fn sorted_accounts(&self) -> BTreeMap<&str, SystemView> {
+        self.systems
+            .iter()
+            .map(|(name, system)| {
+                let mut accounts: Vec<Result<Account, StoreError>> = self.decoded_accounts("compare", system).collect();
+                accounts.sort_by(|a, b| match (a, b) {
+                    (Ok(a), Ok(b)) => a.key.cmp(&b.key),
+                    (a, b) => a.is_ok().cmp(&b.is_ok()),
+                });
+                (name.as_str(), (system.version, system.link_values, accounts))
+            })
+            .collect()
+    }
+}
+
+impl PartialEq for MemoryStore {
+    fn eq(&self, other: &MemoryStore) -> bool {
+        self.next_identity == other.next_identity
+            && self.next_plan == other.next_plan
+            && self.indexed == other.indexed
+            && self.index == other.index
+            && self.links == other.links
+            && self.pending == other.pending
+            && self.state == other.state
+            && self.identities.len() == other.identities.len()
+            && self
+                .decoded_identities("compare")
+                .eq(other.decoded_identities("compare"))
+            && self.sorted_accounts() == other.sorted_accounts()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let identities: Vec<Result<Identity, StoreError>> = self.decoded_identities("debug").collect();
+        f.debug_struct("MemoryStore")
+            .field("systems", &self.sorted_accounts())
+            .field("identities", &identities)
+            .field("links", &self.links)
+            .field("index", &self.index)
+            .field("indexed", &self.indexed)
+            .field("next_identity", &self.next_identity)
+            .field("next_plan", &self.next_plan)
+            .field("pending", &self.pending)
+            .field("state", &self.state)
+            .finish()
+    }
 }
 
 /// Removes an account's link from the links of its identity.
-fn unlink(links: &mut HashMap<IdentityId, SmallVec<[(Text, String); 1]>, Fast>, system: &str, account: &Account) {
-    if let Some(id) = account.identity() {
-        if let Some(set) = links.get_mut(&id) {
-            set.retain(|(s, k)| !(s.as_str() == system && *k == account.key));
+fn unlink(
+    links: &mut HashMap<IdentityId, SmallVec<[(Text, String); 1]>, Fast>,
+    system: &str,
+    key: &str,
+    link: &LinkState,
+) {
+    if let LinkState::Linked(id) = link {
+        if let Some(set) = links.get_mut(id) {
+            set.retain(|(s, k)| !(s.as_str() == system && k == key));
             if set.is_empty() {
-                links.remove(&id);
+                links.remove(id);
             }
         }
     }
@@ -130,16 +308,20 @@ impl Store for MemoryStore {
         if wanted == self.indexed {
             return Ok(());
         }
-        self.indexed = wanted;
-        self.index.clear();
-        for identity in self.identities.values() {
-            MemoryStore::reindex(&mut self.index, &self.indexed, identity, true);
+        let mut index = CorrelationIndex::new();
+        for identity in self.decoded_identities("set_index") {
+            MemoryStore::reindex(&mut index, &wanted, &identity?, true);
         }
+        self.indexed = wanted;
+        self.index = index;
         Ok(())
     }
 
     fn account(&self, system: &str, key: &str) -> Result<Option<Account>, StoreError> {
-        Ok(self.systems.get(system).and_then(|s| s.accounts.get(key)).cloned())
+        match self.systems.get(system).and_then(|s| s.accounts.get_key_value(key)) {
+            Some((key, stored)) => self.decode_account("account", key, &stored.record).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn visit_accounts_by_key(
@@ -148,11 +330,7 @@ impl Store for MemoryStore {
         keys: &[&str],
         visit: &mut dyn FnMut(usize, Option<&Account>),
     ) -> Result<(), StoreError> {
-        let accounts = self.systems.get(system).map(|s| &s.accounts);
-        for (index, key) in keys.iter().enumerate() {
-            visit(index, accounts.and_then(|a| a.get(*key)));
-        }
-        Ok(())
+        self.lend_by_key(system, keys, visit).map(drop)
     }
 
     fn visit_accounts_by_key_and_others(
@@ -166,27 +344,55 @@ impl Store for MemoryStore {
             (0..keys.len()).for_each(|index| visit(index, None));
             return Ok(());
         };
-        // The look-ups (hashing, probing, comparing keys: cache misses in a large
-        // store) run apart, on several cores for a large import; the visits follow in
-        // key order.
-        let positions = crate::parallel::map(keys, |key| accounts.get_index_of(*key));
-        // One bit per stored account: those found by key are not visited again.
-        let mut found = vec![0u64; accounts.len().div_ceil(64)];
-        for (index, position) in positions.into_iter().enumerate() {
-            let account = position.and_then(|position| {
-                if let Some(word) = found.get_mut(position / 64) {
-                    *word |= 1 << (position % 64);
-                }
-                accounts.get_index(position).map(|(_, account)| account)
-            });
-            visit(index, account);
-        }
-        for (position, account) in accounts.values().enumerate() {
+        let found = self.lend_by_key(system, keys, visit)?;
+        for (position, (key, stored)) in accounts.iter().enumerate() {
             if found
                 .get(position / 64)
                 .is_none_or(|word| word & (1 << (position % 64)) == 0)
             {
-                others(account);
+                others(&self.decode_account("visit_accounts_by_key_and_others", key, &stored.record)?);
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_account_summaries_by_key_and_others(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<AccountSummary>),
+        others: &mut dyn FnMut(&str),
+    ) -> Result<(), StoreError> {
+        let Some(accounts) = self.systems.get(system).map(|s| &s.accounts) else {
+            (0..keys.len()).for_each(|index| visit(index, None));
+            return Ok(());
+        };
+        // The look-ups (hashing, probing, comparing keys: cache misses in a large
+        // store) run apart, on several cores for a large import; the visits follow in
+        // key order. Summaries are kept beside the records: none is read.
+        let found = crate::parallel::map(keys, |key| {
+            accounts
+                .get_full(*key)
+                .map(|(position, _, stored)| (position, stored.summary))
+        });
+        let mut seen = vec![0u64; accounts.len().div_ceil(64)];
+        for (index, found) in found.into_iter().enumerate() {
+            match found {
+                Some((position, summary)) => {
+                    if let Some(word) = seen.get_mut(position / 64) {
+                        *word |= 1 << (position % 64);
+                    }
+                    visit(index, Some(summary));
+                }
+                None => visit(index, None),
+            }
+        }
+        for (position, key) in accounts.keys().enumerate() {
+            if seen
+                .get(position / 64)
+                .is_none_or(|word| word & (1 << (position % 64)) == 0)
+            {
+                others(key);
             }
         }
         Ok(())
@@ -194,7 +400,15 @@ impl Store for MemoryStore {
 
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError> {
         if let Some(s) = self.systems.get(system) {
-            s.accounts.values().for_each(visit);
+            let records: Vec<(&Box<str>, &StoredAccount)> = s.accounts.iter().collect();
+            MemoryStore::lend_decoded(
+                &records,
+                |(key, stored)| self.decode_account("visit_accounts", key, &stored.record),
+                |_, account| {
+                    visit(&account);
+                    true
+                },
+            )?;
         }
         Ok(())
     }
@@ -207,42 +421,63 @@ impl Store for MemoryStore {
     }
 
     fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
+        // Every record is encoded before anything changes: a refusal leaves no trace.
+        let mut encoded = Vec::with_capacity(accounts.len());
+        let mut blob = Vec::new();
+        for account in accounts {
+            blob.clear();
+            let fingerprint = account.values_fingerprint();
+            record::encode_account(&account, fingerprint, &mut self.dictionary, &mut blob)?;
+            let (values, identity) = (account.link_values(), account.identity());
+            let mut summary = AccountSummary::of(&account);
+            summary.fingerprint = fingerprint;
+            let stored = StoredAccount {
+                summary,
+                record: Record::from(blob.as_slice()),
+            };
+            encoded.push((account.key, stored, identity, values));
+        }
         // One shared name of the system for every link written.
         let name = Text::from(system);
-        let MemoryStore {
-            systems, links, names, ..
-        } = self;
+        let MemoryStore { systems, links, .. } = self;
         let entry = match systems.get_mut(system) {
             Some(entry) => entry,
             None => systems.entry(system.to_owned()).or_default(),
         };
-        // Room for every account at once: rehashing moves whole records.
-        entry.accounts.reserve(accounts.len());
-        for mut account in accounts {
-            account.fingerprint = account.values_fingerprint();
-            account.attributes.share_names(names);
-            let previous = entry.accounts.swap_remove(&account.key);
+        // Room for every account at once: rehashing moves every entry.
+        entry.accounts.reserve(encoded.len());
+        for (key, data, identity, values) in encoded {
+            let previous = match entry.accounts.get_mut(key.as_str()) {
+                Some(slot) => {
+                    let head = record::account_head(&slot.record).map_err(damaged("put_accounts"))?;
+                    *slot = data;
+                    Some(head)
+                }
+                None => {
+                    entry.accounts.insert(key.as_str().into(), data);
+                    None
+                }
+            };
             if let Some(previous) = &previous {
-                unlink(links, system, previous);
+                unlink(links, system, &key, &previous.link);
             }
-            if let Some(id) = account.identity() {
-                insert_sorted(links.entry(id).or_default(), (name.clone(), account.key.clone()));
+            entry.link_values = entry.link_values + values - previous.as_ref().map_or(0, |p| p.link_values);
+            if let Some(id) = identity {
+                insert_sorted(links.entry(id).or_default(), (name.clone(), key));
             }
-            entry.link_values =
-                entry.link_values + account.link_values() - previous.as_ref().map_or(0, Account::link_values);
-            entry.accounts.insert(account.key.clone(), account);
         }
         Ok(())
     }
 
     fn remove_accounts(&mut self, system: &str, keys: &[String]) -> Result<(), StoreError> {
+        let Some(entry) = self.systems.get_mut(system) else {
+            return Ok(());
+        };
         for key in keys {
-            let removed = self.systems.get_mut(system).and_then(|s| s.accounts.swap_remove(key));
-            if let Some(account) = removed {
-                unlink(&mut self.links, system, &account);
-                if let Some(s) = self.systems.get_mut(system) {
-                    s.link_values -= account.link_values();
-                }
+            if let Some(stored) = entry.accounts.swap_remove(key.as_str()) {
+                let head = record::account_head(&stored.record).map_err(damaged("remove_accounts"))?;
+                unlink(&mut self.links, system, key, &head.link);
+                entry.link_values -= head.link_values;
             }
         }
         Ok(())
@@ -252,7 +487,7 @@ impl Store for MemoryStore {
         let keys: Vec<String> = self
             .systems
             .get(system)
-            .map(|s| s.accounts.keys().cloned().collect())
+            .map(|s| s.accounts.keys().map(|k| k.to_string()).collect())
             .unwrap_or_default();
         self.remove_accounts(system, &keys)
     }
@@ -270,12 +505,35 @@ impl Store for MemoryStore {
     }
 
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {
-        Ok(self.identities.get(id).cloned())
+        match self.identities.get(id) {
+            Some(data) => self.decode_identity("identity", id, data).map(Some),
+            None => Ok(None),
+        }
     }
 
     fn with_identity(&self, id: IdentityId, visit: &mut dyn FnMut(Option<&Identity>)) -> Result<(), StoreError> {
-        visit(self.identities.get(id));
+        let identity = self.identity(id)?;
+        visit(identity.as_ref());
         Ok(())
+    }
+
+    fn visit_identities_by_id(
+        &self,
+        ids: &[IdentityId],
+        visit: &mut dyn FnMut(usize, Option<&Identity>),
+    ) -> Result<(), StoreError> {
+        let indexed: Vec<(usize, IdentityId)> = ids.iter().copied().enumerate().collect();
+        MemoryStore::lend_decoded(
+            &indexed,
+            |(_, id)| match self.identities.get(*id) {
+                Some(data) => self.decode_identity("visit_identities_by_id", *id, data).map(Some),
+                None => Ok(None),
+            },
+            |(index, _), identity| {
+                visit(*index, identity.as_ref());
+                true
+            },
+        )
     }
 
     fn visit_identities_after(
@@ -283,17 +541,34 @@ impl Store for MemoryStore {
         after: Option<IdentityId>,
         visit: &mut dyn FnMut(&Identity) -> bool,
     ) -> Result<(), StoreError> {
-        for identity in self.identities.iter_after(after) {
-            if !visit(identity) {
-                break;
+        // A chunk of records at a time: a visit that stops early decodes little more.
+        let mut next = after;
+        loop {
+            let records: Vec<(IdentityId, &Record)> = self.identities.iter_after(next).take(DECODE_CHUNK).collect();
+            let Some(&(last, _)) = records.last() else {
+                return Ok(());
+            };
+            let mut stopped = false;
+            MemoryStore::lend_decoded(
+                &records,
+                |(id, data)| self.decode_identity("visit_identities", *id, data),
+                |_, identity| {
+                    stopped = !visit(&identity);
+                    !stopped
+                },
+            )?;
+            if stopped {
+                return Ok(());
             }
+            next = Some(last);
         }
-        Ok(())
     }
 
     fn visit_identities(&self, visit: &mut dyn FnMut(&Identity)) -> Result<(), StoreError> {
-        self.identities.values().for_each(visit);
-        Ok(())
+        self.visit_identities_after(None, &mut |identity| {
+            visit(identity);
+            true
+        })
     }
 
     fn identity_count(&self) -> Result<usize, StoreError> {
@@ -310,6 +585,14 @@ impl Store for MemoryStore {
     }
 
     fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError> {
+        // Every record is encoded before anything changes: a refusal leaves no trace.
+        let mut encoded = Vec::with_capacity(identities.len());
+        let mut blob = Vec::new();
+        for identity in &identities {
+            blob.clear();
+            record::encode_identity(identity, &mut self.dictionary, &mut blob)?;
+            encoded.push(Record::from(blob.as_slice()));
+        }
         // Room in the index for one value per new identity and attribute at once (a
         // batch rewriting stored identities, as confirming a million creates does, needs
         // none: reserving for it would double the tables).
@@ -328,8 +611,31 @@ impl Store for MemoryStore {
             }
         }
         self.identities.reserve(new);
-        for identity in identities {
-            match self.identities.get(identity.id) {
+        // The numbers of the indexed attributes (one no record holds has none).
+        let indexed: Vec<(u32, Text)> = self
+            .indexed
+            .keys()
+            .filter_map(|name| Some((self.dictionary.name_number(name)?, Text::from(name.as_str()))))
+            .collect();
+        let numbers: Vec<u32> = indexed.iter().map(|(number, _)| *number).collect();
+        for (identity, data) in identities.into_iter().zip(encoded) {
+            // The replaced version (written earlier in this batch, perhaps): its
+            // indexed values, read from its record, leave the index.
+            let old = match self.identities.get(identity.id) {
+                Some(old) if !self.indexed.is_empty() => {
+                    let values = record::identity_values(old, &numbers, &mut |n| self.dictionary.text(n))
+                        .map_err(damaged("put_identities"))?;
+                    let mut old = Identity::new(identity.id, identity.created);
+                    for (number, value) in values {
+                        if let Some((_, name)) = indexed.iter().find(|(n, _)| *n == number) {
+                            old.push_decoded(name.clone(), value, None);
+                        }
+                    }
+                    Some(old)
+                }
+                _ => None,
+            };
+            match old {
                 // Indexed values unchanged: the entries stand.
                 Some(old)
                     if self
@@ -337,15 +643,13 @@ impl Store for MemoryStore {
                         .keys()
                         .all(|attribute| old.value(attribute) == identity.value(attribute)) => {}
                 Some(old) => {
-                    MemoryStore::reindex(&mut self.index, &self.indexed, old, false);
+                    MemoryStore::reindex(&mut self.index, &self.indexed, &old, false);
                     MemoryStore::reindex(&mut self.index, &self.indexed, &identity, true);
                 }
                 None => MemoryStore::reindex(&mut self.index, &self.indexed, &identity, true),
             }
             self.next_identity = self.next_identity.max(identity.id.0);
-            let mut identity = identity;
-            identity.share_names(&mut self.names);
-            self.identities.insert(identity);
+            self.identities.insert(identity.id, data);
         }
         // An attribute no identity holds has no table (as the index built one by one).
         self.index.retain(|_, by_key| !by_key.is_empty());
@@ -353,10 +657,13 @@ impl Store for MemoryStore {
     }
 
     fn update_pending_creates(&mut self, changes: &[PendingCreateChange]) -> Result<(), StoreError> {
-        // In place: pending creates are neither indexed nor linked.
+        // Inside the records: pending creates are neither indexed nor linked, and they
+        // sit after the values, which are copied, not decoded.
         for change in changes {
-            if let Some(identity) = self.identities.get_mut(change.identity) {
-                change.apply(identity);
+            if let Some(data) = self.identities.get_mut(change.identity) {
+                let changed = record::change_pending_creates(data, &mut |pending| change.apply_to(pending))
+                    .map_err(damaged("update_pending_creates"))?;
+                *data = changed.into_boxed_slice();
             }
         }
         Ok(())

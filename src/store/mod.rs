@@ -126,6 +126,32 @@ pub struct PendingCreateChange {
     pub create: Option<PendingCreate>,
 }
 
+/// What a complete import reads of a stored account whose row hashes as its values
+/// did when stored: its link and echo state, not its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccountSummary {
+    /// [`Account::fingerprint`] as stored (0: unknown, the values are compared).
+    pub fingerprint: u64,
+    /// Whether the account is linked to an identity (an unlinked one is correlated
+    /// again).
+    pub linked: bool,
+    /// Whether a pushed value of the account is bouncing or awaits its next import
+    /// (SPEC 5.3): the import looks at it again.
+    pub echo_pending: bool,
+}
+
+impl AccountSummary {
+    /// The summary of a stored account.
+    pub fn of(account: &Account) -> AccountSummary {
+        AccountSummary {
+            fingerprint: account.fingerprint,
+            linked: account.identity().is_some(),
+            echo_pending: account.echoes.values().any(|e| e.bounces > 0 || e.armed),
+        }
+    }
+}
+
 impl PendingCreateChange {
     /// A change of one identity's pending create in one system.
     pub fn new(identity: IdentityId, system: Text, create: Option<PendingCreate>) -> PendingCreateChange {
@@ -210,6 +236,25 @@ pub trait Store: std::fmt::Debug {
                 others(account);
             }
         })
+    }
+    /// [`Store::visit_accounts_by_key_and_others`] lending summaries instead of
+    /// accounts, and only the keys of the others: a complete import reads every
+    /// stored account of the system through it and decodes only those whose
+    /// fingerprint differs from their row's. The default summarises the lent accounts;
+    /// a store that keeps encoded records (like [`MemoryStore`]) should override it.
+    fn visit_account_summaries_by_key_and_others(
+        &self,
+        system: &str,
+        keys: &[&str],
+        visit: &mut dyn FnMut(usize, Option<AccountSummary>),
+        others: &mut dyn FnMut(&str),
+    ) -> Result<(), StoreError> {
+        self.visit_accounts_by_key_and_others(
+            system,
+            keys,
+            &mut |index, account| visit(index, account.map(AccountSummary::of)),
+            &mut |account| others(&account.key),
+        )
     }
     /// Calls `visit` for every account of a system, in any order.
     fn visit_accounts(&self, system: &str, visit: &mut dyn FnMut(&Account)) -> Result<(), StoreError>;

@@ -1,4 +1,4 @@
-//! [`IdentityTable`]: the memory store's identities by id.
+//! [`IdentityTable`]: the memory store's identities (their records) by id.
 //!
 //! The store allocates ids densely from 1, so a vector indexed by id holds its
 //! identities packed, found without a search: an ordered tree of a million identities
@@ -9,24 +9,34 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::model::{Identity, IdentityId};
+use crate::model::IdentityId;
 
 /// How far past its end the vector grows for one id (beyond that, or beyond twice
 /// its length, an id goes to the map).
 const DENSE_STEP: u64 = 4096;
 
-/// Identities by id, iterated in id order.
-#[derive(Clone, Default)]
-pub(super) struct IdentityTable {
+/// Records of identities by id, iterated in id order.
+#[derive(Clone)]
+pub(super) struct IdentityTable<T> {
     /// Slot `n` holds identity `n`. Every id in `sparse` is at least its length.
-    dense: Vec<Option<Identity>>,
-    sparse: BTreeMap<IdentityId, Identity>,
+    dense: Vec<Option<T>>,
+    sparse: BTreeMap<IdentityId, T>,
     len: usize,
 }
 
-impl IdentityTable {
+impl<T> Default for IdentityTable<T> {
+    fn default() -> Self {
+        IdentityTable {
+            dense: Vec::new(),
+            sparse: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<T> IdentityTable<T> {
     /// The identity `id`.
-    pub(super) fn get(&self, id: IdentityId) -> Option<&Identity> {
+    pub(super) fn get(&self, id: IdentityId) -> Option<&T> {
         match usize::try_from(id.0).ok().and_then(|at| self.dense.get(at)) {
             Some(slot) => slot.as_ref(),
             None => self.sparse.get(&id),
@@ -34,16 +44,16 @@ impl IdentityTable {
     }
 
     /// The identity `id`, to change in place.
-    pub(super) fn get_mut(&mut self, id: IdentityId) -> Option<&mut Identity> {
+    pub(super) fn get_mut(&mut self, id: IdentityId) -> Option<&mut T> {
         match usize::try_from(id.0).ok().filter(|&at| at < self.dense.len()) {
             Some(at) => self.dense.get_mut(at).and_then(Option::as_mut),
             None => self.sparse.get_mut(&id),
         }
     }
 
-    /// Stores `identity` in place of the one with its id.
-    pub(super) fn insert(&mut self, identity: Identity) {
-        let id = identity.id.0;
+    /// Stores the record of identity `id` in place of the one it had.
+    pub(super) fn insert(&mut self, identity_id: IdentityId, identity: T) {
+        let id = identity_id.0;
         let dense_len = self.dense.len() as u64;
         if id >= dense_len && id < dense_len.saturating_mul(2).max(DENSE_STEP) {
             self.grow_to(id);
@@ -51,7 +61,7 @@ impl IdentityTable {
         let slot = usize::try_from(id).ok().and_then(|at| self.dense.get_mut(at));
         let replaced = match slot {
             Some(slot) => slot.replace(identity).is_some(),
-            None => self.sparse.insert(identity.id, identity).is_some(),
+            None => self.sparse.insert(identity_id, identity).is_some(),
         };
         if !replaced {
             self.len += 1;
@@ -92,7 +102,7 @@ impl IdentityTable {
     }
 
     /// The identities with an id after `after` (all without one), in id order.
-    pub(super) fn iter_after(&self, after: Option<IdentityId>) -> impl Iterator<Item = &Identity> {
+    pub(super) fn iter_after(&self, after: Option<IdentityId>) -> impl Iterator<Item = (IdentityId, &T)> {
         let start = after.map_or(0, |id| {
             usize::try_from(id.0).map_or(usize::MAX, |at| at.saturating_add(1))
         });
@@ -100,35 +110,41 @@ impl IdentityTable {
             Some(id) => std::ops::Bound::Excluded(id),
             None => std::ops::Bound::Unbounded,
         };
-        self.dense.get(start..).unwrap_or_default().iter().flatten().chain(
-            self.sparse
-                .range((sparse_start, std::ops::Bound::Unbounded))
-                .map(|(_, i)| i),
-        )
+        let dense = self.dense.get(start..).unwrap_or_default();
+        dense
+            .iter()
+            .enumerate()
+            .filter_map(move |(at, slot)| Some((IdentityId((start + at) as u64), slot.as_ref()?)))
+            .chain(
+                self.sparse
+                    .range((sparse_start, std::ops::Bound::Unbounded))
+                    .map(|(id, i)| (*id, i)),
+            )
     }
 
     /// Every identity, in id order.
-    pub(super) fn values(&self) -> impl Iterator<Item = &Identity> {
+    pub(super) fn values(&self) -> impl Iterator<Item = (IdentityId, &T)> {
         self.iter_after(None)
     }
 }
 
 /// Equal when they hold the same identities, however they were laid out.
-impl PartialEq for IdentityTable {
-    fn eq(&self, other: &IdentityTable) -> bool {
+impl<T: PartialEq> PartialEq for IdentityTable<T> {
+    fn eq(&self, other: &IdentityTable<T>) -> bool {
         self.len == other.len && self.values().eq(other.values())
     }
 }
 
-impl fmt::Debug for IdentityTable {
+impl<T: fmt::Debug> fmt::Debug for IdentityTable<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.values().map(|i| (i.id, i))).finish()
+        f.debug_map().entries(self.values()).finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Identity;
     use chrono::{TimeZone, Utc};
     use proptest::prelude::*;
 
@@ -149,10 +165,10 @@ mod tests {
             steps in proptest::collection::vec((id(), 0..60u32), 0..200),
             after in proptest::option::of(id()),
         ) {
-            let mut table = IdentityTable::default();
+            let mut table: IdentityTable<Identity> = IdentityTable::default();
             let mut model = BTreeMap::new();
             for (id, version) in steps {
-                table.insert(identity(id, version));
+                table.insert(IdentityId(id), identity(id, version));
                 model.insert(IdentityId(id), identity(id, version));
                 prop_assert_eq!(table.len(), model.len());
             }
@@ -160,13 +176,13 @@ mod tests {
                 prop_assert_eq!(table.get(*id), Some(expected));
             }
             prop_assert_eq!(table.get(IdentityId(u64::MAX - 7)), model.get(&IdentityId(u64::MAX - 7)));
-            let all: Vec<&Identity> = model.values().collect();
+            let all: Vec<(IdentityId, &Identity)> = model.iter().map(|(id, i)| (*id, i)).collect();
             prop_assert_eq!(table.values().collect::<Vec<_>>(), all);
             let start = match after {
                 Some(id) => std::ops::Bound::Excluded(IdentityId(id)),
                 None => std::ops::Bound::Unbounded,
             };
-            let expected: Vec<&Identity> = model.range((start, std::ops::Bound::Unbounded)).map(|(_, i)| i).collect();
+            let expected: Vec<(IdentityId, &Identity)> = model.range((start, std::ops::Bound::Unbounded)).map(|(id, i)| (*id, i)).collect();
             prop_assert_eq!(table.iter_after(after.map(IdentityId)).collect::<Vec<_>>(), expected);
         }
     }

@@ -125,7 +125,8 @@ impl MemoryStore {
             .systems
             .iter()
             .map(|(name, s)| {
-                let mut accounts: Vec<Account> = s.accounts.values().cloned().collect();
+                // Records this store wrote read back (`damaged` is a bug, not an input).
+                let mut accounts: Vec<Account> = self.decoded_accounts("encode", s).filter_map(Result::ok).collect();
                 accounts.sort_by(|a, b| a.key.cmp(&b.key));
                 (
                     name.clone(),
@@ -136,7 +137,7 @@ impl MemoryStore {
                 )
             })
             .collect();
-        let identities: Vec<Identity> = self.identities.values().cloned().collect();
+        let identities: Vec<Identity> = self.decoded_identities("encode").filter_map(Result::ok).collect();
         let totals = Some(Totals::of(&identities, systems.values()));
         let document = Document {
             format: FORMAT.to_owned(),

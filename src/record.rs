@@ -1,9 +1,10 @@
-//! The binary form of accounts and identities in the SQLite store (schema version 2).
+//! The binary form of accounts and identities: the records of the memory store and of
+//! the SQLite store (its schema version 2).
 //!
-//! Version 1 kept each record as JSON: every attribute name, every tag of the tagged
+//! The SQLite store's version 1 kept each record as JSON: every attribute name, every tag of the tagged
 //! value form and every provenance spelt out, about 28 times the size of the export it
 //! came from. Here a record is its values in name order, each behind the small number
-//! of its name (see [`super::names`]), with lengths and numbers as variable-length
+//! of its name (a store's dictionary: see [`Intern`]), with lengths and numbers as variable-length
 //! integers:
 //!
 //! ```text
@@ -36,6 +37,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Account, Echo, Identity, IdentityId, LinkState, PendingCreate, Phase, Provenance};
+#[cfg(feature = "sqlite")]
+use crate::store::AccountSummary;
 use crate::store::StoreError;
 use crate::text::Text;
 use crate::value::{Scalar, Value};
@@ -61,8 +64,15 @@ const HAS_REST: u8 = 1;
 /// `flags` bit 1 (identities): every value has the first provenance; no source bytes.
 const ONE_SOURCE: u8 = 2;
 
+/// The longest text value a store's dictionary keeps.
+pub(crate) const DICTIONARY_MAX_TEXT: usize = 64;
+/// The most values of one attribute a store's dictionary keeps: attributes whose
+/// values repeat end up wholly in the dictionary, attributes of unique values (ids,
+/// mails) stop after their first few thousand and are written in full from then on.
+pub(crate) const DICTIONARY_MAX_PER_ATTRIBUTE: usize = 4096;
+
 /// The store's dictionary, as the encoder sees it.
-pub(super) trait Intern {
+pub(crate) trait Intern {
     /// The number of an attribute or system name.
     fn name_id(&mut self, name: &str) -> Result<u32, StoreError>;
     /// The number of a text value of `attribute` (a name number) when the dictionary
@@ -71,7 +81,7 @@ pub(super) trait Intern {
 }
 
 /// Why a blob could not be read back.
-pub(super) type DecodeError = String;
+pub(crate) type DecodeError = String;
 
 // ---------------------------------------------------------------- writing
 
@@ -203,7 +213,7 @@ fn is_false(b: &bool) -> bool {
 
 /// Appends the blob of `account` (its key is kept beside it, not in it) with the
 /// stored `fingerprint`; `name_id` gives the number of an attribute name.
-pub(super) fn encode_account(
+pub(crate) fn encode_account(
     account: &Account,
     fingerprint: u64,
     intern: &mut dyn Intern,
@@ -242,7 +252,7 @@ pub(super) fn encode_account(
 }
 
 /// Appends the blob of `identity` (its id is the row's key, not in it).
-pub(super) fn encode_identity(
+pub(crate) fn encode_identity(
     identity: &Identity,
     intern: &mut dyn Intern,
     out: &mut Vec<u8>,
@@ -424,20 +434,60 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Steps over a value without building it.
-    fn skip_value(&mut self) -> Result<(), DecodeError> {
+    /// Steps over a value without building it; the number of values a multi-valued
+    /// one holds, 0 for the others.
+    fn skip_value(&mut self) -> Result<u64, DecodeError> {
         match self.u8("a value")? {
-            EMPTY => Ok(()),
+            EMPTY => Ok(0),
             MULTI => {
                 let count = self.count("a value count")?;
                 for _ in 0..count {
                     let tag = self.u8("a value")?;
                     self.skip_scalar(tag)?;
                 }
-                Ok(())
+                Ok(count as u64)
             }
-            tag => self.skip_scalar(tag),
+            tag => self.skip_scalar(tag).map(|()| 0),
         }
+    }
+
+    /// Steps over an identity's flags, times and provenances; its flags.
+    fn skip_identity_head(&mut self) -> Result<u8, DecodeError> {
+        let flags = self.u8("the identity's flags")?;
+        self.datetime("the creation time")?;
+        self.datetime("the modification time")?;
+        let count = self.count("the provenance count")?;
+        for _ in 0..count {
+            self.u32("a provenance's system")?;
+            self.u8("a provenance's phase")?;
+            self.u8("a provenance's strength")?;
+            self.datetime("a provenance's time")?;
+        }
+        Ok(flags)
+    }
+
+    fn fingerprint(&mut self) -> Result<u64, DecodeError> {
+        let bytes: [u8; 8] = self
+            .bytes(8, "the fingerprint")?
+            .try_into()
+            .map_err(|_| "the fingerprint is cut short".to_owned())?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn link(&mut self) -> Result<LinkState, DecodeError> {
+        Ok(match self.u8("the account's link")? {
+            UNMATCHED => LinkState::Unmatched,
+            LINKED => LinkState::Linked(IdentityId::from_raw(self.varint("the linked identity")?)),
+            AMBIGUOUS => {
+                let count = self.count("the ambiguous identities")?;
+                let mut ids = Vec::with_capacity(count);
+                for _ in 0..count {
+                    ids.push(IdentityId::from_raw(self.varint("an ambiguous identity")?));
+                }
+                LinkState::Ambiguous(ids)
+            }
+            other => return Err(format!("unknown link tag {other}")),
+        })
     }
 
     fn skip_scalar(&mut self, tag: u8) -> Result<(), DecodeError> {
@@ -471,33 +521,68 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// What a store keeps beside an account without decoding its values: its link and
+/// the number of values its multi-valued attributes hold (a threshold base).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccountHead {
+    /// The account's link.
+    pub(crate) link: LinkState,
+    /// [`Account::link_values`].
+    pub(crate) link_values: u64,
+}
+
+/// The [`AccountHead`] of an account's blob, its values stepped over, not built.
+pub(crate) fn account_head(data: &[u8]) -> Result<AccountHead, DecodeError> {
+    let mut r = Reader::new(data);
+    r.u8("the account's flags")?;
+    let link = r.link()?;
+    r.bytes(8, "the fingerprint")?;
+    let count = r.count("the attribute count")?;
+    let mut link_values = 0;
+    for _ in 0..count {
+        r.u32("an attribute name")?;
+        link_values += r.skip_value()?;
+    }
+    Ok(AccountHead { link, link_values })
+}
+
+/// The [`AccountSummary`] of an account's blob: its values are stepped over, and
+/// only an account with rarely set fields has its JSON tail read.
+#[cfg(feature = "sqlite")]
+pub(crate) fn account_summary(data: &[u8]) -> Result<AccountSummary, DecodeError> {
+    let mut r = Reader::new(data);
+    let flags = r.u8("the account's flags")?;
+    let linked = matches!(r.link()?, LinkState::Linked(_));
+    let fingerprint = r.fingerprint()?;
+    let mut echo_pending = false;
+    if flags & HAS_REST != 0 {
+        let count = r.count("the attribute count")?;
+        for _ in 0..count {
+            r.u32("an attribute name")?;
+            r.skip_value()?;
+        }
+        if let Some(rest) = r.rest::<AccountRestIn>(flags, "account")? {
+            echo_pending = rest.echoes.values().any(|e| e.bounces > 0 || e.armed);
+        }
+    }
+    Ok(AccountSummary {
+        fingerprint,
+        linked,
+        echo_pending,
+    })
+}
+
 /// The account `key` from its blob; `name` gives the name (or dictionary text) of a
 /// number.
-pub(super) fn decode_account(
+pub(crate) fn decode_account(
     key: String,
     data: &[u8],
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
 ) -> Result<Account, DecodeError> {
     let mut r = Reader::new(data);
     let flags = r.u8("the account's flags")?;
-    let link = match r.u8("the account's link")? {
-        UNMATCHED => LinkState::Unmatched,
-        LINKED => LinkState::Linked(IdentityId::from_raw(r.varint("the linked identity")?)),
-        AMBIGUOUS => {
-            let count = r.count("the ambiguous identities")?;
-            let mut ids = Vec::with_capacity(count);
-            for _ in 0..count {
-                ids.push(IdentityId::from_raw(r.varint("an ambiguous identity")?));
-            }
-            LinkState::Ambiguous(ids)
-        }
-        other => return Err(format!("unknown link tag {other}")),
-    };
-    let fingerprint = u64::from_le_bytes(
-        r.bytes(8, "the fingerprint")?
-            .try_into()
-            .map_err(|_| "the fingerprint is cut short".to_owned())?,
-    );
+    let link = r.link()?;
+    let fingerprint = r.fingerprint()?;
     let count = r.count("the attribute count")?;
     let mut account = Account::new(key);
     account.link = link;
@@ -520,21 +605,12 @@ pub(super) fn decode_account(
 /// The blob of an identity with its pending creates changed by `change`, its values
 /// and provenance copied as they are (not decoded): they come before the JSON tail
 /// that holds the pending creates.
-pub(super) fn change_pending_creates(
+pub(crate) fn change_pending_creates(
     data: &[u8],
     change: &mut dyn FnMut(&mut BTreeMap<Text, PendingCreate>),
 ) -> Result<Vec<u8>, DecodeError> {
     let mut r = Reader::new(data);
-    let flags = r.u8("the identity's flags")?;
-    r.datetime("the creation time")?;
-    r.datetime("the modification time")?;
-    let count = r.count("the provenance count")?;
-    for _ in 0..count {
-        r.u32("a provenance's system")?;
-        r.u8("a provenance's phase")?;
-        r.u8("a provenance's strength")?;
-        r.datetime("a provenance's time")?;
-    }
+    let flags = r.skip_identity_head()?;
     let count = r.count("the attribute count")?;
     for _ in 0..count {
         r.u32("an attribute name")?;
@@ -560,9 +636,35 @@ pub(super) fn change_pending_creates(
     Ok(out)
 }
 
+/// The values of the attributes numbered `wanted` in an identity's blob (absent ones
+/// left out), every other value stepped over, not built: a store updating its index
+/// reads the indexed values of the version it replaces this way.
+pub(crate) fn identity_values(
+    data: &[u8],
+    wanted: &[u32],
+    name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+) -> Result<Vec<(u32, Value)>, DecodeError> {
+    let mut r = Reader::new(data);
+    let flags = r.skip_identity_head()?;
+    let count = r.count("the attribute count")?;
+    let mut found = Vec::with_capacity(wanted.len());
+    for _ in 0..count {
+        let attribute = r.u32("an attribute name")?;
+        if wanted.contains(&attribute) {
+            found.push((attribute, r.value(name)?));
+        } else {
+            r.skip_value()?;
+        }
+        if flags & ONE_SOURCE == 0 {
+            r.varint("a value's provenance")?;
+        }
+    }
+    Ok(found)
+}
+
 /// The identity `id` from its blob; `name` gives the name (or dictionary text) of a
 /// number.
-pub(super) fn decode_identity(
+pub(crate) fn decode_identity(
     id: IdentityId,
     data: &[u8],
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
