@@ -36,9 +36,22 @@ struct StoredAccount {
     record: Record,
 }
 
+/// An account by its system's number and its position in that system's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Slot {
+    system: u32,
+    position: u32,
+}
+
+/// identity -> its linked accounts. Almost every identity has one or a few: they are
+/// kept inline, as slots, not as names (a million links took 160 MB as names).
+type Links = HashMap<IdentityId, SmallVec<[Slot; 1]>, Fast>;
+
 /// Accounts of one system, with running totals for threshold bases.
 #[derive(Debug, Default, Clone)]
 struct SystemAccounts {
+    /// The system's number in [`MemoryStore::system_names`].
+    number: u32,
     /// Records by key; positioned, so that a complete import finds the accounts it
     /// did not see by position instead of by a look-up per stored account.
     accounts: IndexMap<Box<str>, StoredAccount, Fast>,
@@ -47,7 +60,17 @@ struct SystemAccounts {
 }
 
 /// attribute -> match key -> identities holding it (sorted).
-type CorrelationIndex = HashMap<String, HashMap<String, SmallVec<[IdentityId; 1]>, Fast>>;
+/// attribute -> hash of a match key -> identities holding a value under a key of that
+/// hash (sorted). Keys are not kept: a million of them took 130 MB per attribute as
+/// strings; a look-up reads the candidates' values to drop those of another key.
+type CorrelationIndex = HashMap<String, HashMap<u64, SmallVec<[IdentityId; 1]>, Fast>>;
+
+/// The hash of a match key in the correlation index (fixed, so that equal stores hold
+/// equal indexes).
+fn key_hash(match_key: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x6174_7472_666c_6f77).hash_one(match_key)
+}
 
 /// The hasher of the tables keyed by account keys, identity ids and attribute values:
 /// fast, and seeded per table.
@@ -67,11 +90,10 @@ const DECODE_CHUNK: usize = 64 * 1024;
 pub struct MemoryStore {
     systems: BTreeMap<String, SystemAccounts>,
     identities: IdentityTable<Record>,
-    /// identity -> linked (system, key), sorted. Almost every identity has one or a
-    /// few accounts: they are kept inline, not in a tree of their own.
-    links: HashMap<IdentityId, SmallVec<[(Text, String); 1]>, Fast>,
-    /// attribute -> match key -> identities (sorted), for the attributes of
-    /// `set_index`: looked up by borrowed names, and each entry holds one string.
+    /// The systems by number (the `system` of a [`Slot`]).
+    system_names: Vec<String>,
+    links: Links,
+    /// The correlation index of the attributes of `set_index`.
     index: CorrelationIndex,
     indexed: HashMap<String, bool>,
     next_identity: u64,
@@ -98,7 +120,30 @@ impl MemoryStore {
 
     /// Sets a system's version (a copy of another store's state keeps its versions).
     pub(crate) fn set_system_version(&mut self, system: &str, version: u64) {
-        self.systems.entry(system.to_owned()).or_default().version = version;
+        system_entry(&mut self.systems, &mut self.system_names, system).version = version;
+    }
+
+    /// Every identity's linked (system, key) pairs, sorted (for comparison and display:
+    /// equal stores may hold their accounts at other positions).
+    fn named_links(&self) -> BTreeMap<IdentityId, Vec<(String, String)>> {
+        self.links.keys().map(|id| (*id, self.linked_names(*id))).collect()
+    }
+
+    /// The (system, key) pairs linked to `identity`, sorted.
+    fn linked_names(&self, identity: IdentityId) -> Vec<(String, String)> {
+        let mut names: Vec<(String, String)> = self
+            .links
+            .get(&identity)
+            .into_iter()
+            .flatten()
+            .filter_map(|slot| {
+                let system = self.system_names.get(slot.system as usize)?;
+                let (key, _) = self.systems.get(system)?.accounts.get_index(slot.position as usize)?;
+                Some((system.clone(), key.to_string()))
+            })
+            .collect();
+        names.sort();
+        names
     }
 
     /// The account `key` from its record.
@@ -205,11 +250,14 @@ impl MemoryStore {
                     continue;
                 };
                 for scalar in values {
-                    insert_sorted(by_key.entry(scalar.match_key(*case_exact)).or_default(), identity.id);
+                    insert_sorted(
+                        by_key.entry(key_hash(&scalar.match_key(*case_exact))).or_default(),
+                        identity.id,
+                    );
                 }
             } else if let Some(by_key) = index.get_mut(attribute.as_str()) {
                 for scalar in values {
-                    let key = scalar.match_key(*case_exact);
+                    let key = key_hash(&scalar.match_key(*case_exact));
                     if let Some(set) = by_key.get_mut(&key) {
                         set.retain(|id| *id != identity.id);
                         if set.is_empty() {
@@ -247,7 +295,7 @@ impl PartialEq for MemoryStore {
             && self.next_plan == other.next_plan
             && self.indexed == other.indexed
             && self.index == other.index
-            && self.links == other.links
+            && self.named_links() == other.named_links()
             && self.pending == other.pending
             && self.state == other.state
             && self.identities.len() == other.identities.len()
@@ -264,7 +312,7 @@ impl fmt::Debug for MemoryStore {
         f.debug_struct("MemoryStore")
             .field("systems", &self.sorted_accounts())
             .field("identities", &identities)
-            .field("links", &self.links)
+            .field("links", &self.named_links())
             .field("index", &self.index)
             .field("indexed", &self.indexed)
             .field("next_identity", &self.next_identity)
@@ -275,19 +323,48 @@ impl fmt::Debug for MemoryStore {
     }
 }
 
-/// Removes an account's link from the links of its identity.
-fn unlink(
-    links: &mut HashMap<IdentityId, SmallVec<[(Text, String); 1]>, Fast>,
+/// The accounts of `system`, numbered when new.
+fn system_entry<'a>(
+    systems: &'a mut BTreeMap<String, SystemAccounts>,
+    names: &mut Vec<String>,
     system: &str,
-    key: &str,
-    link: &LinkState,
-) {
+) -> &'a mut SystemAccounts {
+    if !systems.contains_key(system) {
+        let number = names.len() as u32;
+        names.push(system.to_owned());
+        systems.insert(
+            system.to_owned(),
+            SystemAccounts {
+                number,
+                ..SystemAccounts::default()
+            },
+        );
+    }
+    // Present: inserted just above if it was not.
+    systems.entry(system.to_owned()).or_default()
+}
+
+/// Removes an account's slot from the links of its identity.
+fn unlink(links: &mut Links, slot: Slot, link: &LinkState) {
     if let LinkState::Linked(id) = link {
         if let Some(set) = links.get_mut(id) {
-            set.retain(|(s, k)| !(s.as_str() == system && k == key));
+            set.retain(|s| *s != slot);
             if set.is_empty() {
                 links.remove(id);
             }
+        }
+    }
+}
+
+/// Points the link of the account that moved from `from` to `to` (a removal moved the
+/// system's last account into the removed one's place) at its new slot.
+fn relink(links: &mut Links, from: Slot, to: Slot, link: &LinkState) {
+    if let LinkState::Linked(id) = link {
+        if let Some(set) = links.get_mut(id) {
+            for slot in set.iter_mut().filter(|s| **s == from) {
+                *slot = to;
+            }
+            set.sort();
         }
     }
 }
@@ -437,33 +514,37 @@ impl Store for MemoryStore {
             };
             encoded.push((account.key, stored, identity, values));
         }
-        // One shared name of the system for every link written.
-        let name = Text::from(system);
-        let MemoryStore { systems, links, .. } = self;
+        let MemoryStore {
+            systems,
+            system_names,
+            links,
+            ..
+        } = self;
         let entry = match systems.get_mut(system) {
             Some(entry) => entry,
-            None => systems.entry(system.to_owned()).or_default(),
+            None => system_entry(systems, system_names, system),
         };
         // Room for every account at once: rehashing moves every entry.
         entry.accounts.reserve(encoded.len());
         for (key, data, identity, values) in encoded {
-            let previous = match entry.accounts.get_mut(key.as_str()) {
-                Some(slot) => {
+            let (position, previous) = match entry.accounts.get_full_mut(key.as_str()) {
+                Some((position, _, slot)) => {
                     let head = record::account_head(&slot.record).map_err(damaged("put_accounts"))?;
                     *slot = data;
-                    Some(head)
+                    (position, Some(head))
                 }
-                None => {
-                    entry.accounts.insert(key.as_str().into(), data);
-                    None
-                }
+                None => (entry.accounts.insert_full(key.into_boxed_str(), data).0, None),
+            };
+            let slot = Slot {
+                system: entry.number,
+                position: position as u32,
             };
             if let Some(previous) = &previous {
-                unlink(links, system, &key, &previous.link);
+                unlink(links, slot, &previous.link);
             }
             entry.link_values = entry.link_values + values - previous.as_ref().map_or(0, |p| p.link_values);
             if let Some(id) = identity {
-                insert_sorted(links.entry(id).or_default(), (name.clone(), key));
+                insert_sorted(links.entry(id).or_default(), slot);
             }
         }
         Ok(())
@@ -473,11 +554,21 @@ impl Store for MemoryStore {
         let Some(entry) = self.systems.get_mut(system) else {
             return Ok(());
         };
+        let slot = |position: usize| Slot {
+            system: entry.number,
+            position: position as u32,
+        };
         for key in keys {
-            if let Some(stored) = entry.accounts.swap_remove(key.as_str()) {
-                let head = record::account_head(&stored.record).map_err(damaged("remove_accounts"))?;
-                unlink(&mut self.links, system, key, &head.link);
-                entry.link_values -= head.link_values;
+            let Some((position, _, stored)) = entry.accounts.swap_remove_full(key.as_str()) else {
+                continue;
+            };
+            let head = record::account_head(&stored.record).map_err(damaged("remove_accounts"))?;
+            unlink(&mut self.links, slot(position), &head.link);
+            entry.link_values -= head.link_values;
+            // The last account took the removed one's place.
+            if let Some((_, moved)) = entry.accounts.get_index(position) {
+                let moved = record::account_head(&moved.record).map_err(damaged("remove_accounts"))?;
+                relink(&mut self.links, slot(entry.accounts.len()), slot(position), &moved.link);
             }
         }
         Ok(())
@@ -493,15 +584,7 @@ impl Store for MemoryStore {
     }
 
     fn accounts_of(&self, identity: IdentityId) -> Result<Vec<(String, String)>, StoreError> {
-        Ok(self
-            .links
-            .get(&identity)
-            .map(|s| {
-                s.iter()
-                    .map(|(system, key)| (system.to_string(), key.clone()))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(self.linked_names(identity))
     }
 
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {
@@ -576,12 +659,35 @@ impl Store for MemoryStore {
     }
 
     fn find_identities(&self, attribute: &str, match_key: &str) -> Result<Vec<IdentityId>, StoreError> {
-        Ok(self
+        let candidates = match self
             .index
             .get(attribute)
-            .and_then(|by_key| by_key.get(match_key))
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default())
+            .and_then(|by_key| by_key.get(&key_hash(match_key)))
+        {
+            Some(candidates) => candidates,
+            None => return Ok(Vec::new()),
+        };
+        let (Some(number), Some(&case_exact)) = (self.dictionary.name_number(attribute), self.indexed.get(attribute))
+        else {
+            return Ok(Vec::new());
+        };
+        // Those whose value has this very key (another key may share its hash).
+        let mut found = Vec::with_capacity(candidates.len());
+        for &id in candidates {
+            let Some(data) = self.identities.get(id) else {
+                continue;
+            };
+            let values = record::identity_values(data, &[number], &mut |n| self.dictionary.text(n))
+                .map_err(damaged("find_identities"))?;
+            let holds = values
+                .iter()
+                .flat_map(|(_, value)| value.scalars())
+                .any(|scalar| scalar.match_key(case_exact) == match_key);
+            if holds {
+                found.push(id);
+            }
+        }
+        Ok(found)
     }
 
     fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError> {
@@ -683,7 +789,7 @@ impl Store for MemoryStore {
     }
 
     fn bump_system_version(&mut self, system: &str) -> Result<(), StoreError> {
-        self.systems.entry(system.to_owned()).or_default().version += 1;
+        system_entry(&mut self.systems, &mut self.system_names, system).version += 1;
         Ok(())
     }
 
@@ -724,7 +830,67 @@ mod tests {
 
     use proptest::prelude::*;
 
+    use crate::model::LinkState;
+
     use super::*;
+
+    /// Two keys of one hash share an index entry: a look-up answers only the identities
+    /// holding the very key asked for.
+    #[test]
+    fn a_look_up_drops_the_identities_of_another_key_of_the_same_hash() {
+        let mut store = MemoryStore::new();
+        assert!(store.set_index(&[("mail".to_owned(), false)]).is_ok());
+        let mut identity = Identity::new(IdentityId(1), chrono::DateTime::default());
+        identity.set(
+            "mail",
+            crate::value::Value::from("A@x"),
+            crate::model::Provenance::new("hr", 100, crate::model::Phase::Create, chrono::DateTime::default()),
+        );
+        assert!(store.put_identities(vec![identity]).is_ok());
+        assert_eq!(store.find_identities("mail", "a@x").ok(), Some(vec![IdentityId(1)]));
+        // As if "b@x" hashed as "a@x" does.
+        if let Some(by_key) = store.index.get_mut("mail") {
+            by_key.insert(key_hash("b@x"), SmallVec::from_elem(IdentityId(1), 1));
+        }
+        assert_eq!(store.find_identities("mail", "b@x").ok(), Some(Vec::new()));
+        assert_eq!(store.find_identities("mail", "c@x").ok(), Some(Vec::new()));
+    }
+
+    proptest! {
+        /// After any puts, re-puts and removes in two systems (a removal moves the
+        /// system's last account into the removed one's place), every identity's linked
+        /// accounts are those the stored accounts name, sorted.
+        #[test]
+        fn links_follow_accounts_that_move(
+            steps in proptest::collection::vec((any::<bool>(), 0u8..2, 0u8..12, proptest::option::of(1u64..5)), 0..80),
+        ) {
+            let mut store = MemoryStore::new();
+            let mut model: BTreeMap<(String, String), Option<u64>> = BTreeMap::new();
+            for (put, system, key, link) in steps {
+                let system = ["hr", "ad"][usize::from(system)].to_owned();
+                let key = format!("k{key}");
+                if put {
+                    let mut account = Account::new(key.clone());
+                    if let Some(id) = link {
+                        account.link = LinkState::Linked(IdentityId(id));
+                    }
+                    prop_assert!(store.put_accounts(&system, vec![account]).is_ok());
+                    model.insert((system, key), link);
+                } else {
+                    prop_assert!(store.remove_accounts(&system, std::slice::from_ref(&key)).is_ok());
+                    model.remove(&(system, key));
+                }
+            }
+            for id in 1..5u64 {
+                let want: Vec<(String, String)> = model
+                    .iter()
+                    .filter(|(_, link)| **link == Some(id))
+                    .map(|(pair, _)| pair.clone())
+                    .collect();
+                prop_assert_eq!(store.accounts_of(IdentityId(id)).ok(), Some(want));
+            }
+        }
+    }
 
     proptest! {
         /// After any puts and removes (which move accounts between positions), a

@@ -257,7 +257,7 @@ fn rebuild(document: Document) -> Result<MemoryStore, DecodeError> {
             }
         }
         let _ = store.put_accounts(&name, system.accounts);
-        store.systems.entry(name).or_default().version = system.version;
+        store.set_system_version(&name, system.version);
     }
     for plan in document.pending {
         let _ = store.put_pending_plan(plan);
