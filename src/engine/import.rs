@@ -24,6 +24,34 @@ use crate::transform::AttributeSource;
 use crate::validate::ValidatedConfig;
 use crate::value::{Keys, Value};
 
+/// How many resolved identities an import writes at once.
+const IDENTITY_BATCH: usize = 64 * 1024;
+
+#[cfg(test)]
+thread_local! {
+    /// A batch size for tests (which compare runs with tiny batches and with one).
+    static FORCED_BATCH: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// How many resolved identities are written at once.
+fn identity_batch() -> usize {
+    #[cfg(test)]
+    if let Some(batch) = FORCED_BATCH.get() {
+        return batch;
+    }
+    IDENTITY_BATCH
+}
+
+/// Whether the identity phase writes the accounts it is done with (an import) or
+/// leaves them all to its caller (a resume, which writes only their links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mirror {
+    /// Written with each batch of identities.
+    Write,
+    /// Left to the caller.
+    Keep,
+}
+
 impl<S: Store> Engine<S> {
     // ---------------------------------------------------------------- import
 
@@ -202,7 +230,8 @@ impl<S: Store> Engine<S> {
             })?;
         let order = SchemaOrder::new(system.schema.attributes.keys());
         let mut slots = Vec::new();
-        let mut put = Vec::with_capacity(plan.changes.len() + plan.kept.len() + plan.retry.len());
+        // `None` once the identity phase wrote it (see `identity_phase`).
+        let mut put: Vec<Option<Account>> = Vec::with_capacity(plan.changes.len() + plan.kept.len() + plan.retry.len());
         // The accounts present after the import, in the order of their changes. An
         // observer that takes the changes sees each here; an insert's attributes are
         // then dropped once its account is built (nothing later reads them: a new
@@ -243,7 +272,7 @@ impl<S: Store> Engine<S> {
                 }
             };
             observe_echoes(system, &mut account);
-            put.push(account);
+            put.push(Some(account));
             if streams && change.kind == ChangeKind::Insert && !paused {
                 change.attributes = Vec::new();
             }
@@ -272,7 +301,7 @@ impl<S: Store> Engine<S> {
         for key in &plan.kept {
             if let Some(mut account) = self.store.account(name, key)? {
                 observe_echoes(system, &mut account);
-                put.push(account);
+                put.push(Some(account));
             }
         }
         // 2. Identity-side work: now, or in the inbox while paused (SPEC 6). The mirror
@@ -280,7 +309,7 @@ impl<S: Store> Engine<S> {
         // identity ids) is left as it was even without a rollback.
         if paused {
             self.write_mirror(name, plan, &removed)?;
-            self.store.put_accounts(name, put)?;
+            self.store.put_accounts(name, put.into_iter().flatten().collect())?;
             state.inbox.extend(
                 plan.changes
                     .iter()
@@ -307,12 +336,12 @@ impl<S: Store> Engine<S> {
                     account: put.len(),
                     changed: &[],
                 });
-                put.push(account);
+                put.push(Some(account));
             }
         }
-        let outcome = self.identity_phase(name, system, plan.at, &mut put, &items, log)?;
+        let outcome = self.identity_phase(name, system, plan.at, &mut put, &items, log, Mirror::Write)?;
         self.write_mirror(name, plan, &removed)?;
-        self.store.put_accounts(name, put)?;
+        self.store.put_accounts(name, put.into_iter().flatten().collect())?;
         Ok(outcome)
     }
 
@@ -328,14 +357,20 @@ impl<S: Store> Engine<S> {
     /// (`accounts` as they are after it; correlation sets their links, the caller
     /// stores them). Identities are resolved one at a time, in id order, each with every
     /// candidate the import offers it.
+    ///
+    /// With [`Mirror::Write`], the accounts offered to each batch of identities written
+    /// are written with it and taken out of `accounts` (a first load then never holds
+    /// all its accounts and identities at once); the caller writes those left.
+    #[allow(clippy::too_many_arguments, reason = "the phase's inputs, each used")]
     pub(crate) fn identity_phase(
         &mut self,
         name: &str,
         system: &SystemConfig,
         at: DateTime<Utc>,
-        accounts: &mut [Account],
+        accounts: &mut [Option<Account>],
         items: &[Item<'_>],
         log: &mut DecisionLog<'_, '_>,
+        mirror: Mirror,
     ) -> Result<IdentityOutcome, StoreError> {
         // 1. Which identity each item offers to: linked accounts to theirs; unlinked
         // ones are correlated, linked, projected or recorded as unmatched or ambiguous.
@@ -348,7 +383,9 @@ impl<S: Store> Engine<S> {
             match *item {
                 Item::Deleted { identity, .. } => routes.push((identity, index, Mode::Blanks)),
                 Item::Present { account, .. } => {
-                    let account = &mut accounts[account];
+                    let Some(account) = accounts.get_mut(account).and_then(Option::as_mut) else {
+                        continue;
+                    };
                     if let Some(id) = account.identity() {
                         routes.push((id, index, Mode::Changed));
                         continue;
@@ -396,18 +433,21 @@ impl<S: Store> Engine<S> {
             system: &system_name,
             at,
         };
-        let accounts: &[Account] = accounts;
         let targets = InboundTargets::of(system, &self.config);
         let mut created = created.into_iter().map(Some).collect::<Vec<_>>();
         let first_created = created.first().and_then(|i| i.as_ref()).map(|i| i.id);
-        // One buffer of candidates serves every identity.
-        let mut candidates: Vec<Candidate<'_>> = Vec::new();
+        // The most candidates an identity was offered so far: room for the next one's.
+        let mut most_candidates = 0;
         let mut changed: Vec<IdentityId> = Vec::new();
         let runs = routes.chunk_by(|a, b| a.0 == b.0);
         let identities = runs.clone().count() as u64;
-        // Room for every identity offered to at once: a first load puts a million, and
-        // growing by doubling would copy (and first touch) them several times.
-        let mut put: Vec<Identity> = Vec::with_capacity(runs.clone().count());
+        // Written a batch at a time: a first load resolves a million identities, and
+        // holding them all until the end doubled its peak memory. Nothing later in
+        // this phase reads an identity written here (each is resolved once, and
+        // correlation is done), and the whole import is one unit of work.
+        let mut put: Vec<Identity> = Vec::with_capacity(runs.clone().count().min(identity_batch()));
+        // The accounts offered to identities resolved since the last batch written.
+        let mut resolved_accounts: Vec<usize> = Vec::new();
         for (done, run) in runs.enumerate() {
             log.progress(Stage::Resolve, done as u64, identities);
             let id = run[0].0;
@@ -423,18 +463,22 @@ impl<S: Store> Engine<S> {
                     None => continue,
                 },
             };
-            candidates.clear();
+            // A buffer per identity: one reused across identities would keep every
+            // account borrowed, and the accounts of a written batch are taken out.
+            let mut candidates: Vec<Candidate<'_>> = Vec::with_capacity(most_candidates);
             for &(_, index, mode) in run {
                 match items[index] {
                     Item::Deleted { key, held, .. } => offer_blanks(&targets, key, held, &mut candidates),
                     Item::Present { account, changed } => {
-                        let account = &accounts[account];
-                        offer(system, &targets, account, changed, mode, at, &mut candidates);
+                        if let Some(account) = accounts.get(account).and_then(Option::as_ref) {
+                            offer(system, &targets, account, changed, mode, at, &mut candidates);
+                        }
                     }
                 }
             }
             // By attribute name (the rank orders as the names do); stable, so an
             // attribute's candidates keep their arrival order.
+            most_candidates = most_candidates.max(candidates.len());
             candidates.sort_by_key(|c| c.rank);
             if is_new {
                 // At most one value per candidate: room for all, once.
@@ -473,8 +517,23 @@ impl<S: Store> Engine<S> {
             // Linked here by correlation: a create handed out for this system is moot.
             let linked = run.iter().any(|&(_, _, mode)| mode == Mode::Values);
             let settled = linked && identity.pending_creates.remove(name).is_some();
+            if mirror == Mirror::Write {
+                resolved_accounts.extend(run.iter().filter_map(|&(_, index, _)| match items[index] {
+                    Item::Present { account, .. } => Some(account),
+                    Item::Deleted { .. } => None,
+                }));
+            }
             if written || is_new || settled {
                 put.push(identity);
+                if put.len() >= identity_batch() {
+                    self.store.put_identities(std::mem::take(&mut put))?;
+                    // Each account is offered to one identity at most: these are done.
+                    let done: Vec<Account> = resolved_accounts
+                        .drain(..)
+                        .filter_map(|at| accounts.get_mut(at).and_then(Option::take))
+                        .collect();
+                    self.store.put_accounts(name, done)?;
+                }
             }
         }
         log.progress(Stage::Resolve, identities, identities);
@@ -815,4 +874,116 @@ fn observe_echoes(system: &SystemConfig, account: &mut Account) {
         owned.retain(|s| held.holds(s));
         !owned.is_empty()
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    use super::*;
+    use crate::{Snapshot, ValidatedConfig};
+
+    fn at(day: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 5, day, 8, 0, 0).single().unwrap_or_default()
+    }
+
+    fn snapshot(value: serde_json::Value) -> Snapshot {
+        serde_json::from_value(value)
+            .unwrap_or_else(|e| Snapshot::Table(crate::prepare::Table::new(vec![e.to_string()])))
+    }
+
+    /// Loads people from `hr`, correlates `ad` accounts (some unmatched, two of one
+    /// person), then changes, deletes and adds people; the store and every report.
+    fn run() -> (crate::store::MemoryStore, Vec<String>) {
+        let config = ValidatedConfig::from_json(
+            &json!({
+                "identity": { "attributes": {
+                    "employeeNumber": { "type": "string" }, "title": { "type": "string" }
+                } },
+                "systems": {
+                    "hr": {
+                        "schema": { "account_id": "id", "account_name": "id", "attributes": {
+                            "id": { "type": "string" }, "title": { "type": "string" }
+                        } },
+                        "authoritative": true,
+                        "correlation": [ [ { "account": "id", "identity": "employeeNumber" } ] ],
+                        "flows": [
+                            { "account": "id", "identity": "employeeNumber", "direction": "inbound", "create": 100, "update": 100 },
+                            { "account": "title", "identity": "title", "direction": "inbound", "create": 50, "update": 50, "delete": 50 }
+                        ]
+                    },
+                    "ad": {
+                        "schema": { "account_id": "sam", "account_name": "sam", "attributes": {
+                            "sam": { "type": "string" }, "employeeID": { "type": "string" }, "title": { "type": "string" }
+                        } },
+                        "correlation": [ [ { "account": "employeeID", "identity": "employeeNumber" } ] ],
+                        "flows": [
+                            { "account": "title", "identity": "title", "direction": "inbound", "create": 60, "update": 60 }
+                        ]
+                    }
+                }
+            })
+            .to_string(),
+        );
+        let Ok(config) = config else {
+            return (
+                crate::store::MemoryStore::new(),
+                vec!["the configuration is refused".to_owned()],
+            );
+        };
+        let mut engine = Engine::new(config);
+        let hr = |rows: Vec<(String, String)>| {
+            let rows: Vec<serde_json::Value> = rows
+                .into_iter()
+                .map(|(id, title)| json!({ "id": id, "title": title }))
+                .collect();
+            snapshot(json!({ "mode": "complete", "columns": ["id", "title"], "rows": rows }))
+        };
+        let people = |n: usize, title: &str| (0..n).map(|i| (format!("E{i}"), format!("{title}{}", i % 3))).collect();
+        let ad = snapshot(
+            json!({ "mode": "complete", "columns": ["sam", "employeeID", "title"], "rows": [
+            { "sam": "a1", "employeeID": "E1", "title": "Boss" },
+            { "sam": "a2", "employeeID": "E1", "title": "Chief" },
+            { "sam": "a3", "employeeID": "E4", "title": "Lead" },
+            { "sam": "a4", "employeeID": "nobody", "title": "x" }
+        ] }),
+        );
+        let mut reports = Vec::new();
+        let mut changed: Vec<(String, String)> = people(9, "T");
+        changed.retain(|(id, _)| id != "E2");
+        changed.push(("E9".to_owned(), "New".to_owned()));
+        if let Some(first) = changed.first_mut() {
+            first.1 = "Changed".to_owned();
+        }
+        for (system, snapshot, day) in [("hr", hr(people(9, "T")), 1), ("ad", ad, 2), ("hr", hr(changed), 3)] {
+            match engine.import(system, &snapshot, at(day)) {
+                Ok(report) => reports.push(format!(
+                    "{system}: applied {} links {:?} decisions {:?} rejected {} changed {:?}",
+                    report.applied,
+                    report.links,
+                    report.decisions,
+                    report.rejected.len(),
+                    report.changed
+                )),
+                Err(e) => reports.push(e.to_string()),
+            }
+        }
+        (engine.store().clone(), reports)
+    }
+
+    /// Identities and the accounts offered to them are written a batch at a time;
+    /// batches of one, two or all give the same store and reports.
+    #[test]
+    fn identities_written_in_batches_give_the_state_of_one_write() {
+        let (whole, whole_reports) = run();
+        assert!(whole.identity_count().unwrap_or(0) >= 9, "{whole_reports:?}");
+        for batch in [1, 2, 5] {
+            FORCED_BATCH.set(Some(batch));
+            let (batched, reports) = run();
+            FORCED_BATCH.set(None);
+            assert_eq!(reports, whole_reports, "batches of {batch}");
+            assert_eq!(batched, whole, "batches of {batch}");
+        }
+    }
 }
