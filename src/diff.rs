@@ -98,11 +98,16 @@ impl ImportPlan {
 ///
 /// Stored accounts are lent by [`Store::visit_accounts_by_key`]; a row's cells are
 /// compared with the stored values in place, so an unchanged row builds no value.
+///
+/// With `defer_inserts`, an inserted row's change is left without attributes and its
+/// row is named in [`Diff::deferred`]: [`fill_insert`] builds them when the change is
+/// applied (a first load then never holds every value of its plan at once).
 pub(crate) fn diff(
     system_name: &str,
     system: &SystemConfig,
     prepared: &Prepared<'_>,
     store: &dyn Store,
+    defer_inserts: bool,
 ) -> Result<Diff, StoreError> {
     let attributes: Vec<(&Text, &AccountAttribute)> = system.schema.attributes.iter().collect();
     // Schema positions in name order, to walk a stored account's (sorted) values along.
@@ -127,6 +132,8 @@ pub(crate) fn diff(
         Vec::new()
     };
     let mut changes = Vec::new();
+    // Per change, the row of a deferred insert.
+    let mut rows: Vec<Option<u32>> = Vec::new();
     // Inserted rows' values: equal cells share one text (a first load builds them all).
     let mut texts = TextCache::new(attributes.len());
     let mut retry = Vec::new();
@@ -137,6 +144,16 @@ pub(crate) fn diff(
             return;
         };
         let Some(stored) = stored else {
+            if defer_inserts {
+                rows.resize(changes.len(), None);
+                rows.push(u32::try_from(index).ok());
+                changes.push(AccountChange {
+                    key: row.key.to_string(),
+                    kind: ChangeKind::Insert,
+                    attributes: Vec::new(),
+                });
+                return;
+            }
             // Built in place: a first load makes one of these per row.
             let mut attributes = Vec::with_capacity(attributes_of_row);
             prepared.for_each_value(system, row, &mut texts, |attribute, new| {
@@ -245,14 +262,20 @@ pub(crate) fn diff(
             });
         }
     }
-    let changes = sorted_by_key(changes);
-    Ok(Diff { changes, retry, kept })
+    let (changes, deferred) = sorted_by_key(changes, rows);
+    Ok(Diff {
+        changes,
+        retry,
+        kept,
+        deferred,
+    })
 }
 
 /// The changes sorted by key. Each key's first eight bytes are kept beside its index
 /// and compared first: sorting a million changes then reads the keys' own (scattered)
 /// strings only to break ties, not for each of its twenty million comparisons.
-fn sorted_by_key(changes: Vec<AccountChange>) -> Vec<AccountChange> {
+/// `rows` (one per change, or shorter: the rest `None`) follows its change.
+fn sorted_by_key(changes: Vec<AccountChange>, mut rows: Vec<Option<u32>>) -> (Vec<AccountChange>, Vec<Option<u32>>) {
     let prefix = |key: &str| {
         let mut bytes = [0u8; 8];
         for (slot, byte) in bytes.iter_mut().zip(key.bytes()) {
@@ -270,10 +293,15 @@ fn sorted_by_key(changes: Vec<AccountChange>) -> Vec<AccountChange> {
         })
     });
     let mut slots: Vec<Option<AccountChange>> = changes.into_iter().map(Some).collect();
-    order
+    let sorted = order
         .iter()
         .filter_map(|&(_, i)| slots.get_mut(i).and_then(Option::take))
-        .collect()
+        .collect();
+    if !rows.is_empty() {
+        rows.resize(slots.len(), None);
+        rows = order.iter().map(|&(_, i)| rows.get(i).copied().flatten()).collect();
+    }
+    (sorted, rows)
 }
 
 /// Whether every attribute a row carries equals the stored value: the common case of
@@ -380,6 +408,34 @@ pub(crate) struct Diff {
     pub(crate) changes: Vec<AccountChange>,
     pub(crate) retry: Vec<String>,
     pub(crate) kept: Vec<String>,
+    /// Per change (or none at all): the prepared row of an insert whose attributes are
+    /// not built yet.
+    pub(crate) deferred: Vec<Option<u32>>,
+}
+
+/// Builds the attributes of a deferred insert from its prepared row, as the diff
+/// would have.
+pub(crate) fn fill_insert<'a>(
+    system: &SystemConfig,
+    prepared: &Prepared<'a>,
+    row: u32,
+    texts: &mut TextCache<'a>,
+    change: &mut AccountChange,
+) {
+    let Some(row) = prepared.rows.get(row as usize) else {
+        return;
+    };
+    let mut attributes = Vec::with_capacity(system.schema.attributes.len());
+    prepared.for_each_value(system, row, texts, |attribute, new| {
+        if !new.is_empty() {
+            attributes.push(AttributeChange {
+                attribute: attribute.clone(),
+                old: Value::Empty,
+                new,
+            });
+        }
+    });
+    change.attributes = attributes;
 }
 
 /// The counters of a list of account changes (SPEC 2.5).
@@ -441,7 +497,7 @@ mod tests {
                 .collect();
             let mut want: Vec<String> = keys.into_iter().collect();
             want.sort();
-            let got: Vec<String> = sorted_by_key(changes).into_iter().map(|c| c.key).collect();
+            let got: Vec<String> = sorted_by_key(changes, Vec::new()).0.into_iter().map(|c| c.key).collect();
             prop_assert_eq!(got, want);
         }
     }

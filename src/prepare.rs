@@ -969,7 +969,7 @@ mod tests {
         let once = |threads: usize| {
             crate::parallel::with_threads(threads, || {
                 let p = prepare(&c, "hr", &snapshot, &store).unwrap();
-                let d = crate::diff::diff("hr", hr, &p, &store).unwrap();
+                let d = crate::diff::diff("hr", hr, &p, &store, false).unwrap();
                 let rows: Vec<(String, usize)> = p.rows.iter().map(|r| (r.key.to_string(), r.row)).collect();
                 let mut seen: Vec<(String, u32)> = p.seen.iter().map(|(k, n)| (k.to_string(), *n)).collect();
                 seen.sort();

@@ -10,16 +10,17 @@ use crate::config::{FlowRule, IdentityAttribute, SystemConfig};
 use crate::controls::{AccountWork, InboxEntry, LOOP_LIMIT};
 use crate::correlation::{correlate, Correlation};
 use crate::diagnosis::diagnose;
-use crate::diff::{count, diff, AttributeChange, ChangeKind, Diff, ImportPlan};
+use crate::diff::{count, diff, fill_insert, AccountChange, AttributeChange, ChangeKind, Diff, ImportPlan};
 use crate::engine::{Approval, Engine, ImportReport, LinkEvent};
 use crate::error::{ApproveError, ImportError};
 use crate::model::{Account, Identity, IdentityId, LinkState};
 use crate::observe::{DecisionCounts, DecisionLog, Observer, Stage};
-use crate::prepare::{check_columns, prepare, Snapshot};
+use crate::prepare::{check_columns, prepare, Prepared, Snapshot};
 use crate::processing::ProcessReport;
 use crate::resolution::{resolve, resolve_group, Candidate, Offer, Round, Scores};
 use crate::store::{PendingPlan, PlanId, Store, StoreError};
 use crate::text::Text;
+use crate::text_cache::TextCache;
 use crate::transform::AttributeSource;
 use crate::validate::ValidatedConfig;
 use crate::value::{Keys, Value};
@@ -40,6 +41,58 @@ fn identity_batch() -> usize {
         return batch;
     }
     IDENTITY_BATCH
+}
+
+/// The inserts of a plan whose attributes are built when they are applied, from the
+/// prepared rows of their import.
+pub(crate) struct Deferred<'p, 'a> {
+    inner: Option<DeferredRows<'p, 'a>>,
+}
+
+struct DeferredRows<'p, 'a> {
+    system: &'p SystemConfig,
+    prepared: &'p Prepared<'a>,
+    /// Per change, its row (`None`: built already).
+    rows: Vec<Option<u32>>,
+    texts: TextCache<'a>,
+}
+
+impl<'p, 'a> Deferred<'p, 'a> {
+    /// Nothing deferred.
+    fn none() -> Deferred<'p, 'a> {
+        Deferred { inner: None }
+    }
+
+    fn new(system: &'p SystemConfig, prepared: &'p Prepared<'a>, rows: Vec<Option<u32>>) -> Deferred<'p, 'a> {
+        if rows.iter().all(Option::is_none) {
+            return Deferred::none();
+        }
+        Deferred {
+            inner: Some(DeferredRows {
+                system,
+                prepared,
+                rows,
+                texts: TextCache::new(system.schema.attributes.len()),
+            }),
+        }
+    }
+
+    /// Builds the attributes of change `index` if they were deferred.
+    fn fill(&mut self, index: usize, change: &mut AccountChange) {
+        if let Some(d) = &mut self.inner {
+            if let Some(row) = d.rows.get_mut(index).and_then(Option::take) {
+                fill_insert(d.system, d.prepared, row, &mut d.texts, change);
+            }
+        }
+    }
+
+    /// Builds every deferred insert of `changes`.
+    fn fill_all(&mut self, changes: &mut [AccountChange]) {
+        for (index, change) in changes.iter_mut().enumerate() {
+            self.fill(index, change);
+        }
+        self.inner = None;
+    }
 }
 
 /// Whether the identity phase writes the accounts it is done with (an import) or
@@ -91,26 +144,36 @@ impl<S: Store> Engine<S> {
         let version = self.store.system_version(system)?;
         let rows = snapshot.len() as u64;
         observer.progress(Stage::Prepare, 0, rows);
-        let prepared = prepare(&self.config, system, snapshot, &self.store)?;
+        let mut prepared = prepare(&self.config, system, snapshot, &self.store)?;
         observer.progress(Stage::Prepare, rows, rows);
         observer.progress(Stage::Diff, 0, rows);
-        let Diff { changes, retry, kept } = diff(system, &system_config, &prepared, &self.store)?;
+        // Inserts are built as they are applied, unless something before needs their
+        // values: the counts of a system with multi-valued attributes (links), and the
+        // diagnosis of an import that deletes (re-keyed accounts).
+        let defer = !system_config.schema.attributes.values().any(|a| a.multi);
+        let Diff {
+            mut changes,
+            retry,
+            kept,
+            deferred,
+        } = diff(system, &system_config, &prepared, &self.store, defer)?;
+        let rejections = std::mem::take(&mut prepared.rejections);
+        let mut deferred = Deferred::new(&system_config, &prepared, deferred);
+        if changes.iter().any(|c| c.kind == ChangeKind::Delete) {
+            deferred.fill_all(&mut changes);
+        }
         observer.progress(Stage::Diff, rows, rows);
         let counts = count(&system_config, &changes);
         let base = self.store.account_base(system)?;
         let mut exceeded = system_config.thresholds.check(&counts, base);
-        exceeded.extend(
-            system_config
-                .thresholds
-                .check_rejected(prepared.rejections.len() as u64, rows),
-        );
+        exceeded.extend(system_config.thresholds.check_rejected(rejections.len() as u64, rows));
         observer.progress(Stage::Diagnose, 0, 1);
         let diagnosis = diagnose(
             system,
             &system_config,
             snapshot,
             &changes,
-            &prepared.rejections,
+            &rejections,
             base,
             &self.store,
         )?;
@@ -122,14 +185,17 @@ impl<S: Store> Engine<S> {
             changes,
             retry,
             kept,
-            rejections: prepared.rejections,
+            rejections,
             counts,
             base,
             exceeded,
             version,
             diagnosis,
         };
+        let mut plan = plan;
         if plan.is_blocked() {
+            // Kept for approval: complete.
+            deferred.fill_all(&mut plan.changes);
             self.keep_blocked(PendingPlan::Import(plan.clone()))?;
             return Ok(ImportReport {
                 plan,
@@ -141,14 +207,26 @@ impl<S: Store> Engine<S> {
                 changed: Vec::new(),
             });
         }
-        self.apply_import(plan, &system_config, observer)
+        self.apply_import_deferred(plan, &system_config, observer, &mut deferred)
     }
 
+    /// Applies a complete plan (an approved one).
     pub(crate) fn apply_import(
         &mut self,
         plan: ImportPlan,
         system: &SystemConfig,
         observer: &mut Observer<'_>,
+    ) -> Result<ImportReport, ImportError> {
+        self.apply_import_deferred(plan, system, observer, &mut Deferred::none())
+    }
+
+    /// Applies a plan whose deferred inserts `deferred` builds.
+    fn apply_import_deferred(
+        &mut self,
+        plan: ImportPlan,
+        system: &SystemConfig,
+        observer: &mut Observer<'_>,
+        deferred: &mut Deferred<'_, '_>,
     ) -> Result<ImportReport, ImportError> {
         self.store.begin()?;
         // Checked inside the writing unit: on a store shared by several processes, the
@@ -166,7 +244,7 @@ impl<S: Store> Engine<S> {
         }
         let mut log = DecisionLog::new(observer);
         let mut plan = plan;
-        match self.apply_import_inner(&mut plan, system, &mut log) {
+        match self.apply_import_inner(&mut plan, system, &mut log, deferred) {
             Ok(IdentityOutcome {
                 links,
                 processing,
@@ -199,6 +277,7 @@ impl<S: Store> Engine<S> {
         plan: &mut ImportPlan,
         system: &SystemConfig,
         log: &mut DecisionLog<'_, '_>,
+        deferred: &mut Deferred<'_, '_>,
     ) -> Result<IdentityOutcome, StoreError> {
         let name = plan.system.clone();
         let name = name.as_str();
@@ -239,6 +318,7 @@ impl<S: Store> Engine<S> {
         // and its accounts at once.
         let streams = log.streams_changes();
         for (index, change) in plan.changes.iter_mut().enumerate() {
+            deferred.fill(index, change);
             if streams {
                 log.change(change);
             }
