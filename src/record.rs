@@ -605,6 +605,7 @@ pub(crate) fn decode_account(
 /// The blob of an identity with its pending creates changed by `change`, its values
 /// and provenance copied as they are (not decoded): they come before the JSON tail
 /// that holds the pending creates.
+#[cfg(feature = "sqlite")]
 pub(crate) fn change_pending_creates(
     data: &[u8],
     change: &mut dyn FnMut(&mut BTreeMap<Text, PendingCreate>),
@@ -870,6 +871,7 @@ mod tests {
 
         /// Changing the pending creates inside a blob gives the blob of the identity
         /// with them changed, values and provenance untouched.
+        #[cfg(feature = "sqlite")]
         #[test]
         fn pending_creates_change_inside_the_blob(identity in identity(), system in "[a-c]", keep in any::<bool>()) {
             let mut names = Names::default();

@@ -17,7 +17,7 @@ use std::fmt;
 use indexmap::IndexMap;
 use smallvec::SmallVec;
 
-use crate::model::{Account, Identity, IdentityId, LinkState};
+use crate::model::{Account, Identity, IdentityId, LinkState, PendingCreate};
 use crate::record;
 use crate::store::{AccountSummary, EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
 use crate::text::Text;
@@ -102,6 +102,10 @@ pub struct MemoryStore {
     state: EngineState,
     /// The numbers of names and repeating texts inside the records.
     dictionary: Dictionary,
+    /// Unconfirmed provisioning creates, kept apart from the identities' records:
+    /// provisioning and confirming a million accounts change them for a million
+    /// identities, and rewriting a record each time cost more than the rest.
+    pending_creates: HashMap<IdentityId, BTreeMap<Text, PendingCreate>, Fast>,
 }
 
 /// A system as compared and shown: its version, link-value total and decoded accounts.
@@ -153,7 +157,11 @@ impl MemoryStore {
 
     /// The identity `id` from its record.
     fn decode_identity(&self, op: &'static str, id: IdentityId, data: &[u8]) -> Result<Identity, StoreError> {
-        record::decode_identity(id, data, &mut |n| self.dictionary.text(n)).map_err(damaged(op))
+        let mut identity = record::decode_identity(id, data, &mut |n| self.dictionary.text(n)).map_err(damaged(op))?;
+        if let Some(pending) = self.pending_creates.get(&id) {
+            identity.pending_creates = pending.clone();
+        }
+        Ok(identity)
     }
 
     /// Every account of a system, decoded, in store order.
@@ -600,6 +608,39 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn visit_linked_accounts(
+        &self,
+        system: &str,
+        visit: &mut dyn FnMut(&Account, &Identity),
+    ) -> Result<(), StoreError> {
+        let Some(s) = self.systems.get(system) else {
+            return Ok(());
+        };
+        // Each pair decoded together, a chunk at a time (on several cores for a whole
+        // system's outbound plan).
+        let linked: Vec<(&Box<str>, &StoredAccount)> = s.accounts.iter().filter(|(_, a)| a.summary.linked).collect();
+        MemoryStore::lend_decoded(
+            &linked,
+            |(key, stored)| {
+                let account = self.decode_account("visit_linked_accounts", key, &stored.record)?;
+                let identity = match account.identity() {
+                    Some(id) => match self.identities.get(id) {
+                        Some(data) => Some(self.decode_identity("visit_linked_accounts", id, data)?),
+                        None => None,
+                    },
+                    None => None,
+                };
+                Ok((account, identity))
+            },
+            |_, (account, identity)| {
+                if let Some(identity) = identity {
+                    visit(&account, &identity);
+                }
+                true
+            },
+        )
+    }
+
     fn visit_identities_by_id(
         &self,
         ids: &[IdentityId],
@@ -690,14 +731,16 @@ impl Store for MemoryStore {
         Ok(found)
     }
 
-    fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError> {
+    fn put_identities(&mut self, mut identities: Vec<Identity>) -> Result<(), StoreError> {
         // Every record is encoded before anything changes: a refusal leaves no trace.
+        // Pending creates are kept apart (see `pending_creates`).
         let mut encoded = Vec::with_capacity(identities.len());
         let mut blob = Vec::new();
-        for identity in &identities {
+        for identity in &mut identities {
+            let pending = std::mem::take(&mut identity.pending_creates);
             blob.clear();
             record::encode_identity(identity, &mut self.dictionary, &mut blob)?;
-            encoded.push(Record::from(blob.as_slice()));
+            encoded.push((Record::from(blob.as_slice()), pending));
         }
         // Room in the index for one value per new identity and attribute at once (a
         // batch rewriting stored identities, as confirming a million creates does, needs
@@ -724,7 +767,12 @@ impl Store for MemoryStore {
             .filter_map(|name| Some((self.dictionary.name_number(name)?, Text::from(name.as_str()))))
             .collect();
         let numbers: Vec<u32> = indexed.iter().map(|(number, _)| *number).collect();
-        for (identity, data) in identities.into_iter().zip(encoded) {
+        for (identity, (data, pending)) in identities.into_iter().zip(encoded) {
+            if pending.is_empty() {
+                self.pending_creates.remove(&identity.id);
+            } else {
+                self.pending_creates.insert(identity.id, pending);
+            }
             // The replaced version (written earlier in this batch, perhaps): its
             // indexed values, read from its record, leave the index.
             let old = match self.identities.get(identity.id) {
@@ -763,13 +811,15 @@ impl Store for MemoryStore {
     }
 
     fn update_pending_creates(&mut self, changes: &[PendingCreateChange]) -> Result<(), StoreError> {
-        // Inside the records: pending creates are neither indexed nor linked, and they
-        // sit after the values, which are copied, not decoded.
+        // Apart from the records: neither indexed nor linked.
         for change in changes {
-            if let Some(data) = self.identities.get_mut(change.identity) {
-                let changed = record::change_pending_creates(data, &mut |pending| change.apply_to(pending))
-                    .map_err(damaged("update_pending_creates"))?;
-                *data = changed.into_boxed_slice();
+            if self.identities.get(change.identity).is_none() {
+                continue;
+            }
+            let pending = self.pending_creates.entry(change.identity).or_default();
+            change.apply_to(pending);
+            if pending.is_empty() {
+                self.pending_creates.remove(&change.identity);
             }
         }
         Ok(())

@@ -43,14 +43,6 @@ impl<T> IdentityTable<T> {
         }
     }
 
-    /// The identity `id`, to change in place.
-    pub(super) fn get_mut(&mut self, id: IdentityId) -> Option<&mut T> {
-        match usize::try_from(id.0).ok().filter(|&at| at < self.dense.len()) {
-            Some(at) => self.dense.get_mut(at).and_then(Option::as_mut),
-            None => self.sparse.get_mut(&id),
-        }
-    }
-
     /// Stores the record of identity `id` in place of the one it had.
     pub(super) fn insert(&mut self, identity_id: IdentityId, identity: T) {
         let id = identity_id.0;
