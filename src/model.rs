@@ -228,6 +228,24 @@ impl Identity {
         self.sources.get(position)
     }
 
+    /// An identity decoded from its parts: values in strictly increasing name order
+    /// (the caller checks), each with the index of its provenance in `distinct` (out
+    /// of range: none), as [`Identity::push_decoded`] one by one would build it.
+    pub(crate) fn from_decoded(
+        id: IdentityId,
+        created: DateTime<Utc>,
+        modified: DateTime<Utc>,
+        entries: Vec<(Text, Value)>,
+        distinct: Vec<Provenance>,
+        sources: &[usize],
+    ) -> Identity {
+        let mut identity = Identity::new(id, created);
+        identity.modified = modified;
+        identity.attributes = AttrMap::from_sorted(entries);
+        identity.sources = Sources::from_parts(distinct, sources);
+        identity
+    }
+
     /// Appends a decoded entry after every name it holds (a store decoding a record
     /// written in name order), with its provenance or none; out of order, it is
     /// inserted where it belongs.

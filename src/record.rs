@@ -688,9 +688,9 @@ pub(crate) fn decode_identity(
         distinct.push(Provenance::new(system, strength, phase, at));
     }
     let count = r.count("the attribute count")?;
-    let mut identity = Identity::new(id, created);
-    identity.modified = modified;
-    identity.reserve(count);
+    let mut entries = Vec::with_capacity(count);
+    // Per entry, the index of its provenance in `distinct` (`usize::MAX`: none).
+    let mut sources = Vec::with_capacity(count);
     for _ in 0..count {
         let attribute = name(r.u32("an attribute name")?)?;
         let value = r.value(name)?;
@@ -699,18 +699,28 @@ pub(crate) fn decode_identity(
         } else {
             r.varint("a value's provenance")?
         };
-        let provenance = match source {
-            0 => None,
-            n => Some(
-                usize::try_from(n - 1)
-                    .ok()
-                    .and_then(|at| distinct.get(at))
-                    .cloned()
-                    .ok_or_else(|| format!("provenance {n} of {} is missing", distinct.len()))?,
-            ),
+        let index = match source {
+            0 => usize::MAX,
+            n => usize::try_from(n - 1)
+                .ok()
+                .filter(|&at| at < distinct.len())
+                .ok_or_else(|| format!("provenance {n} of {} is missing", distinct.len()))?,
         };
-        identity.push_decoded(attribute, value, provenance);
+        entries.push((attribute, value));
+        sources.push(index);
     }
+    // Records are written in name order; one that is not (damaged, or written by hand)
+    // is read entry by entry.
+    let mut identity = if entries.windows(2).all(|w| w[0].0 < w[1].0) {
+        Identity::from_decoded(id, created, modified, entries, distinct, &sources)
+    } else {
+        let mut identity = Identity::new(id, created);
+        identity.modified = modified;
+        for ((attribute, value), index) in entries.into_iter().zip(sources) {
+            identity.push_decoded(attribute, value, distinct.get(index).cloned());
+        }
+        identity
+    };
     if let Some(rest) = r.rest::<IdentityRestIn>(flags, "identity")? {
         identity.access = rest.access;
         identity.out_of_scope = rest.out_of_scope;
