@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{AccountAttribute, SystemConfig};
 use crate::model::{Account, Fingerprint};
 use crate::prepare::{Prepared, PreparedRow, RowRejection};
-use crate::store::{PlanId, Store, StoreError};
+use crate::store::{AccountSummary, PlanId, Store, StoreError};
 use crate::text::Text;
 use crate::text_cache::TextCache;
 use crate::thresholds::{Base, Counts, Exceeded};
@@ -186,12 +186,7 @@ pub(crate) fn diff(
                 attributes: changed,
             });
         } else {
-            if stored.identity().is_none() {
-                retry.push(row.key.to_string());
-            }
-            if stored.echoes.values().any(|e| e.bounces > 0 || e.armed) {
-                kept.push(row.key.to_string());
-            }
+            settle(AccountSummary::of(stored), &row.key, &mut retry, &mut kept);
         }
     };
     // Rows whose fingerprint is their stored account's are settled from its summary
@@ -206,13 +201,8 @@ pub(crate) fn diff(
             &mut |index, summary| match summary {
                 None => visit(index, None),
                 Some(s) if s.fingerprint != 0 && fingerprints.get(index).copied().flatten() == Some(s.fingerprint) => {
-                    let key = || keys.get(index).map(|k| (*k).to_owned()).unwrap_or_default();
-                    if !s.linked {
-                        settled_retry.push(key());
-                    }
-                    if s.echo_pending {
-                        settled_kept.push(key());
-                    }
+                    let key = keys.get(index).copied().unwrap_or_default();
+                    settle(s, key, &mut settled_retry, &mut settled_kept);
                 }
                 Some(_) => compare.push(index),
             },
@@ -269,6 +259,17 @@ pub(crate) fn diff(
         kept,
         deferred,
     })
+}
+
+/// An unchanged stored account: tried for correlation again when unlinked, looked at
+/// again when an echo of it is pending.
+fn settle(summary: AccountSummary, key: &str, retry: &mut Vec<String>, kept: &mut Vec<String>) {
+    if !summary.linked {
+        retry.push(key.to_owned());
+    }
+    if summary.echo_pending {
+        kept.push(key.to_owned());
+    }
 }
 
 /// The changes sorted by key. Each key's first eight bytes are kept beside its index

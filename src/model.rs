@@ -516,6 +516,12 @@ impl Echo {
             removed: Vec::new(),
         }
     }
+
+    /// Whether an import must look at this echo again: its value is bouncing, or a
+    /// push awaits the import that shows whether it was kept (SPEC 5.3).
+    pub(crate) fn is_pending(&self) -> bool {
+        self.bounces > 0 || self.armed
+    }
 }
 
 impl Account {

@@ -85,29 +85,27 @@ impl Sources {
         self.of.reserve_exact(additional);
     }
 
-    /// The index of `provenance` among the distinct ones, added if new. The list is
-    /// short (a provenance per import that wrote a value of this identity), so a scan
-    /// beats any map.
     /// Sources made of their parts: `of[n]` indexes `distinct` (or is out of its
     /// range: no provenance); distinct ones no value uses are dropped.
     pub(crate) fn from_parts(distinct: Vec<Provenance>, of: &[usize]) -> Sources {
+        let count = distinct.len();
         let mut sources = Sources {
             distinct: SmallVec::from_vec(distinct),
             of: of
                 .iter()
-                .map(|&index| u16::try_from(index).ok().filter(|&i| i != NONE).unwrap_or(NONE))
+                .map(|&index| match u16::try_from(index) {
+                    Ok(index) if usize::from(index) < count => index,
+                    _ => NONE,
+                })
                 .collect(),
         };
-        let count = sources.distinct.len();
-        for index in &mut sources.of {
-            if usize::from(*index) >= count {
-                *index = NONE;
-            }
-        }
         sources.collect();
         sources
     }
 
+    /// The index of `provenance` among the distinct ones, added if new. The list is
+    /// short (a provenance per import that wrote a value of this identity), so a scan
+    /// beats any map.
     fn index_of(&mut self, provenance: Provenance) -> u16 {
         if let Some(found) = self.distinct.iter().position(|p| *p == provenance) {
             return u16::try_from(found).unwrap_or(NONE);

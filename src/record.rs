@@ -562,7 +562,7 @@ pub(crate) fn account_summary(data: &[u8]) -> Result<AccountSummary, DecodeError
             r.skip_value()?;
         }
         if let Some(rest) = r.rest::<AccountRestIn>(flags, "account")? {
-            echo_pending = rest.echoes.values().any(|e| e.bounces > 0 || e.armed);
+            echo_pending = rest.echoes.values().any(Echo::is_pending);
         }
     }
     Ok(AccountSummary {

@@ -178,7 +178,7 @@ impl<S: Store> Engine<S> {
             &self.store,
         )?;
         observer.progress(Stage::Diagnose, 1, 1);
-        let plan = ImportPlan {
+        let mut plan = ImportPlan {
             id: self.store.allocate_plan_id()?,
             system: system.to_owned(),
             at: now,
@@ -192,7 +192,6 @@ impl<S: Store> Engine<S> {
             version,
             diagnosis,
         };
-        let mut plan = plan;
         if plan.is_blocked() {
             // Kept for approval: complete.
             deferred.fill_all(&mut plan.changes);

@@ -59,7 +59,6 @@ struct SystemAccounts {
     version: u64,
 }
 
-/// attribute -> match key -> identities holding it (sorted).
 /// attribute -> hash of a match key -> identities holding a value under a key of that
 /// hash (sorted). Keys are not kept: a million of them took 130 MB per attribute as
 /// strings; a look-up reads the candidates' values to drop those of another key.
@@ -106,6 +105,28 @@ pub struct MemoryStore {
     /// provisioning and confirming a million accounts change them for a million
     /// identities, and rewriting a record each time cost more than the rest.
     pending_creates: HashMap<IdentityId, BTreeMap<Text, PendingCreate>, Fast>,
+}
+
+/// One bit per stored account of a system, by position: those a visit by key found,
+/// so that the others are visited without a look-up each.
+struct Seen(Vec<u64>);
+
+impl Seen {
+    fn new(accounts: usize) -> Seen {
+        Seen(vec![0; accounts.div_ceil(64)])
+    }
+
+    fn mark(&mut self, position: usize) {
+        if let Some(word) = self.0.get_mut(position / 64) {
+            *word |= 1 << (position % 64);
+        }
+    }
+
+    fn has(&self, position: usize) -> bool {
+        self.0
+            .get(position / 64)
+            .is_some_and(|word| word & (1 << (position % 64)) != 0)
+    }
 }
 
 /// A system as compared and shown: its version, link-value total and decoded accounts.
@@ -201,23 +222,22 @@ impl MemoryStore {
         Ok(())
     }
 
-    /// [`Store::visit_accounts_by_key`]; returns one bit per stored account of the
-    /// system (by position), set for those lent.
+    /// [`Store::visit_accounts_by_key`]; returns the positions of the accounts lent.
     fn lend_by_key(
         &self,
         system: &str,
         keys: &[&str],
         visit: &mut dyn FnMut(usize, Option<&Account>),
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Seen, StoreError> {
         let Some(accounts) = self.systems.get(system).map(|s| &s.accounts) else {
             (0..keys.len()).for_each(|index| visit(index, None));
-            return Ok(Vec::new());
+            return Ok(Seen::new(0));
         };
         // The look-ups and the decoding (hashing, probing, comparing keys, building
         // values: cache misses and allocations in a large store) run apart, a chunk at
         // a time on several cores for a large import; the visits follow in key order.
         let indexed: Vec<(usize, &str)> = keys.iter().copied().enumerate().collect();
-        let mut found = vec![0u64; accounts.len().div_ceil(64)];
+        let mut found = Seen::new(accounts.len());
         MemoryStore::lend_decoded(
             &indexed,
             |(_, key)| match accounts.get_full(*key) {
@@ -229,9 +249,7 @@ impl MemoryStore {
             |(index, _), account| {
                 match account {
                     Some((position, account)) => {
-                        if let Some(word) = found.get_mut(position / 64) {
-                            *word |= 1 << (position % 64);
-                        }
+                        found.mark(position);
                         visit(*index, Some(&account));
                     }
                     None => visit(*index, None),
@@ -337,19 +355,14 @@ fn system_entry<'a>(
     names: &mut Vec<String>,
     system: &str,
 ) -> &'a mut SystemAccounts {
-    if !systems.contains_key(system) {
+    systems.entry(system.to_owned()).or_insert_with(|| {
         let number = names.len() as u32;
         names.push(system.to_owned());
-        systems.insert(
-            system.to_owned(),
-            SystemAccounts {
-                number,
-                ..SystemAccounts::default()
-            },
-        );
-    }
-    // Present: inserted just above if it was not.
-    systems.entry(system.to_owned()).or_default()
+        SystemAccounts {
+            number,
+            ..SystemAccounts::default()
+        }
+    })
 }
 
 /// Removes an account's slot from the links of its identity.
@@ -425,16 +438,12 @@ impl Store for MemoryStore {
         visit: &mut dyn FnMut(usize, Option<&Account>),
         others: &mut dyn FnMut(&Account),
     ) -> Result<(), StoreError> {
+        let found = self.lend_by_key(system, keys, visit)?;
         let Some(accounts) = self.systems.get(system).map(|s| &s.accounts) else {
-            (0..keys.len()).for_each(|index| visit(index, None));
             return Ok(());
         };
-        let found = self.lend_by_key(system, keys, visit)?;
         for (position, (key, stored)) in accounts.iter().enumerate() {
-            if found
-                .get(position / 64)
-                .is_none_or(|word| word & (1 << (position % 64)) == 0)
-            {
+            if !found.has(position) {
                 others(&self.decode_account("visit_accounts_by_key_and_others", key, &stored.record)?);
             }
         }
@@ -460,23 +469,18 @@ impl Store for MemoryStore {
                 .get_full(*key)
                 .map(|(position, _, stored)| (position, stored.summary))
         });
-        let mut seen = vec![0u64; accounts.len().div_ceil(64)];
+        let mut seen = Seen::new(accounts.len());
         for (index, found) in found.into_iter().enumerate() {
             match found {
                 Some((position, summary)) => {
-                    if let Some(word) = seen.get_mut(position / 64) {
-                        *word |= 1 << (position % 64);
-                    }
+                    seen.mark(position);
                     visit(index, Some(summary));
                 }
                 None => visit(index, None),
             }
         }
         for (position, key) in accounts.keys().enumerate() {
-            if seen
-                .get(position / 64)
-                .is_none_or(|word| word & (1 << (position % 64)) == 0)
-            {
+            if !seen.has(position) {
                 others(key);
             }
         }

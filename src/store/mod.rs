@@ -147,7 +147,7 @@ impl AccountSummary {
         AccountSummary {
             fingerprint: account.fingerprint,
             linked: account.identity().is_some(),
-            echo_pending: account.echoes.values().any(|e| e.bounces > 0 || e.armed),
+            echo_pending: account.echoes.values().any(crate::model::Echo::is_pending),
         }
     }
 }
