@@ -115,6 +115,19 @@ pub struct ProcessReport {
     pub dangling: Vec<DanglingReference>,
 }
 
+impl ProcessReport {
+    /// Adds what a later part of the same run did (its identities come after ours).
+    pub(crate) fn absorb(&mut self, later: ProcessReport) {
+        self.examined += later.examined;
+        self.changes.extend(later.changes);
+        self.access.extend(later.access);
+        self.scope.extend(later.scope);
+        self.changed.extend(later.changed);
+        self.errors.extend(later.errors);
+        self.dangling.extend(later.dangling);
+    }
+}
+
 impl std::fmt::Display for ProcessReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

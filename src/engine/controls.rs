@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::controls::{ControlError, InboxEntry, OutboxEntry, SyncLoop, LOOP_LIMIT};
 use crate::diff::ChangeKind;
-use crate::engine::import::{Item, Mirror};
+use crate::engine::import::{Find, Item, Mirror};
 use crate::engine::{Engine, LinkEvent};
 use crate::model::IdentityId;
 use crate::model::{Account, LinkState};
@@ -170,7 +170,16 @@ impl<S: Store> Engine<S> {
                 let unlinked: Vec<bool> = accounts.iter().map(|a| a.identity().is_none()).collect();
                 let mut log = DecisionLog::new(observer);
                 let mut lent: Vec<Option<Account>> = accounts.into_iter().map(Some).collect();
-                let outcome = self.identity_phase(&system, &config, at, &mut lent, &items, &mut log, Mirror::Keep)?;
+                let outcome = self.identity_phase(
+                    &system,
+                    &config,
+                    at,
+                    &mut lent,
+                    &items,
+                    &mut log,
+                    Mirror::Keep,
+                    Find::InStore,
+                )?;
                 let accounts = lent.into_iter().flatten();
                 // Only the links are written: the stored accounts keep their values.
                 let mut correlated = Vec::new();

@@ -10,6 +10,7 @@
 mod dictionary;
 mod identities;
 pub mod persist;
+mod slab;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -24,9 +25,11 @@ use crate::text::Text;
 use crate::thresholds::Base;
 use dictionary::Dictionary;
 use identities::IdentityTable;
+use slab::{Slab, Span};
 
 /// A record in the binary form of [`crate::record`].
-type Record = Box<[u8]>;
+/// Where a record is in its slab (`MemoryStore::account_records`, `identity_records`).
+type Record = Span;
 
 /// A stored account: its record, and beside it what a complete import reads of every
 /// account (read without touching the record).
@@ -105,6 +108,10 @@ pub struct MemoryStore {
     /// provisioning and confirming a million accounts change them for a million
     /// identities, and rewriting a record each time cost more than the rest.
     pending_creates: HashMap<IdentityId, BTreeMap<Text, PendingCreate>, Fast>,
+    /// The bytes of the accounts' records (every system's).
+    account_records: Slab,
+    /// The bytes of the identities' records.
+    identity_records: Slab,
 }
 
 /// One bit per stored account of a system, by position: those a visit by key found,
@@ -132,6 +139,11 @@ impl Seen {
 /// A system as compared and shown: its version, link-value total and decoded accounts.
 type SystemView = (u64, u64, Vec<Result<Account, StoreError>>);
 
+/// A slab that cannot name one more record (4 GiB in one record, or 2^32 pages).
+fn slab_full() -> StoreError {
+    StoreError::new("memory store: the records are full")
+}
+
 /// A record the store wrote that does not read back: a bug, reported, never a panic.
 fn damaged(op: &'static str) -> impl Fn(record::DecodeError) -> StoreError {
     move |e| StoreError::new(format!("memory store: {op}: a stored record does not read back: {e}"))
@@ -141,6 +153,47 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// Copies the live account records into fresh pages (see [`Slab::should_compact`]).
+    fn compact_account_records(&mut self) {
+        let mut fresh = Slab::default();
+        let mut moved = Vec::new();
+        for entry in self.systems.values() {
+            for stored in entry.accounts.values() {
+                match self.account_records.move_to(stored.record, &mut fresh) {
+                    Some(span) => moved.push(span),
+                    // Cannot happen (the records fitted before); the old pages stay.
+                    None => return,
+                }
+            }
+        }
+        let mut moved = moved.into_iter();
+        for entry in self.systems.values_mut() {
+            for stored in entry.accounts.values_mut() {
+                if let Some(span) = moved.next() {
+                    stored.record = span;
+                }
+            }
+        }
+        self.account_records = fresh;
+    }
+
+    /// Copies the live identity records into fresh pages (see [`Slab::should_compact`]).
+    fn compact_identity_records(&mut self) {
+        let mut fresh = Slab::default();
+        let mut moved = Vec::with_capacity(self.identities.len());
+        for span in self.identities.values_mut() {
+            match self.identity_records.move_to(*span, &mut fresh) {
+                Some(new) => moved.push(new),
+                // Cannot happen (the records fitted before); the old pages stay.
+                None => return,
+            }
+        }
+        for (span, new) in self.identities.values_mut().zip(moved) {
+            *span = new;
+        }
+        self.identity_records = fresh;
     }
 
     /// Sets a system's version (a copy of another store's state keeps its versions).
@@ -177,7 +230,8 @@ impl MemoryStore {
     }
 
     /// The identity `id` from its record.
-    fn decode_identity(&self, op: &'static str, id: IdentityId, data: &[u8]) -> Result<Identity, StoreError> {
+    fn decode_identity(&self, op: &'static str, id: IdentityId, record: &Record) -> Result<Identity, StoreError> {
+        let data = self.identity_records.get(*record);
         let mut identity = record::decode_identity(id, data, &mut |n| self.dictionary.text(n)).map_err(damaged(op))?;
         if let Some(pending) = self.pending_creates.get(&id) {
             identity.pending_creates = pending.clone();
@@ -194,7 +248,7 @@ impl MemoryStore {
         system
             .accounts
             .iter()
-            .map(move |(key, stored)| self.decode_account(op, key, &stored.record))
+            .map(move |(key, stored)| self.decode_account(op, key, self.account_records.get(stored.record)))
     }
 
     /// Every identity, decoded, in id order.
@@ -211,9 +265,11 @@ impl MemoryStore {
         decode: impl Fn(&T) -> Result<R, StoreError> + Sync,
         mut visit: impl FnMut(&T, R) -> bool,
     ) -> Result<(), StoreError> {
+        let mut decoded = Vec::new();
         for chunk in items.chunks(DECODE_CHUNK) {
-            let decoded = crate::parallel::map(chunk, &decode);
-            for (item, record) in chunk.iter().zip(decoded) {
+            crate::parallel::map_into(chunk, &mut decoded, &decode);
+            for (item, record) in chunk.iter().zip(decoded.iter_mut()) {
+                let Some(record) = record.take() else { continue };
                 if !visit(item, record?) {
                     return Ok(());
                 }
@@ -242,7 +298,7 @@ impl MemoryStore {
             &indexed,
             |(_, key)| match accounts.get_full(*key) {
                 Some((position, key, stored)) => self
-                    .decode_account("visit_accounts_by_key", key, &stored.record)
+                    .decode_account("visit_accounts_by_key", key, self.account_records.get(stored.record))
                     .map(|a| Some((position, a))),
                 None => Ok(None),
             },
@@ -417,7 +473,9 @@ impl Store for MemoryStore {
 
     fn account(&self, system: &str, key: &str) -> Result<Option<Account>, StoreError> {
         match self.systems.get(system).and_then(|s| s.accounts.get_key_value(key)) {
-            Some((key, stored)) => self.decode_account("account", key, &stored.record).map(Some),
+            Some((key, stored)) => self
+                .decode_account("account", key, self.account_records.get(stored.record))
+                .map(Some),
             None => Ok(None),
         }
     }
@@ -444,7 +502,11 @@ impl Store for MemoryStore {
         };
         for (position, (key, stored)) in accounts.iter().enumerate() {
             if !found.has(position) {
-                others(&self.decode_account("visit_accounts_by_key_and_others", key, &stored.record)?);
+                others(&self.decode_account(
+                    "visit_accounts_by_key_and_others",
+                    key,
+                    self.account_records.get(stored.record),
+                )?);
             }
         }
         Ok(())
@@ -492,7 +554,7 @@ impl Store for MemoryStore {
             let records: Vec<(&Box<str>, &StoredAccount)> = s.accounts.iter().collect();
             MemoryStore::lend_decoded(
                 &records,
-                |(key, stored)| self.decode_account("visit_accounts", key, &stored.record),
+                |(key, stored)| self.decode_account("visit_accounts", key, self.account_records.get(stored.record)),
                 |_, account| {
                     visit(&account);
                     true
@@ -516,20 +578,30 @@ impl Store for MemoryStore {
         for account in accounts {
             blob.clear();
             let fingerprint = account.values_fingerprint();
-            record::encode_account(&account, fingerprint, &mut self.dictionary, &mut blob)?;
+            let span = record::encode_account(&account, fingerprint, &mut self.dictionary, &mut blob)
+                .and_then(|()| self.account_records.push(&blob).ok_or_else(slab_full));
+            let span = match span {
+                Ok(span) => span,
+                Err(e) => {
+                    // Nothing holds the records written so far.
+                    for (_, stored, _, _) in &encoded {
+                        let stored: &StoredAccount = stored;
+                        self.account_records.release(stored.record);
+                    }
+                    return Err(e);
+                }
+            };
             let (values, identity) = (account.link_values(), account.identity());
             let mut summary = AccountSummary::of(&account);
             summary.fingerprint = fingerprint;
-            let stored = StoredAccount {
-                summary,
-                record: Record::from(blob.as_slice()),
-            };
+            let stored = StoredAccount { summary, record: span };
             encoded.push((account.key, stored, identity, values));
         }
         let MemoryStore {
             systems,
             system_names,
             links,
+            account_records,
             ..
         } = self;
         let entry = match systems.get_mut(system) {
@@ -541,7 +613,9 @@ impl Store for MemoryStore {
         for (key, data, identity, values) in encoded {
             let (position, previous) = match entry.accounts.get_full_mut(key.as_str()) {
                 Some((position, _, slot)) => {
-                    let head = record::account_head(&slot.record).map_err(damaged("put_accounts"))?;
+                    let head =
+                        record::account_head(account_records.get(slot.record)).map_err(damaged("put_accounts"))?;
+                    account_records.release(slot.record);
                     *slot = data;
                     (position, Some(head))
                 }
@@ -559,6 +633,9 @@ impl Store for MemoryStore {
                 insert_sorted(links.entry(id).or_default(), slot);
             }
         }
+        if self.account_records.should_compact() {
+            self.compact_account_records();
+        }
         Ok(())
     }
 
@@ -574,14 +651,20 @@ impl Store for MemoryStore {
             let Some((position, _, stored)) = entry.accounts.swap_remove_full(key.as_str()) else {
                 continue;
             };
-            let head = record::account_head(&stored.record).map_err(damaged("remove_accounts"))?;
+            let head =
+                record::account_head(self.account_records.get(stored.record)).map_err(damaged("remove_accounts"))?;
+            self.account_records.release(stored.record);
             unlink(&mut self.links, slot(position), &head.link);
             entry.link_values -= head.link_values;
             // The last account took the removed one's place.
             if let Some((_, moved)) = entry.accounts.get_index(position) {
-                let moved = record::account_head(&moved.record).map_err(damaged("remove_accounts"))?;
+                let moved =
+                    record::account_head(self.account_records.get(moved.record)).map_err(damaged("remove_accounts"))?;
                 relink(&mut self.links, slot(entry.accounts.len()), slot(position), &moved.link);
             }
+        }
+        if self.account_records.should_compact() {
+            self.compact_account_records();
         }
         Ok(())
     }
@@ -626,7 +709,8 @@ impl Store for MemoryStore {
         MemoryStore::lend_decoded(
             &linked,
             |(key, stored)| {
-                let account = self.decode_account("visit_linked_accounts", key, &stored.record)?;
+                let account =
+                    self.decode_account("visit_linked_accounts", key, self.account_records.get(stored.record))?;
                 let identity = match account.identity() {
                     Some(id) => match self.identities.get(id) {
                         Some(data) => Some(self.decode_identity("visit_linked_accounts", id, data)?),
@@ -722,8 +806,10 @@ impl Store for MemoryStore {
             let Some(data) = self.identities.get(id) else {
                 continue;
             };
-            let values = record::identity_values(data, &[number], &mut |n| self.dictionary.text(n))
-                .map_err(damaged("find_identities"))?;
+            let values = record::identity_values(self.identity_records.get(*data), &[number], &mut |n| {
+                self.dictionary.text(n)
+            })
+            .map_err(damaged("find_identities"))?;
             let holds = values
                 .iter()
                 .flat_map(|(_, value)| value.scalars())
@@ -741,10 +827,19 @@ impl Store for MemoryStore {
         let mut encoded = Vec::with_capacity(identities.len());
         let mut blob = Vec::new();
         for identity in &mut identities {
-            let pending = std::mem::take(&mut identity.pending_creates);
             blob.clear();
-            record::encode_identity(identity, &mut self.dictionary, &mut blob)?;
-            encoded.push((Record::from(blob.as_slice()), pending));
+            let span = record::encode_identity(identity, &mut self.dictionary, &mut blob)
+                .and_then(|()| self.identity_records.push(&blob).ok_or_else(slab_full));
+            match span {
+                Ok(span) => encoded.push((span, std::mem::take(&mut identity.pending_creates))),
+                Err(e) => {
+                    // Nothing holds the records written so far.
+                    for (span, _) in &encoded {
+                        self.identity_records.release(*span);
+                    }
+                    return Err(e);
+                }
+            }
         }
         // Room in the index for one value per new identity and attribute at once (a
         // batch rewriting stored identities, as confirming a million creates does, needs
@@ -779,8 +874,10 @@ impl Store for MemoryStore {
             }
             // The replaced version (written earlier in this batch, perhaps): its
             // indexed values, read from its record, leave the index.
-            let old = match self.identities.get(identity.id) {
+            let replaced = self.identities.get(identity.id).copied();
+            let old = match replaced {
                 Some(old) if !self.indexed.is_empty() => {
+                    let old = self.identity_records.get(old);
                     let values = record::identity_values(old, &numbers, &mut |n| self.dictionary.text(n))
                         .map_err(damaged("put_identities"))?;
                     let mut old = Identity::new(identity.id, identity.created);
@@ -808,6 +905,12 @@ impl Store for MemoryStore {
             }
             self.next_identity = self.next_identity.max(identity.id.0);
             self.identities.insert(identity.id, data);
+            if let Some(replaced) = replaced {
+                self.identity_records.release(replaced);
+            }
+        }
+        if self.identity_records.should_compact() {
+            self.compact_identity_records();
         }
         // An attribute no identity holds has no table (as the index built one by one).
         self.index.retain(|_, by_key| !by_key.is_empty());
@@ -887,6 +990,63 @@ mod tests {
     use crate::model::LinkState;
 
     use super::*;
+
+    /// Identities and accounts written over and over (their records' old bytes dead, the
+    /// slabs compacted many times: unit tests compact whenever more is dead than live)
+    /// read back as last written.
+    #[test]
+    fn records_rewritten_until_compacted_read_back_as_last_written() {
+        let mut store = MemoryStore::new();
+        let person = |id: u64, round: u64| {
+            let mut identity = Identity::new(IdentityId(id), chrono::DateTime::default());
+            identity.set(
+                "title",
+                crate::value::Value::from(format!("T{id}-{round}").as_str()),
+                crate::model::Provenance::new("hr", 100, crate::model::Phase::Create, chrono::DateTime::default()),
+            );
+            identity
+        };
+        let account = |id: u64, round: u64| {
+            let mut account = Account::new(format!("E{id}"));
+            account.set(
+                &Text::from("title"),
+                crate::value::Value::from(format!("A{id}-{round}").as_str()),
+            );
+            account.link = LinkState::Linked(IdentityId(id));
+            account
+        };
+        for round in 0..6 {
+            // Every round rewrites a different share of the records.
+            let ids: Vec<u64> = (1..=40).filter(|id| round == 0 || id % (round + 1) == 0).collect();
+            assert!(store
+                .put_identities(ids.iter().map(|&id| person(id, round)).collect())
+                .is_ok());
+            assert!(store
+                .put_accounts("hr", ids.iter().map(|&id| account(id, round)).collect())
+                .is_ok());
+        }
+        let last = |id: u64| {
+            (0..6)
+                .rev()
+                .find(|&round| round == 0 || id % (round + 1) == 0)
+                .unwrap_or(0)
+        };
+        let mut identities = Vec::new();
+        assert!(store
+            .visit_identities(&mut |identity| identities.push(identity.clone()))
+            .is_ok());
+        assert_eq!(identities, (1..=40).map(|id| person(id, last(id))).collect::<Vec<_>>());
+        for id in 1..=40 {
+            let stored = store.account("hr", &format!("E{id}")).ok().flatten();
+            assert_eq!(
+                stored.map(|a| a.value("title").clone()),
+                Some(account(id, last(id)).value("title").clone())
+            );
+        }
+        // Compacted: no more dead bytes than live ones are kept.
+        assert!(store.identity_records.dead() <= store.identity_records.live());
+        assert!(store.account_records.dead() <= store.account_records.live());
+    }
 
     /// Two keys of one hash share an index entry: a look-up answers only the identities
     /// holding the very key asked for.

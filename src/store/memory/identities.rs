@@ -114,6 +114,11 @@ impl<T> IdentityTable<T> {
             )
     }
 
+    /// Every identity's record, to change in place (in no particular order).
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.dense.iter_mut().flatten().chain(self.sparse.values_mut())
+    }
+
     /// Every identity, in id order.
     pub(super) fn values(&self) -> impl Iterator<Item = (IdentityId, &T)> {
         self.iter_after(None)
