@@ -637,6 +637,23 @@ pub(crate) fn change_pending_creates(
     Ok(out)
 }
 
+/// The pending creates of an identity's blob, its values stepped over, not built.
+#[cfg(feature = "sqlite")]
+pub(crate) fn pending_creates(data: &[u8]) -> Result<BTreeMap<Text, PendingCreate>, DecodeError> {
+    let mut r = Reader::new(data);
+    let flags = r.skip_identity_head()?;
+    let count = r.count("the attribute count")?;
+    for _ in 0..count {
+        r.u32("an attribute name")?;
+        r.skip_value()?;
+        if flags & ONE_SOURCE == 0 {
+            r.varint("a value's provenance")?;
+        }
+    }
+    let rest: Option<IdentityRestIn> = r.rest(flags, "identity")?;
+    Ok(rest.map(|rest| rest.pending_creates).unwrap_or_default())
+}
+
 /// The values of the attributes numbered `wanted` in an identity's blob (absent ones
 /// left out), every other value stepped over, not built: a store updating its index
 /// reads the indexed values of the version it replaces this way.

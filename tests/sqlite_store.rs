@@ -771,9 +771,27 @@ fn pending_creates_change_alike_in_both_stores() {
             PendingCreateChange::new(IdentityId::from_raw(2), "phone".into(), None),
         ],
     ];
+    // Identities 3..=400 without pending creates: a batch read of them all scans.
     for store in [&mut sqlite as &mut dyn Store, &mut memory] {
-        store.put_identities(vec![identity(1), identity(2)]).unwrap();
+        store.put_identities((1..=400).map(identity).collect()).unwrap();
     }
+    // Read apart from the values, and read from the whole identities.
+    let pending_by_id = |store: &dyn Store, ids: &[IdentityId]| {
+        let mut apart = vec![None; ids.len()];
+        store
+            .visit_pending_creates_by_id(ids, &mut |at, pending| apart[at] = Some(pending.cloned()))
+            .unwrap();
+        let mut whole = vec![None; ids.len()];
+        store
+            .visit_identities_by_id(ids, &mut |at, identity| {
+                whole[at] = Some(identity.map(|i| i.pending_creates.clone()))
+            })
+            .unwrap();
+        assert_eq!(apart, whole);
+        apart
+    };
+    let few: Vec<IdentityId> = [2, 9, 1, 1].into_iter().map(IdentityId::from_raw).collect();
+    let many: Vec<IdentityId> = (0..=410).rev().map(IdentityId::from_raw).collect();
     for (i, changes) in steps.iter().enumerate() {
         sqlite.update_pending_creates(changes).unwrap();
         memory.update_pending_creates(changes).unwrap();
@@ -783,6 +801,14 @@ fn pending_creates_change_alike_in_both_stores() {
                 sqlite.identity(id).unwrap(),
                 memory.identity(id).unwrap(),
                 "step {i}, {id}"
+            );
+        }
+        for ids in [&few, &many] {
+            let read = pending_by_id(&sqlite, ids);
+            assert_eq!(read, pending_by_id(&memory, ids), "step {i}");
+            assert_eq!(
+                read.iter().filter(|p| p.as_ref().is_some_and(|p| p.is_none())).count(),
+                ids.len() - ids.iter().filter(|id| (1..=400).contains(&id.get())).count()
             );
         }
     }

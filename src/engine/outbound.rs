@@ -385,13 +385,14 @@ impl<S: Store> Engine<S> {
         // of each: confirmed creates are settled below.
         let mut existing: FastSet<IdentityId> = FastSet::with_capacity_and_hasher(create_ids.len(), Default::default());
         let mut pending: FastMap<IdentityId, Vec<Text>> = FastMap::default();
-        self.store.visit_identities_by_id(&create_ids, &mut |at, identity| {
-            if let (Some(identity), Some(&id)) = (identity, create_ids.get(at)) {
-                if existing.insert(id) && !identity.pending_creates.is_empty() {
-                    pending.insert(id, identity.pending_creates.keys().cloned().collect());
+        self.store
+            .visit_pending_creates_by_id(&create_ids, &mut |at, pending_creates| {
+                if let (Some(pending_creates), Some(&id)) = (pending_creates, create_ids.get(at)) {
+                    if existing.insert(id) && !pending_creates.is_empty() {
+                        pending.insert(id, pending_creates.keys().cloned().collect());
+                    }
                 }
-            }
-        })?;
+            })?;
         let mut linked: FastMap<(&str, IdentityId), Vec<String>> = FastMap::default();
         let mut asked: HashSet<&str> = HashSet::new();
         for op in ops {

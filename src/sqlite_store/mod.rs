@@ -60,7 +60,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId};
-use crate::store::{AccountSummary, EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
+use crate::store::{
+    AccountSummary, EngineState, PendingCreateChange, PendingCreates, PendingPlan, PlanId, Store, StoreError,
+};
+
+/// Lends an identity's record (its id and bytes) by the position that asked for it.
+type BlobVisit<'a> = dyn FnMut(usize, Option<(i64, &[u8])>) -> Result<(), StoreError> + 'a;
 use crate::thresholds::{Base, Exceeded};
 
 /// Reads one account record (its key and blob) as a `T`.
@@ -892,18 +897,58 @@ impl SqliteStore {
         visit: &mut dyn FnMut(usize, Option<&Identity>),
     ) -> Result<(), StoreError> {
         let op = "visit_identities_by_id";
+        self.visit_identity_blobs_by_id(op, ids, &mut |at, blob| {
+            match blob {
+                Some((id, data)) => visit(at, Some(&self.decode_identity(op, id, data)?)),
+                None => visit(at, None),
+            }
+            Ok(())
+        })
+    }
+
+    fn visit_pending_creates_by_id_inner(
+        &self,
+        ids: &[IdentityId],
+        visit: &mut dyn FnMut(usize, Option<&PendingCreates>),
+    ) -> Result<(), StoreError> {
+        let op = "visit_pending_creates_by_id";
+        self.visit_identity_blobs_by_id(op, ids, &mut |at, blob| {
+            match blob {
+                Some((_, data)) => visit(at, Some(&record::pending_creates(data).map_err(record_error(op))?)),
+                None => visit(at, None),
+            }
+            Ok(())
+        })
+    }
+
+    /// The records of `ids`, each lent with the id's position (`None`: absent), in any
+    /// order; the same record is lent once per position asking for it.
+    fn visit_identity_blobs_by_id(
+        &self,
+        op: &str,
+        ids: &[IdentityId],
+        visit: &mut BlobVisit<'_>,
+    ) -> Result<(), StoreError> {
         let mut wanted: Vec<(u64, usize)> = ids.iter().enumerate().map(|(at, id)| (id.get(), at)).collect();
         wanted.sort_unstable();
         let (Some(&(first, _)), Some(&(last, _))) = (wanted.first(), wanted.last()) else {
             return Ok(());
         };
         // Many ids close together (a batch over a range of identities): one scan of the
-        // range, decoding only the ids asked for; otherwise a query per id.
+        // range, reading only the ids asked for; otherwise a query per id.
         let dense = last.saturating_sub(first) / 8 < wanted.len() as u64;
         if wanted.len() < SCAN_FROM || !dense {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT data FROM attrflow_identities WHERE id = ?1")
+                .map_err(sql_error(op))?;
             for (at, id) in ids.iter().enumerate() {
-                let identity = self.identity_inner(*id)?;
-                visit(at, identity.as_ref());
+                let raw = to_i64(op, id.get())?;
+                let data: Option<Vec<u8>> = stmt
+                    .query_row([raw], |row| row.get(0))
+                    .optional()
+                    .map_err(sql_error(op))?;
+                visit(at, data.as_deref().map(|d| (raw, d)))?;
             }
             return Ok(());
         }
@@ -917,22 +962,22 @@ impl SqliteStore {
         let mut next = 0;
         while let Some(row) = rows.next().map_err(sql_error(op))? {
             let id: i64 = row.get(0).map_err(sql_error(op))?;
-            let id = to_u64(op, id)?;
+            let id_u64 = to_u64(op, id)?;
             // Ids asked for below this row's are absent.
-            while let Some(&(_, at)) = wanted.get(next).filter(|(w, _)| *w < id) {
-                visit(at, None);
+            while let Some(&(_, at)) = wanted.get(next).filter(|(w, _)| *w < id_u64) {
+                visit(at, None)?;
                 next += 1;
             }
-            if wanted.get(next).is_some_and(|(w, _)| *w == id) {
-                let identity = self.decode_identity(op, to_i64(op, id)?, blob_at(row, 1).map_err(sql_error(op))?)?;
-                while let Some(&(_, at)) = wanted.get(next).filter(|(w, _)| *w == id) {
-                    visit(at, Some(&identity));
+            if wanted.get(next).is_some_and(|(w, _)| *w == id_u64) {
+                let data = blob_at(row, 1).map_err(sql_error(op))?;
+                while let Some(&(_, at)) = wanted.get(next).filter(|(w, _)| *w == id_u64) {
+                    visit(at, Some((id, data)))?;
                     next += 1;
                 }
             }
         }
         for &(_, at) in wanted.get(next..).unwrap_or_default() {
-            visit(at, None);
+            visit(at, None)?;
         }
         Ok(())
     }
@@ -1242,6 +1287,14 @@ impl Store for SqliteStore {
         visit: &mut dyn FnMut(usize, Option<&Identity>),
     ) -> Result<(), StoreError> {
         self.guard(self.visit_identities_by_id_inner(ids, visit))
+    }
+
+    fn visit_pending_creates_by_id(
+        &self,
+        ids: &[IdentityId],
+        visit: &mut dyn FnMut(usize, Option<&PendingCreates>),
+    ) -> Result<(), StoreError> {
+        self.guard(self.visit_pending_creates_by_id_inner(ids, visit))
     }
 
     fn identity(&self, id: IdentityId) -> Result<Option<Identity>, StoreError> {

@@ -20,7 +20,9 @@ use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId, LinkState, PendingCreate};
 use crate::record;
-use crate::store::{AccountSummary, EngineState, PendingCreateChange, PendingPlan, PlanId, Store, StoreError};
+use crate::store::{
+    AccountSummary, EngineState, PendingCreateChange, PendingCreates, PendingPlan, PlanId, Store, StoreError,
+};
 use crate::text::Text;
 use crate::thresholds::Base;
 use dictionary::Dictionary;
@@ -748,6 +750,23 @@ impl Store for MemoryStore {
         )
     }
 
+    fn visit_pending_creates_by_id(
+        &self,
+        ids: &[IdentityId],
+        visit: &mut dyn FnMut(usize, Option<&PendingCreates>),
+    ) -> Result<(), StoreError> {
+        // Kept apart from the records (see `pending_creates`): nothing is decoded.
+        static NONE_PENDING: PendingCreates = BTreeMap::new();
+        for (index, &id) in ids.iter().enumerate() {
+            let pending = self
+                .identities
+                .get(id)
+                .map(|_| self.pending_creates.get(&id).unwrap_or(&NONE_PENDING));
+            visit(index, pending);
+        }
+        Ok(())
+    }
+
     fn visit_identities_after(
         &self,
         after: Option<IdentityId>,
@@ -1046,6 +1065,64 @@ mod tests {
         // Compacted: no more dead bytes than live ones are kept.
         assert!(store.identity_records.dead() <= store.identity_records.live());
         assert!(store.account_records.dead() <= store.account_records.live());
+    }
+
+    /// The pending creates read apart from the records are those of the identities read
+    /// whole (the trait's default), for present and absent ids, before and after a
+    /// change.
+    #[test]
+    fn pending_creates_by_id_are_those_of_the_identities() {
+        let mut store = MemoryStore::new();
+        let identities = (1..=4)
+            .map(|id| Identity::new(IdentityId(id), chrono::DateTime::default()))
+            .collect();
+        assert!(store.put_identities(identities).is_ok());
+        let create = |account: &str| {
+            Some(PendingCreate {
+                account: account.to_owned(),
+                since: chrono::DateTime::default(),
+            })
+        };
+        let ids = [
+            IdentityId(3),
+            IdentityId(9),
+            IdentityId(1),
+            IdentityId(2),
+            IdentityId(3),
+        ];
+        let read = |store: &MemoryStore| {
+            let mut apart = vec![None; ids.len()];
+            let mut whole = vec![None; ids.len()];
+            let ok = store
+                .visit_pending_creates_by_id(&ids, &mut |at, pending| {
+                    if let Some(slot) = apart.get_mut(at) {
+                        *slot = pending.cloned();
+                    }
+                })
+                .is_ok()
+                && store
+                    .visit_identities_by_id(&ids, &mut |at, identity| {
+                        if let Some(slot) = whole.get_mut(at) {
+                            *slot = identity.map(|i| i.pending_creates.clone());
+                        }
+                    })
+                    .is_ok();
+            assert!(ok);
+            (apart, whole)
+        };
+        let (apart, whole) = read(&store);
+        assert_eq!(apart, whole);
+        assert_eq!(apart.iter().filter(|p| p.is_none()).count(), 1, "{apart:?}");
+        let changes = [
+            PendingCreateChange::new(IdentityId(3), Text::from("ad"), create("a3")),
+            PendingCreateChange::new(IdentityId(2), Text::from("ad"), create("a2")),
+            PendingCreateChange::new(IdentityId(2), Text::from("phone"), create("p2")),
+            PendingCreateChange::new(IdentityId(9), Text::from("ad"), create("nobody")),
+        ];
+        assert!(store.update_pending_creates(&changes).is_ok());
+        let (apart, whole) = read(&store);
+        assert_eq!(apart, whole);
+        assert_eq!(apart.get(3).and_then(|p| p.as_ref()).map(BTreeMap::len), Some(2));
     }
 
     /// Two keys of one hash share an index entry: a look-up answers only the identities

@@ -19,6 +19,8 @@ mod memory;
 pub use memory::persist::DecodeError;
 pub use memory::MemoryStore;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::controls::{InboxEntry, OutboxEntry};
@@ -27,6 +29,9 @@ use crate::model::{Account, Identity, IdentityId, PendingCreate};
 use crate::outbound::OutboundPlan;
 use crate::text::Text;
 use crate::thresholds::Base;
+
+/// An identity's pending creates, by system (see [`Store::visit_pending_creates_by_id`]).
+pub type PendingCreates = BTreeMap<Text, PendingCreate>;
 
 /// A failure of the host's persistence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -334,6 +339,20 @@ pub trait Store: std::fmt::Debug {
             self.with_identity(id, &mut |identity| visit(index, identity))?;
         }
         Ok(())
+    }
+    /// Calls `visit` once per id with the id's position in `ids` and the pending creates
+    /// of its identity (`None` when the identity is absent), in any order: what
+    /// confirming a batch of creates checks, without the identities' values. The
+    /// default reads the identities with [`Store::visit_identities_by_id`]; a store
+    /// that keeps pending creates apart from the values should answer from them.
+    fn visit_pending_creates_by_id(
+        &self,
+        ids: &[IdentityId],
+        visit: &mut dyn FnMut(usize, Option<&PendingCreates>),
+    ) -> Result<(), StoreError> {
+        self.visit_identities_by_id(ids, &mut |index, identity| {
+            visit(index, identity.map(|identity| &identity.pending_creates));
+        })
     }
     /// Calls `visit` for the identities with ids above `after` (every identity for
     /// `None`), in id order, until it returns `false`. The default visits every
