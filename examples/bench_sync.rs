@@ -225,10 +225,19 @@ impl Stages {
         }
     }
 
-    /// "prepare 0.12 s, diff 0.05 s, ..."
+    /// "prepare 0.12 s, diff 0.05 s, ...": a stage entered several times (a first load
+    /// applies its rows a part at a time, each part's accounts then identities) is
+    /// summed.
     fn summary(mut self) -> String {
         self.finish();
-        let parts: Vec<String> = self.took.iter().map(|(s, t)| format!("{s} {t:.3}")).collect();
+        let mut summed: Vec<(Stage, f64)> = Vec::new();
+        for (stage, took) in self.took {
+            match summed.iter_mut().find(|(s, _)| *s == stage) {
+                Some((_, total)) => *total += took,
+                None => summed.push((stage, took)),
+            }
+        }
+        let parts: Vec<String> = summed.iter().map(|(s, t)| format!("{s} {t:.3}")).collect();
         parts.join(", ")
     }
 }

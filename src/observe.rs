@@ -29,6 +29,10 @@ pub enum Stage {
     /// Changed accounts written to the mirror and correlated (`done` of `total`).
     Apply,
     /// Identities resolved and processed (`done` of `total`).
+    ///
+    /// A first load into a store with no identity is applied a part of its rows at a
+    /// time, so its `Apply` and `Resolve` reports alternate, each counting over the
+    /// whole load (`done` only grows within a stage, `total` stays the load's rows).
     Resolve,
 }
 

@@ -127,6 +127,12 @@ impl<S: Store> Engine<S> {
     /// Imports a snapshot of one system at `now`: prepare, diff, thresholds, then (unless
     /// blocked) the account mirror, correlation, projection and resolution.
     ///
+    /// A first load (every change inserts an account, and the store holds no identity)
+    /// is applied a part of 16k rows at a time, each part's accounts built, projected,
+    /// resolved and written before the next part's, so that a load of a million rows
+    /// never holds all its accounts at once; the result is the one of the import applied
+    /// at once (correlation would find nothing to link to either way).
+    ///
     /// A whole-import refusal (unknown system, dropped or unknown column) is an `Err` and
     /// changes nothing. Rejected rows and rejected decisions are part of the report; applied
     /// decisions are counted (pass an [`Observer`] to [`Engine::import_observed`] to see
