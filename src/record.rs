@@ -682,9 +682,22 @@ pub(crate) fn identity_values(
 
 /// The identity `id` from its blob; `name` gives the name (or dictionary text) of a
 /// number.
+#[cfg(any(feature = "sqlite", test))]
 pub(crate) fn decode_identity(
     id: IdentityId,
     data: &[u8],
+    name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+) -> Result<Identity, DecodeError> {
+    decode_identity_reading(id, data, None, name)
+}
+
+/// [`decode_identity`] with only the values of the attributes numbered `wanted` (all
+/// with `None`); the others are stepped over, not built. Everything else an identity
+/// holds (times, provenance of the values kept, access, scope, pending creates) is read.
+pub(crate) fn decode_identity_reading(
+    id: IdentityId,
+    data: &[u8],
+    wanted: Option<&[u32]>,
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
 ) -> Result<Identity, DecodeError> {
     let mut r = Reader::new(data);
@@ -709,7 +722,15 @@ pub(crate) fn decode_identity(
     // Per entry, the index of its provenance in `distinct` (`usize::MAX`: none).
     let mut sources = Vec::with_capacity(count);
     for _ in 0..count {
-        let attribute = name(r.u32("an attribute name")?)?;
+        let number = r.u32("an attribute name")?;
+        if wanted.is_some_and(|wanted| !wanted.contains(&number)) {
+            r.skip_value()?;
+            if flags & ONE_SOURCE == 0 {
+                r.varint("a value's provenance")?;
+            }
+            continue;
+        }
+        let attribute = name(number)?;
         let value = r.value(name)?;
         let source = if flags & ONE_SOURCE != 0 {
             1

@@ -136,11 +136,14 @@ impl<S: Store> Engine<S> {
         let held = first_key_by_identity(self.store.linked_accounts(system)?);
         let planner = Planner::new(&self.config, system, &config, now);
         let mut own: Vec<Option<OwnResult>> = identities.iter().map(|_| None).collect();
-        self.store.visit_identities_by_id(identities, &mut |at, record| {
-            if let (Some(slot), Some(&identity)) = (own.get_mut(at), identities.get(at)) {
-                *slot = Some(create_for(system, &planner, identity, record, held.get(&identity)));
-            }
-        })?;
+        // Only the values the create ops are made of are read.
+        let reads = planner.identity_reads();
+        self.store
+            .visit_identities_by_id_reading(identities, &reads, &mut |at, record| {
+                if let (Some(slot), Some(&identity)) = (own.get_mut(at), identities.get(at)) {
+                    *slot = Some(create_for(system, &planner, identity, record, held.get(&identity)));
+                }
+            })?;
         // Then, in request order, the checks against the batch itself.
         for (at, (&identity, own)) in identities.iter().zip(own).enumerate() {
             let checked = own

@@ -49,6 +49,10 @@ pub(crate) struct Planner<'a> {
     delete_unowned: bool,
     /// Whether a role grants values on this system.
     grants: bool,
+    /// The identity attributes whose values a plan of this system reads: the identity
+    /// side of every rule that is not inbound, and whatever their `out` transforms read
+    /// (sorted, once each).
+    reads: Vec<String>,
     now: DateTime<Utc>,
 }
 
@@ -67,6 +71,15 @@ impl<'a> Planner<'a> {
                 .collect()
         };
         let deprovisioning = system.deprovisioning.as_ref();
+        let reads: BTreeSet<String> = system
+            .flows
+            .iter()
+            .filter(|rule| rule.direction != Direction::Inbound)
+            .flat_map(|rule| {
+                let read_by_transform = rule.transform_out.iter().flat_map(|t| t.attributes());
+                std::iter::once(rule.identity.to_string()).chain(read_by_transform)
+            })
+            .collect();
         Planner {
             config,
             name,
@@ -76,8 +89,15 @@ impl<'a> Planner<'a> {
             delete_after: deprovisioning.and_then(|d| d.delete_after()),
             delete_unowned: deprovisioning.is_some_and(|d| d.delete_unowned),
             grants: config.roles.values().any(|r| r.grants.contains_key(name)),
+            reads: reads.into_iter().collect(),
             now,
         }
+    }
+
+    /// The identity attributes whose values this system's plans read (a store may lend
+    /// identities holding only those: see [`Store::visit_linked_accounts_reading`]).
+    pub(crate) fn identity_reads(&self) -> Vec<&str> {
+        self.reads.iter().map(String::as_str).collect()
     }
 
     /// Whether a plan of this system can hold anything at all.
@@ -99,7 +119,7 @@ impl<'a> Planner<'a> {
         let mut linked: HashSet<IdentityId> = HashSet::new();
         let mut failure: Option<StoreError> = None;
         // Accounts and their identities are lent by the store, not cloned.
-        store.visit_linked_accounts(self.name, &mut |account, identity| {
+        store.visit_linked_accounts_reading(self.name, &self.identity_reads(), &mut |account, identity| {
             linked.insert(identity.id);
             self.account_op(account, identity, &mut planned);
         })?;

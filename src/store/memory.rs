@@ -157,6 +157,76 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// The numbers of attribute names (a name no record holds has none, and is left
+    /// out: no value of it is there to read).
+    fn name_numbers(&self, names: &[&str]) -> Vec<u32> {
+        names
+            .iter()
+            .filter_map(|name| self.dictionary.name_number(name))
+            .collect()
+    }
+
+    /// [`Store::visit_linked_accounts`], the identities with the values of the attributes
+    /// numbered `wanted` only (all with `None`).
+    fn lend_linked_accounts(
+        &self,
+        system: &str,
+        wanted: Option<&[u32]>,
+        visit: &mut dyn FnMut(&Account, &Identity),
+    ) -> Result<(), StoreError> {
+        let op = "visit_linked_accounts";
+        let Some(s) = self.systems.get(system) else {
+            return Ok(());
+        };
+        // Each pair decoded together, a chunk at a time (on several cores for a whole
+        // system's outbound plan).
+        let linked: Vec<(&Box<str>, &StoredAccount)> = s.accounts.iter().filter(|(_, a)| a.summary.linked).collect();
+        MemoryStore::lend_decoded(
+            &linked,
+            |(key, stored)| {
+                let account = self.decode_account(op, key, self.account_records.get(stored.record))?;
+                let identity = match account.identity() {
+                    Some(id) => match self.identities.get(id) {
+                        Some(data) => Some(self.decode_identity_reading(op, id, data, wanted)?),
+                        None => None,
+                    },
+                    None => None,
+                };
+                Ok((account, identity))
+            },
+            |_, (account, identity)| {
+                if let Some(identity) = identity {
+                    visit(&account, &identity);
+                }
+                true
+            },
+        )
+    }
+
+    /// [`Store::visit_identities_by_id`], with the values of the attributes numbered
+    /// `wanted` only (all with `None`).
+    fn lend_identities_by_id(
+        &self,
+        ids: &[IdentityId],
+        wanted: Option<&[u32]>,
+        visit: &mut dyn FnMut(usize, Option<&Identity>),
+    ) -> Result<(), StoreError> {
+        let indexed: Vec<(usize, IdentityId)> = ids.iter().copied().enumerate().collect();
+        MemoryStore::lend_decoded(
+            &indexed,
+            |(_, id)| match self.identities.get(*id) {
+                Some(data) => self
+                    .decode_identity_reading("visit_identities_by_id", *id, data, wanted)
+                    .map(Some),
+                None => Ok(None),
+            },
+            |(index, _), identity| {
+                visit(*index, identity.as_ref());
+                true
+            },
+        )
+    }
+
     /// Copies the live account records into fresh pages (see [`Slab::should_compact`]).
     fn compact_account_records(&mut self) {
         let mut fresh = Slab::default();
@@ -233,8 +303,21 @@ impl MemoryStore {
 
     /// The identity `id` from its record.
     fn decode_identity(&self, op: &'static str, id: IdentityId, record: &Record) -> Result<Identity, StoreError> {
+        self.decode_identity_reading(op, id, record, None)
+    }
+
+    /// The identity `id` from its record, with the values of the attributes numbered
+    /// `wanted` only (all with `None`).
+    fn decode_identity_reading(
+        &self,
+        op: &'static str,
+        id: IdentityId,
+        record: &Record,
+        wanted: Option<&[u32]>,
+    ) -> Result<Identity, StoreError> {
         let data = self.identity_records.get(*record);
-        let mut identity = record::decode_identity(id, data, &mut |n| self.dictionary.text(n)).map_err(damaged(op))?;
+        let mut identity =
+            record::decode_identity_reading(id, data, wanted, &mut |n| self.dictionary.text(n)).map_err(damaged(op))?;
         if let Some(pending) = self.pending_creates.get(&id) {
             identity.pending_creates = pending.clone();
         }
@@ -702,33 +785,27 @@ impl Store for MemoryStore {
         system: &str,
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
-        let Some(s) = self.systems.get(system) else {
-            return Ok(());
-        };
-        // Each pair decoded together, a chunk at a time (on several cores for a whole
-        // system's outbound plan).
-        let linked: Vec<(&Box<str>, &StoredAccount)> = s.accounts.iter().filter(|(_, a)| a.summary.linked).collect();
-        MemoryStore::lend_decoded(
-            &linked,
-            |(key, stored)| {
-                let account =
-                    self.decode_account("visit_linked_accounts", key, self.account_records.get(stored.record))?;
-                let identity = match account.identity() {
-                    Some(id) => match self.identities.get(id) {
-                        Some(data) => Some(self.decode_identity("visit_linked_accounts", id, data)?),
-                        None => None,
-                    },
-                    None => None,
-                };
-                Ok((account, identity))
-            },
-            |_, (account, identity)| {
-                if let Some(identity) = identity {
-                    visit(&account, &identity);
-                }
-                true
-            },
-        )
+        self.lend_linked_accounts(system, None, visit)
+    }
+
+    fn visit_linked_accounts_reading(
+        &self,
+        system: &str,
+        reading: &[&str],
+        visit: &mut dyn FnMut(&Account, &Identity),
+    ) -> Result<(), StoreError> {
+        let wanted = self.name_numbers(reading);
+        self.lend_linked_accounts(system, Some(&wanted), visit)
+    }
+
+    fn visit_identities_by_id_reading(
+        &self,
+        ids: &[IdentityId],
+        reading: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Identity>),
+    ) -> Result<(), StoreError> {
+        let wanted = self.name_numbers(reading);
+        self.lend_identities_by_id(ids, Some(&wanted), visit)
     }
 
     fn visit_identities_by_id(
@@ -736,18 +813,7 @@ impl Store for MemoryStore {
         ids: &[IdentityId],
         visit: &mut dyn FnMut(usize, Option<&Identity>),
     ) -> Result<(), StoreError> {
-        let indexed: Vec<(usize, IdentityId)> = ids.iter().copied().enumerate().collect();
-        MemoryStore::lend_decoded(
-            &indexed,
-            |(_, id)| match self.identities.get(*id) {
-                Some(data) => self.decode_identity("visit_identities_by_id", *id, data).map(Some),
-                None => Ok(None),
-            },
-            |(index, _), identity| {
-                visit(*index, identity.as_ref());
-                true
-            },
-        )
+        self.lend_identities_by_id(ids, None, visit)
     }
 
     fn visit_pending_creates_by_id(

@@ -299,6 +299,32 @@ pub trait Store: std::fmt::Debug {
         visit(identity.as_ref());
         Ok(())
     }
+    /// [`Store::visit_linked_accounts`] for a reader of only the values of the identity
+    /// attributes `reading`: a store may lend identities holding only those values
+    /// (everything else an identity holds is kept). The whole-system outbound plan reads
+    /// through it the attributes its rules and their transforms read. The default lends
+    /// whole identities.
+    fn visit_linked_accounts_reading(
+        &self,
+        system: &str,
+        reading: &[&str],
+        visit: &mut dyn FnMut(&Account, &Identity),
+    ) -> Result<(), StoreError> {
+        let _ = reading;
+        self.visit_linked_accounts(system, visit)
+    }
+    /// [`Store::visit_identities_by_id`] for a reader of only the values of the identity
+    /// attributes `reading` (see [`Store::visit_linked_accounts_reading`]): provisioning
+    /// reads through it. The default lends whole identities.
+    fn visit_identities_by_id_reading(
+        &self,
+        ids: &[IdentityId],
+        reading: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Identity>),
+    ) -> Result<(), StoreError> {
+        let _ = reading;
+        self.visit_identities_by_id(ids, visit)
+    }
     /// Calls `visit` for every account of a system linked to an identity, with that
     /// identity, in any order, lending both: an outbound plan over the whole system
     /// reads every pair. The default visits the accounts and reads each identity with
