@@ -466,6 +466,22 @@ impl<'a> Reader<'a> {
         Ok(flags)
     }
 
+    /// Steps over an identity's head and values (not built), to the tail of its other
+    /// fields; the identity's flags.
+    #[cfg(feature = "sqlite")]
+    fn skip_identity_to_rest(&mut self) -> Result<u8, DecodeError> {
+        let flags = self.skip_identity_head()?;
+        let count = self.count("the attribute count")?;
+        for _ in 0..count {
+            self.u32("an attribute name")?;
+            self.skip_value()?;
+            if flags & ONE_SOURCE == 0 {
+                self.varint("a value's provenance")?;
+            }
+        }
+        Ok(flags)
+    }
+
     fn fingerprint(&mut self) -> Result<u64, DecodeError> {
         let bytes: [u8; 8] = self
             .bytes(8, "the fingerprint")?
@@ -611,15 +627,7 @@ pub(crate) fn change_pending_creates(
     change: &mut dyn FnMut(&mut BTreeMap<Text, PendingCreate>),
 ) -> Result<Vec<u8>, DecodeError> {
     let mut r = Reader::new(data);
-    let flags = r.skip_identity_head()?;
-    let count = r.count("the attribute count")?;
-    for _ in 0..count {
-        r.u32("an attribute name")?;
-        r.skip_value()?;
-        if flags & ONE_SOURCE == 0 {
-            r.varint("a value's provenance")?;
-        }
-    }
+    let flags = r.skip_identity_to_rest()?;
     let head = data.get(..r.at).unwrap_or_default();
     let mut rest: IdentityRestIn = r.rest(flags, "identity")?.unwrap_or_default();
     change(&mut rest.pending_creates);
@@ -641,15 +649,7 @@ pub(crate) fn change_pending_creates(
 #[cfg(feature = "sqlite")]
 pub(crate) fn pending_creates(data: &[u8]) -> Result<BTreeMap<Text, PendingCreate>, DecodeError> {
     let mut r = Reader::new(data);
-    let flags = r.skip_identity_head()?;
-    let count = r.count("the attribute count")?;
-    for _ in 0..count {
-        r.u32("an attribute name")?;
-        r.skip_value()?;
-        if flags & ONE_SOURCE == 0 {
-            r.varint("a value's provenance")?;
-        }
-    }
+    let flags = r.skip_identity_to_rest()?;
     let rest: Option<IdentityRestIn> = r.rest(flags, "identity")?;
     Ok(rest.map(|rest| rest.pending_creates).unwrap_or_default())
 }
