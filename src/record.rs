@@ -682,7 +682,7 @@ pub(crate) fn identity_values(
 
 /// The identity `id` from its blob; `name` gives the name (or dictionary text) of a
 /// number.
-#[cfg(any(feature = "sqlite", test))]
+#[cfg(test)]
 pub(crate) fn decode_identity(
     id: IdentityId,
     data: &[u8],

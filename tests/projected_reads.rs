@@ -1,9 +1,9 @@
 //! Provisioning and the whole-system outbound plan read identities through
 //! `Store::visit_identities_by_id_reading` and `Store::visit_linked_accounts_reading`,
-//! which let a store lend only the values of the attributes the plan reads (the memory
-//! store does). The plans must be those made from whole identities: the per-identity
-//! outbound plan (`outbound_for`, whole identities) and the SQLite store (the trait's
-//! defaults, whole identities) give the same ops, with rules whose transforms read
+//! which let a store lend only the values of the attributes the plan reads (both stores
+//! do). The plans must be those made from whole identities: the per-identity outbound
+//! plan (`outbound_for`, whole identities) gives the same ops, and provisioning's
+//! creates hold the values they are made of, with rules whose transforms read
 //! attributes that flow nowhere themselves.
 
 #![allow(
@@ -134,9 +134,10 @@ fn unheld<S: Store>(engine: &Engine<S>) -> Vec<IdentityId> {
         .collect()
 }
 
-#[test]
-fn the_whole_system_plan_is_the_plan_of_every_identity() {
-    let mut engine = loaded(MemoryStore::new(), 60, 40);
+/// The whole-system plan (identities read in part) is the plan of every identity (read
+/// whole, one at a time).
+fn whole_system_plan_is_the_plan_of_every_identity<S: Store>(store: S) {
+    let mut engine = loaded(store, 60, 40);
     let whole = engine.outbound("dir", at(3)).unwrap();
     let all = ids(&engine);
     let each = engine.outbound_for("dir", &all, at(3)).unwrap();
@@ -153,9 +154,9 @@ fn the_whole_system_plan_is_the_plan_of_every_identity() {
     assert_eq!(whole.skipped, each.skipped);
 }
 
-#[test]
-fn provisioning_reads_the_values_its_creates_are_made_of() {
-    let mut engine = loaded(MemoryStore::new(), 60, 40);
+/// Provisioning's creates hold the values their rules and transforms make.
+fn provisioning_reads_the_values_its_creates_are_made_of<S: Store>(store: S) {
+    let mut engine = loaded(store, 60, 40);
     let unheld = unheld(&engine);
     let plan = engine.provision_many("dir", &unheld, at(3)).unwrap();
     assert_eq!(plan.ops.len(), 20);
@@ -178,9 +179,23 @@ fn provisioning_reads_the_values_its_creates_are_made_of() {
     }
 }
 
+#[test]
+fn the_memory_stores_plans_read_in_part_are_those_of_whole_identities() {
+    whole_system_plan_is_the_plan_of_every_identity(MemoryStore::new());
+    provisioning_reads_the_values_its_creates_are_made_of(MemoryStore::new());
+}
+
 #[cfg(feature = "sqlite")]
 #[test]
-fn plans_read_in_part_are_the_plans_of_whole_identities() {
+fn the_sqlite_stores_plans_read_in_part_are_those_of_whole_identities() {
+    use attrflow::sqlite_store::SqliteStore;
+    whole_system_plan_is_the_plan_of_every_identity(SqliteStore::open_in_memory().unwrap());
+    provisioning_reads_the_values_its_creates_are_made_of(SqliteStore::open_in_memory().unwrap());
+}
+
+#[cfg(feature = "sqlite")]
+#[test]
+fn both_stores_plan_alike() {
     use attrflow::sqlite_store::SqliteStore;
     let mut memory = loaded(MemoryStore::new(), 300, 200);
     let mut sqlite = loaded(SqliteStore::open_in_memory().unwrap(), 300, 200);

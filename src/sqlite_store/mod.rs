@@ -533,9 +533,32 @@ impl SqliteStore {
 
     /// An identity from its stored blob.
     fn decode_identity(&self, op: &str, id: i64, data: &[u8]) -> Result<Identity, StoreError> {
+        self.decode_identity_reading(op, id, data, None)
+    }
+
+    /// The identity of a blob with the values of the attributes numbered `wanted` only
+    /// (all with `None`).
+    fn decode_identity_reading(
+        &self,
+        op: &str,
+        id: i64,
+        data: &[u8],
+        wanted: Option<&[u32]>,
+    ) -> Result<Identity, StoreError> {
         let id = IdentityId::from_raw(to_u64(op, id)?);
         let mut names = self.names.borrow_mut();
-        record::decode_identity(id, data, &mut |n| name_of(&mut names, &self.conn, op, n)).map_err(record_error(op))
+        record::decode_identity_reading(id, data, wanted, &mut |n| name_of(&mut names, &self.conn, op, n))
+            .map_err(record_error(op))
+    }
+
+    /// The numbers of attribute names (a name without one is in no record: left out).
+    fn name_numbers(&self, op: &str, names: &[&str]) -> Result<Vec<u32>, StoreError> {
+        let mut table = self.names.borrow_mut();
+        let mut numbers = Vec::with_capacity(names.len());
+        for name in names {
+            numbers.extend(table.number(&self.conn, op, name)?);
+        }
+        Ok(numbers)
     }
 
     /// The blob of an account, with its fingerprint.
@@ -853,9 +876,11 @@ impl SqliteStore {
     fn visit_linked_accounts_inner(
         &self,
         system: &str,
+        reading: Option<&[&str]>,
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
         let op = "visit_linked_accounts";
+        let wanted = reading.map(|names| self.name_numbers(op, names)).transpose()?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -868,7 +893,8 @@ impl SqliteStore {
             let key: String = row.get(0).map_err(sql_error(op))?;
             let account = self.decode_account(op, key, blob_at(row, 1).map_err(sql_error(op))?)?;
             let id: i64 = row.get(2).map_err(sql_error(op))?;
-            let identity = self.decode_identity(op, id, blob_at(row, 3).map_err(sql_error(op))?)?;
+            let identity =
+                self.decode_identity_reading(op, id, blob_at(row, 3).map_err(sql_error(op))?, wanted.as_deref())?;
             visit(&account, &identity);
         }
         Ok(())
@@ -894,12 +920,17 @@ impl SqliteStore {
     fn visit_identities_by_id_inner(
         &self,
         ids: &[IdentityId],
+        reading: Option<&[&str]>,
         visit: &mut dyn FnMut(usize, Option<&Identity>),
     ) -> Result<(), StoreError> {
         let op = "visit_identities_by_id";
+        let wanted = reading.map(|names| self.name_numbers(op, names)).transpose()?;
         self.visit_identity_blobs_by_id(op, ids, &mut |at, blob| {
             match blob {
-                Some((id, data)) => visit(at, Some(&self.decode_identity(op, id, data)?)),
+                Some((id, data)) => visit(
+                    at,
+                    Some(&self.decode_identity_reading(op, id, data, wanted.as_deref())?),
+                ),
                 None => visit(at, None),
             }
             Ok(())
@@ -1278,7 +1309,16 @@ impl Store for SqliteStore {
         system: &str,
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
-        self.guard(self.visit_linked_accounts_inner(system, visit))
+        self.guard(self.visit_linked_accounts_inner(system, None, visit))
+    }
+
+    fn visit_linked_accounts_reading(
+        &self,
+        system: &str,
+        reading: &[&str],
+        visit: &mut dyn FnMut(&Account, &Identity),
+    ) -> Result<(), StoreError> {
+        self.guard(self.visit_linked_accounts_inner(system, Some(reading), visit))
     }
 
     fn visit_identities_by_id(
@@ -1286,7 +1326,16 @@ impl Store for SqliteStore {
         ids: &[IdentityId],
         visit: &mut dyn FnMut(usize, Option<&Identity>),
     ) -> Result<(), StoreError> {
-        self.guard(self.visit_identities_by_id_inner(ids, visit))
+        self.guard(self.visit_identities_by_id_inner(ids, None, visit))
+    }
+
+    fn visit_identities_by_id_reading(
+        &self,
+        ids: &[IdentityId],
+        reading: &[&str],
+        visit: &mut dyn FnMut(usize, Option<&Identity>),
+    ) -> Result<(), StoreError> {
+        self.guard(self.visit_identities_by_id_inner(ids, Some(reading), visit))
     }
 
     fn visit_pending_creates_by_id(

@@ -116,6 +116,27 @@ impl NameTable {
         self.add(conn, op, NAMES, name)
     }
 
+    /// The number of an attribute or system name, if it has one (nothing is added: a
+    /// reader asks, and a name without a number is in no record).
+    pub(super) fn number(&mut self, conn: &Connection, op: &str, name: &str) -> Result<Option<u32>, StoreError> {
+        self.fresh(conn, op)?;
+        if let Some(&id) = self.ids.get(&NAMES).and_then(|names| names.get(name)) {
+            return Ok(Some(id));
+        }
+        // Added by another connection since the cache was read.
+        let id: Option<i64> = conn
+            .prepare_cached("SELECT id FROM attrflow_names WHERE scope = ?1 AND name = ?2")
+            .and_then(|mut s| s.query_row(params![NAMES, name], |row| row.get(0)).optional())
+            .map_err(sql_error(op))?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let id = u32::try_from(id)
+            .map_err(|_| StoreError::new(format!("sqlite store: {op}: dictionary entry {id} out of range")))?;
+        self.remember(NAMES, id, Text::from(name));
+        Ok(Some(id))
+    }
+
     /// The number of a text value of `attribute` (a name number) when the dictionary
     /// keeps it, added when new and there is room (see the module documentation).
     pub(super) fn text_id(
