@@ -912,11 +912,13 @@ impl Store for MemoryStore {
         let mut encoded = Vec::with_capacity(identities.len());
         let mut blob = Vec::new();
         for identity in &mut identities {
+            // Taken out before encoding: the record holds none.
+            let pending = std::mem::take(&mut identity.pending_creates);
             blob.clear();
             let span = record::encode_identity(identity, &mut self.dictionary, &mut blob)
                 .and_then(|()| self.identity_records.push(&blob).ok_or_else(slab_full));
             match span {
-                Ok(span) => encoded.push((span, std::mem::take(&mut identity.pending_creates))),
+                Ok(span) => encoded.push((span, pending)),
                 Err(e) => {
                     // Nothing holds the records written so far.
                     for (span, _) in &encoded {
@@ -1131,6 +1133,33 @@ mod tests {
         // Compacted: no more dead bytes than live ones are kept.
         assert!(store.identity_records.dead() <= store.identity_records.live());
         assert!(store.account_records.dead() <= store.account_records.live());
+    }
+
+    /// An identity written with a pending create and then settled reads back without it
+    /// (the pending creates live beside the record, not in it).
+    #[test]
+    fn a_settled_pending_create_is_gone_from_the_identity() {
+        let mut store = MemoryStore::new();
+        let mut identity = Identity::new(IdentityId(1), chrono::DateTime::default());
+        identity.pending_creates.insert(
+            Text::from("ad"),
+            PendingCreate {
+                account: "a1".to_owned(),
+                since: chrono::DateTime::default(),
+            },
+        );
+        assert!(store.put_identities(vec![identity]).is_ok());
+        let read = |store: &MemoryStore| {
+            store
+                .identity(IdentityId(1))
+                .ok()
+                .flatten()
+                .map(|i| i.pending_creates.len())
+        };
+        assert_eq!(read(&store), Some(1));
+        let settle = [PendingCreateChange::new(IdentityId(1), Text::from("ad"), None)];
+        assert!(store.update_pending_creates(&settle).is_ok());
+        assert_eq!(read(&store), Some(0));
     }
 
     /// The pending creates read apart from the records are those of the identities read
