@@ -227,47 +227,6 @@ impl MemoryStore {
         )
     }
 
-    /// Copies the live account records into fresh pages (see [`Slab::should_compact`]).
-    fn compact_account_records(&mut self) {
-        let mut fresh = Slab::default();
-        let mut moved = Vec::new();
-        for entry in self.systems.values() {
-            for stored in entry.accounts.values() {
-                match self.account_records.move_to(stored.record, &mut fresh) {
-                    Some(span) => moved.push(span),
-                    // Cannot happen (the records fitted before); the old pages stay.
-                    None => return,
-                }
-            }
-        }
-        let mut moved = moved.into_iter();
-        for entry in self.systems.values_mut() {
-            for stored in entry.accounts.values_mut() {
-                if let Some(span) = moved.next() {
-                    stored.record = span;
-                }
-            }
-        }
-        self.account_records = fresh;
-    }
-
-    /// Copies the live identity records into fresh pages (see [`Slab::should_compact`]).
-    fn compact_identity_records(&mut self) {
-        let mut fresh = Slab::default();
-        let mut moved = Vec::with_capacity(self.identities.len());
-        for span in self.identities.values_mut() {
-            match self.identity_records.move_to(*span, &mut fresh) {
-                Some(new) => moved.push(new),
-                // Cannot happen (the records fitted before); the old pages stay.
-                None => return,
-            }
-        }
-        for (span, new) in self.identities.values_mut().zip(moved) {
-            *span = new;
-        }
-        self.identity_records = fresh;
-    }
-
     /// Sets a system's version (a copy of another store's state keeps its versions).
     pub(crate) fn set_system_version(&mut self, system: &str, version: u64) {
         system_entry(&mut self.systems, &mut self.system_names, system).version = version;
@@ -658,7 +617,8 @@ impl Store for MemoryStore {
 
     fn put_accounts(&mut self, system: &str, accounts: Vec<Account>) -> Result<(), StoreError> {
         // Every record is encoded before anything changes: a refusal leaves no trace.
-        let mut encoded = Vec::with_capacity(accounts.len());
+        // Key, record, linked identity and link-value count of each account.
+        let mut encoded: Vec<(String, StoredAccount, Option<IdentityId>, u64)> = Vec::with_capacity(accounts.len());
         let mut blob = Vec::new();
         for account in accounts {
             blob.clear();
@@ -670,7 +630,6 @@ impl Store for MemoryStore {
                 Err(e) => {
                     // Nothing holds the records written so far.
                     for (_, stored, _, _) in &encoded {
-                        let stored: &StoredAccount = stored;
                         self.account_records.release(stored.record);
                     }
                     return Err(e);
@@ -719,7 +678,8 @@ impl Store for MemoryStore {
             }
         }
         if self.account_records.should_compact() {
-            self.compact_account_records();
+            let stored = self.systems.values_mut().flat_map(|entry| entry.accounts.values_mut());
+            self.account_records.compact(stored.map(|stored| &mut stored.record));
         }
         Ok(())
     }
@@ -749,7 +709,8 @@ impl Store for MemoryStore {
             }
         }
         if self.account_records.should_compact() {
-            self.compact_account_records();
+            let stored = self.systems.values_mut().flat_map(|entry| entry.accounts.values_mut());
+            self.account_records.compact(stored.map(|stored| &mut stored.record));
         }
         Ok(())
     }
@@ -997,7 +958,7 @@ impl Store for MemoryStore {
             }
         }
         if self.identity_records.should_compact() {
-            self.compact_identity_records();
+            self.identity_records.compact(self.identities.values_mut());
         }
         // An attribute no identity holds has no table (as the index built one by one).
         self.index.retain(|_, by_key| !by_key.is_empty());
