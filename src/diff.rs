@@ -120,7 +120,6 @@ pub(crate) fn diff(
             .iter()
             .all(|(_, a)| !a.multi && matches!(a.value_type, ValueType::String | ValueType::Reference));
 
-    let attributes_of_row = attributes.len();
     // Every row's fingerprint, computed apart (on several cores for a large import):
     // pure work on the snapshot, compared below with the stored ones; a system with
     // nothing stored (a first load) has none to compare with.
@@ -144,27 +143,13 @@ pub(crate) fn diff(
             return;
         };
         let Some(stored) = stored else {
-            if defer_inserts {
+            let attributes = if defer_inserts {
                 rows.resize(changes.len(), None);
                 rows.push(u32::try_from(index).ok());
-                changes.push(AccountChange {
-                    key: row.key.to_string(),
-                    kind: ChangeKind::Insert,
-                    attributes: Vec::new(),
-                });
-                return;
-            }
-            // Built in place: a first load makes one of these per row.
-            let mut attributes = Vec::with_capacity(attributes_of_row);
-            prepared.for_each_value(system, row, &mut texts, |attribute, new| {
-                if !new.is_empty() {
-                    attributes.push(AttributeChange {
-                        attribute: attribute.clone(),
-                        old: Value::Empty,
-                        new,
-                    });
-                }
-            });
+                Vec::new()
+            } else {
+                inserted_attributes(system, prepared, row, &mut texts)
+            };
             changes.push(AccountChange {
                 key: row.key.to_string(),
                 kind: ChangeKind::Insert,
@@ -423,9 +408,18 @@ pub(crate) fn fill_insert<'a>(
     texts: &mut TextCache<'a>,
     change: &mut AccountChange,
 ) {
-    let Some(row) = prepared.rows.get(row as usize) else {
-        return;
-    };
+    if let Some(row) = prepared.rows.get(row as usize) {
+        change.attributes = inserted_attributes(system, prepared, row, texts);
+    }
+}
+
+/// The attribute changes of an inserted row: its non-empty values.
+fn inserted_attributes<'a>(
+    system: &SystemConfig,
+    prepared: &Prepared<'a>,
+    row: &PreparedRow<'a>,
+    texts: &mut TextCache<'a>,
+) -> Vec<AttributeChange> {
     let mut attributes = Vec::with_capacity(system.schema.attributes.len());
     prepared.for_each_value(system, row, texts, |attribute, new| {
         if !new.is_empty() {
@@ -436,7 +430,7 @@ pub(crate) fn fill_insert<'a>(
             });
         }
     });
-    change.attributes = attributes;
+    attributes
 }
 
 /// The counters of a list of account changes (SPEC 2.5).

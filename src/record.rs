@@ -466,6 +466,16 @@ impl<'a> Reader<'a> {
         Ok(flags)
     }
 
+    /// The provenance number of an identity's value: 1 in a record of one source (not
+    /// written per value), else read (0: none).
+    fn value_source(&mut self, flags: u8) -> Result<u64, DecodeError> {
+        if flags & ONE_SOURCE != 0 {
+            Ok(1)
+        } else {
+            self.varint("a value's provenance")
+        }
+    }
+
     /// Steps over an identity's head and values (not built), to the tail of its other
     /// fields; the identity's flags.
     #[cfg(feature = "sqlite")]
@@ -475,9 +485,7 @@ impl<'a> Reader<'a> {
         for _ in 0..count {
             self.u32("an attribute name")?;
             self.skip_value()?;
-            if flags & ONE_SOURCE == 0 {
-                self.varint("a value's provenance")?;
-            }
+            self.value_source(flags)?;
         }
         Ok(flags)
     }
@@ -673,9 +681,7 @@ pub(crate) fn identity_values(
         } else {
             r.skip_value()?;
         }
-        if flags & ONE_SOURCE == 0 {
-            r.varint("a value's provenance")?;
-        }
+        r.value_source(flags)?;
     }
     Ok(found)
 }
@@ -725,18 +731,12 @@ pub(crate) fn decode_identity_reading(
         let number = r.u32("an attribute name")?;
         if wanted.is_some_and(|wanted| !wanted.contains(&number)) {
             r.skip_value()?;
-            if flags & ONE_SOURCE == 0 {
-                r.varint("a value's provenance")?;
-            }
+            r.value_source(flags)?;
             continue;
         }
         let attribute = name(number)?;
         let value = r.value(name)?;
-        let source = if flags & ONE_SOURCE != 0 {
-            1
-        } else {
-            r.varint("a value's provenance")?
-        };
+        let source = r.value_source(flags)?;
         let index = match source {
             0 => usize::MAX,
             n => usize::try_from(n - 1)

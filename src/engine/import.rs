@@ -542,10 +542,7 @@ impl<S: Store> Engine<S> {
         // 1. Which identity each item offers to: linked accounts to theirs; unlinked
         // ones are correlated, linked, projected or recorded as unmatched or ambiguous.
         // Progress over the whole import (a first load runs this a part at a time).
-        let (before, total) = match find {
-            Find::FirstLoad { before, total } => (before, total),
-            Find::InStore => (0, items.len() as u64),
-        };
+        let (before, total) = find.progress(items.len());
         let mut routes: Vec<(IdentityId, usize, Mode)> = Vec::with_capacity(items.len());
         let mut links = Vec::new();
         let mut created: Vec<Identity> = Vec::new();
@@ -615,17 +612,14 @@ impl<S: Store> Engine<S> {
         let mut most_candidates = 0;
         let mut changed: Vec<IdentityId> = Vec::new();
         let runs = routes.chunk_by(|a, b| a.0 == b.0);
-        let here = runs.clone().count() as u64;
-        let (before, identities) = match find {
-            // At most one identity per row.
-            Find::FirstLoad { before, total } => (before, total),
-            Find::InStore => (0, here),
-        };
+        let here = runs.clone().count();
+        // A first load resolves at most one identity per row: its rows are the total.
+        let (before, identities) = find.progress(here);
         // Written a batch at a time: a first load resolves a million identities, and
         // holding them all until the end doubled its peak memory. Nothing later in
         // this phase reads an identity written here (each is resolved once, and
         // correlation is done), and the whole import is one unit of work.
-        let mut put: Vec<Identity> = Vec::with_capacity(runs.clone().count().min(identity_batch()));
+        let mut put: Vec<Identity> = Vec::with_capacity(here.min(identity_batch()));
         // The accounts offered to identities resolved since the last batch written.
         let mut resolved_accounts: Vec<usize> = Vec::new();
         for (done, run) in runs.enumerate() {
@@ -716,7 +710,7 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
-        log.progress(Stage::Resolve, before + here, identities);
+        log.progress(Stage::Resolve, before + here as u64, identities);
         // Projected identities that nothing was offered to are stored empty.
         put.extend(created.into_iter().flatten());
         self.store.put_identities(put)?;
@@ -868,6 +862,17 @@ pub(crate) enum Find {
     /// part starts after `before` of the import's `total` rows (progress is reported
     /// over the whole import).
     FirstLoad { before: u64, total: u64 },
+}
+
+impl Find {
+    /// Where a phase over `here` items stands in the import's progress: the items
+    /// before it and the import's total (a part of a first load counts the load's rows).
+    fn progress(self, here: usize) -> (u64, u64) {
+        match self {
+            Find::FirstLoad { before, total } => (before, total),
+            Find::InStore => (0, here as u64),
+        }
+    }
 }
 
 /// Whether `plan` can be applied as a first load, a part at a time, once the store is

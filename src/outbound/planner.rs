@@ -49,10 +49,6 @@ pub(crate) struct Planner<'a> {
     delete_unowned: bool,
     /// Whether a role grants values on this system.
     grants: bool,
-    /// The identity attributes whose values a plan of this system reads: the identity
-    /// side of every rule that is not inbound, and whatever their `out` transforms read
-    /// (sorted, once each).
-    reads: Vec<String>,
     now: DateTime<Utc>,
 }
 
@@ -71,15 +67,6 @@ impl<'a> Planner<'a> {
                 .collect()
         };
         let deprovisioning = system.deprovisioning.as_ref();
-        let reads: BTreeSet<String> = system
-            .flows
-            .iter()
-            .filter(|rule| rule.direction != Direction::Inbound)
-            .flat_map(|rule| {
-                let read_by_transform = rule.transform_out.iter().flat_map(|t| t.attributes());
-                std::iter::once(rule.identity.to_string()).chain(read_by_transform)
-            })
-            .collect();
         Planner {
             config,
             name,
@@ -89,15 +76,32 @@ impl<'a> Planner<'a> {
             delete_after: deprovisioning.and_then(|d| d.delete_after()),
             delete_unowned: deprovisioning.is_some_and(|d| d.delete_unowned),
             grants: config.roles.values().any(|r| r.grants.contains_key(name)),
-            reads: reads.into_iter().collect(),
             now,
         }
     }
 
     /// The identity attributes whose values this system's plans read (a store may lend
-    /// identities holding only those: see [`Store::visit_linked_accounts_reading`]).
-    pub(crate) fn identity_reads(&self) -> Vec<&str> {
-        self.reads.iter().map(String::as_str).collect()
+    /// identities holding only those: see [`Store::visit_linked_accounts_reading`]): the
+    /// identity side of every rule that is not inbound, and whatever their `out`
+    /// transforms read, sorted, once each. Worked out per plan, when it is read, not
+    /// per planner (confirmation makes a planner per update op).
+    pub(crate) fn identity_reads(&self) -> Vec<&'a str> {
+        let declared = &self.config.identity.attributes;
+        let mut reads: Vec<&'a str> = self
+            .system
+            .flows
+            .iter()
+            .filter(|rule| rule.direction != Direction::Inbound)
+            .flat_map(|rule| {
+                let read_by_transform = rule.transform_out.iter().flat_map(|t| t.attributes());
+                std::iter::once(rule.identity.to_string()).chain(read_by_transform)
+            })
+            // An undeclared name has no value to read.
+            .filter_map(|name| declared.get_key_value(name.as_str()).map(|(name, _)| name.as_str()))
+            .collect();
+        reads.sort_unstable();
+        reads.dedup();
+        reads
     }
 
     /// Whether a plan of this system can hold anything at all.
