@@ -19,8 +19,8 @@ use crate::prepare::{check_columns, prepare, Prepared, Snapshot};
 use crate::processing::ProcessReport;
 use crate::resolution::{resolve, resolve_group, Candidate, Offer, Round, Scores};
 use crate::store::{PendingPlan, PlanId, Store, StoreError};
+use crate::text::RowTexts;
 use crate::text::Text;
-use crate::text_cache::TextCache;
 use crate::transform::AttributeSource;
 use crate::validate::ValidatedConfig;
 use crate::value::{Keys, Value};
@@ -70,7 +70,7 @@ struct DeferredRows<'p, 'a> {
     prepared: &'p Prepared<'a>,
     /// Per change, its row (`None`: built already).
     rows: Vec<Option<u32>>,
-    texts: TextCache<'a>,
+    texts: RowTexts,
 }
 
 impl<'p, 'a> Deferred<'p, 'a> {
@@ -88,7 +88,7 @@ impl<'p, 'a> Deferred<'p, 'a> {
                 system,
                 prepared,
                 rows,
-                texts: TextCache::new(system.schema.attributes.len()),
+                texts: RowTexts::default(),
             }),
         }
     }
