@@ -445,6 +445,19 @@ impl Eq for Account {}
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fingerprint(u64);
 
+/// [`Account::values_fingerprint`] of an account holding `values` (in name order).
+pub(crate) fn values_fingerprint<'v>(values: impl Iterator<Item = (&'v Text, &'v Value)>) -> u64 {
+    let mut hash = Fingerprint::new();
+    for (name, value) in values {
+        let Value::Single(Scalar::Text(text)) = value else {
+            return 0;
+        };
+        hash.add(name.as_bytes());
+        hash.add(text.as_bytes());
+    }
+    hash.finish()
+}
+
 impl Fingerprint {
     const K0: u64 = 0xa076_1d64_78bd_642f;
     const K1: u64 = 0xe703_7ed1_a0b4_28db;
@@ -543,15 +556,7 @@ impl Account {
     /// text, when every value is a single text (string or reference); 0 otherwise.
     /// A complete import hashes a row's cells the same way.
     pub fn values_fingerprint(&self) -> u64 {
-        let mut hash = Fingerprint::new();
-        for (name, value) in &self.attributes {
-            let Value::Single(Scalar::Text(text)) = value else {
-                return 0;
-            };
-            hash.add(name.as_bytes());
-            hash.add(text.as_bytes());
-        }
-        hash.finish()
+        values_fingerprint(self.attributes.iter())
     }
 
     /// The value of an attribute (empty if unset).

@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Account, Echo, Identity, IdentityId, LinkState, PendingCreate, Phase, Provenance};
 #[cfg(feature = "sqlite")]
 use crate::store::AccountSummary;
-use crate::store::StoreError;
+use crate::store::{LoadedRow, StoreError};
 use crate::text::Text;
 use crate::value::{Scalar, Value};
 
@@ -236,12 +236,7 @@ pub(crate) fn encode_account(
         }
     }
     out.extend_from_slice(&fingerprint.to_le_bytes());
-    put_varint(out, account.attributes.len() as u64);
-    for (name, value) in &account.attributes {
-        let attribute = intern.name_id(name)?;
-        put_varint(out, u64::from(attribute));
-        put_value(out, value, attribute, intern)?;
-    }
+    put_attributes(out, account.attributes.len(), account.attributes.iter(), intern)?;
     let rest = rare.then_some(AccountRestOut {
         pushed: &account.pushed,
         echoes: &account.echoes,
@@ -249,6 +244,87 @@ pub(crate) fn encode_account(
         disabled: account.disabled,
     });
     put_rest(out, rest.as_ref())
+}
+
+/// `count` attributes, each its name's number and its value.
+fn put_attributes<'v>(
+    out: &mut Vec<u8>,
+    count: usize,
+    attributes: impl Iterator<Item = (&'v Text, &'v Value)>,
+    intern: &mut dyn Intern,
+) -> Result<(), StoreError> {
+    put_varint(out, count as u64);
+    for (name, value) in attributes {
+        let attribute = intern.name_id(name)?;
+        put_varint(out, u64::from(attribute));
+        put_value(out, value, attribute, intern)?;
+    }
+    Ok(())
+}
+
+/// Appends the blob of a loaded row's account (see [`LoadedRow`]): what
+/// [`encode_account`] writes for [`LoadedRow::account`], without building it.
+pub(crate) fn encode_loaded_account(
+    row: &LoadedRow<'_>,
+    fingerprint: u64,
+    intern: &mut dyn Intern,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    out.push(0);
+    out.push(LINKED);
+    put_varint(out, row.identity.get());
+    out.extend_from_slice(&fingerprint.to_le_bytes());
+    put_attributes(out, row.values.len(), row.values.iter().map(|(n, v)| (n, v)), intern)
+}
+
+/// Appends the blob of a loaded row's identity: what [`encode_identity`] writes for
+/// [`LoadedRow::identity`], without building it. The row's flows are in name order,
+/// distinct, each naming one of its values (the caller checked).
+pub(crate) fn encode_loaded_identity(
+    row: &LoadedRow<'_>,
+    system: &Text,
+    at: &DateTime<Utc>,
+    intern: &mut dyn Intern,
+    out: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    // As an identity holds them: an empty value is no value.
+    let flows = || {
+        row.flows.iter().filter_map(|flow| {
+            let (_, value) = row.values.get(flow.value)?;
+            (!value.is_empty()).then_some((flow, value))
+        })
+    };
+    // The distinct strengths (the only part of the provenances that differs), in the
+    // order of the first value having each.
+    let mut distinct: Vec<u8> = Vec::new();
+    for (flow, _) in flows() {
+        if !distinct.contains(&flow.strength) {
+            distinct.push(flow.strength);
+        }
+    }
+    let one_source = distinct.len() <= 1;
+    out.push(if one_source { ONE_SOURCE } else { 0 });
+    put_datetime(out, at);
+    put_datetime(out, at);
+    put_varint(out, distinct.len() as u64);
+    let system_id = intern.name_id(system)?;
+    for strength in &distinct {
+        put_varint(out, u64::from(system_id));
+        out.push(0);
+        out.push(*strength);
+        put_datetime(out, at);
+    }
+    put_varint(out, flows().count() as u64);
+    for (flow, value) in flows() {
+        let attribute = intern.name_id(&flow.attribute)?;
+        put_varint(out, u64::from(attribute));
+        put_value(out, value, attribute, intern)?;
+        if !one_source {
+            let source = distinct.iter().position(|s| *s == flow.strength).unwrap_or(0);
+            put_varint(out, source as u64 + 1);
+        }
+    }
+    Ok(())
 }
 
 /// Appends the blob of `identity` (its id is the row's key, not in it).

@@ -7,7 +7,7 @@
 //! configuration holds one `Text` per name and records borrow it.
 //!
 //! The texts of one imported row are cut from one buffer holding all of the row's
-//! cells ([`RowTexts`]): a row costs one allocation rather than one per cell, and its
+//! cells (`RowTexts`): a row costs one allocation rather than one per cell, and its
 //! values sit side by side in memory while the row is applied. A value kept from such
 //! a row keeps the row's buffer (a few hundred bytes) alive with it.
 

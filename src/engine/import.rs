@@ -11,6 +11,7 @@ use crate::controls::{AccountWork, InboxEntry, LOOP_LIMIT};
 use crate::correlation::{correlate, Correlation};
 use crate::diagnosis::diagnose;
 use crate::diff::{count, diff, fill_insert, AccountChange, AttributeChange, ChangeKind, Diff, ImportPlan};
+use crate::engine::direct_load::DirectLoad;
 use crate::engine::{Approval, Engine, ImportReport, LinkEvent};
 use crate::error::{ApproveError, ImportError};
 use crate::model::{Account, Identity, IdentityId, LinkState};
@@ -31,7 +32,7 @@ const IDENTITY_BATCH: usize = 64 * 1024;
 #[cfg(test)]
 thread_local! {
     /// A batch size for tests (which compare runs with tiny batches and with one).
-    static FORCED_BATCH: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+    pub(crate) static FORCED_BATCH: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
     /// Applies first loads as any import (tests compare both ways).
     static WHOLE_FIRST_LOAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
@@ -42,7 +43,7 @@ thread_local! {
 const FIRST_LOAD_PART: usize = 16 * 1024;
 
 /// How many rows of a first load are applied at once.
-fn first_load_part() -> usize {
+pub(crate) fn first_load_part() -> usize {
     #[cfg(test)]
     if let Some(batch) = FORCED_BATCH.get() {
         return batch.max(1);
@@ -94,7 +95,7 @@ impl<'p, 'a> Deferred<'p, 'a> {
     }
 
     /// Builds the attributes of change `index` if they were deferred.
-    fn fill(&mut self, index: usize, change: &mut AccountChange) {
+    pub(crate) fn fill(&mut self, index: usize, change: &mut AccountChange) {
         if let Some(d) = &mut self.inner {
             if let Some(row) = d.rows.get_mut(index).and_then(Option::take) {
                 fill_insert(d.system, d.prepared, row, &mut d.texts, change);
@@ -459,6 +460,11 @@ impl<S: Store> Engine<S> {
     ) -> Result<IdentityOutcome, StoreError> {
         let name = plan.system.clone();
         let name = name.as_str();
+        if let Some(direct) = DirectLoad::of(&self.config, system) {
+            let outcome = self.apply_direct_load(plan, system, &direct, log, deferred)?;
+            self.write_mirror(name, plan, &[])?;
+            return Ok(outcome);
+        }
         let order = SchemaOrder::new(system.schema.attributes.keys());
         let mut slots = Vec::new();
         let streams = log.streams_changes();

@@ -3,6 +3,7 @@
 //! performs I/O and never reads a clock: every call that needs time takes `now`.
 
 mod controls;
+mod direct_load;
 mod edit;
 pub(crate) mod import;
 mod next_due;

@@ -18,13 +18,15 @@ use std::fmt;
 use indexmap::IndexMap;
 use smallvec::SmallVec;
 
-use crate::model::{Account, Identity, IdentityId, LinkState, PendingCreate};
+use crate::model::{values_fingerprint, Account, Identity, IdentityId, LinkState, PendingCreate};
 use crate::record;
 use crate::store::{
-    AccountSummary, EngineState, PendingCreateChange, PendingCreates, PendingPlan, PlanId, Store, StoreError,
+    AccountSummary, EngineState, LoadedPart, LoadedRow, PendingCreateChange, PendingCreates, PendingPlan, PlanId,
+    Store, StoreError,
 };
 use crate::text::Text;
 use crate::thresholds::Base;
+use crate::value::Value;
 use dictionary::Dictionary;
 use identities::IdentityTable;
 use slab::{Slab, Span};
@@ -363,8 +365,19 @@ impl MemoryStore {
     /// Adds an identity's values of the indexed attributes to the correlation index,
     /// or removes them.
     fn reindex(index: &mut CorrelationIndex, indexed: &HashMap<String, bool>, identity: &Identity, add: bool) {
+        MemoryStore::reindex_values(index, indexed, identity.id, |attribute| identity.value(attribute), add);
+    }
+
+    /// [`MemoryStore::reindex`] of the identity `id` whose values `value_of` gives.
+    fn reindex_values<'v>(
+        index: &mut CorrelationIndex,
+        indexed: &HashMap<String, bool>,
+        id: IdentityId,
+        value_of: impl Fn(&str) -> &'v Value,
+        add: bool,
+    ) {
         for (attribute, case_exact) in indexed.iter() {
-            let values = identity.value(attribute).scalars();
+            let values = value_of(attribute).scalars();
             if values.is_empty() {
                 continue;
             }
@@ -376,16 +389,13 @@ impl MemoryStore {
                     continue;
                 };
                 for scalar in values {
-                    insert_sorted(
-                        by_key.entry(key_hash(&scalar.match_key(*case_exact))).or_default(),
-                        identity.id,
-                    );
+                    insert_sorted(by_key.entry(key_hash(&scalar.match_key(*case_exact))).or_default(), id);
                 }
             } else if let Some(by_key) = index.get_mut(attribute.as_str()) {
                 for scalar in values {
                     let key = key_hash(&scalar.match_key(*case_exact));
                     if let Some(set) = by_key.get_mut(&key) {
-                        set.retain(|id| *id != identity.id);
+                        set.retain(|held| *held != id);
                         if set.is_empty() {
                             by_key.remove(&key);
                         }
@@ -396,6 +406,126 @@ impl MemoryStore {
                 }
             }
         }
+    }
+
+    /// Stores encoded accounts of `system` (key, record, linked identity and count of
+    /// multi-valued values each), replacing those of the same keys.
+    fn store_accounts(
+        &mut self,
+        system: &str,
+        encoded: Vec<(String, StoredAccount, Option<IdentityId>, u64)>,
+    ) -> Result<(), StoreError> {
+        let MemoryStore {
+            systems,
+            system_names,
+            links,
+            account_records,
+            ..
+        } = self;
+        let entry = match systems.get_mut(system) {
+            Some(entry) => entry,
+            None => system_entry(systems, system_names, system),
+        };
+        // Room for every account at once: rehashing moves every entry.
+        entry.accounts.reserve(encoded.len());
+        for (key, data, identity, values) in encoded {
+            let (position, previous) = match entry.accounts.get_full_mut(key.as_str()) {
+                Some((position, _, slot)) => {
+                    let head =
+                        record::account_head(account_records.get(slot.record)).map_err(damaged("put_accounts"))?;
+                    account_records.release(slot.record);
+                    *slot = data;
+                    (position, Some(head))
+                }
+                None => (entry.accounts.insert_full(key.into_boxed_str(), data).0, None),
+            };
+            let slot = Slot {
+                system: entry.number,
+                position: position as u32,
+            };
+            if let Some(previous) = &previous {
+                unlink(links, slot, &previous.link);
+            }
+            entry.link_values = entry.link_values + values - previous.as_ref().map_or(0, |p| p.link_values);
+            if let Some(id) = identity {
+                insert_sorted(links.entry(id).or_default(), slot);
+            }
+        }
+        if self.account_records.should_compact() {
+            let stored = self.systems.values_mut().flat_map(|entry| entry.accounts.values_mut());
+            self.account_records.compact(stored.map(|stored| &mut stored.record));
+        }
+        Ok(())
+    }
+
+    /// [`Store::put_loaded`] for rows as the engine lends them: both records of each
+    /// row encoded from the row.
+    fn put_loaded_records(&mut self, part: &LoadedPart<'_>) -> Result<(), StoreError> {
+        // Every record is encoded before anything changes: a refusal leaves no trace.
+        let mut accounts = Vec::with_capacity(part.rows.len());
+        let mut identities = Vec::with_capacity(part.rows.len());
+        let mut blob = Vec::new();
+        let mut encode = |store: &mut MemoryStore, row: &LoadedRow<'_>| -> Result<(Span, Span), StoreError> {
+            blob.clear();
+            let fingerprint = values_fingerprint(row.values.iter().map(|(n, v)| (n, v)));
+            record::encode_loaded_account(row, fingerprint, &mut store.dictionary, &mut blob)?;
+            let account = store.account_records.push(&blob).ok_or_else(slab_full)?;
+            blob.clear();
+            let identity = record::encode_loaded_identity(row, part.system, &part.at, &mut store.dictionary, &mut blob)
+                .and_then(|()| store.identity_records.push(&blob).ok_or_else(slab_full));
+            match identity {
+                Ok(identity) => {
+                    let summary = AccountSummary {
+                        fingerprint,
+                        linked: true,
+                        echo_pending: false,
+                    };
+                    accounts.push((
+                        row.key.to_owned(),
+                        StoredAccount {
+                            summary,
+                            record: account,
+                        },
+                        Some(row.identity),
+                        0,
+                    ));
+                    Ok((account, identity))
+                }
+                Err(e) => {
+                    store.account_records.release(account);
+                    Err(e)
+                }
+            }
+        };
+        for row in part.rows {
+            match encode(self, row) {
+                Ok((_, identity)) => identities.push(identity),
+                Err(e) => {
+                    // Nothing holds the records written so far.
+                    for (_, stored, _, _) in &accounts {
+                        self.account_records.release(stored.record);
+                    }
+                    for span in identities {
+                        self.identity_records.release(span);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        self.identities.reserve(part.rows.len());
+        for (row, span) in part.rows.iter().zip(identities) {
+            let value_of = |attribute: &str| {
+                row.flows
+                    .iter()
+                    .find(|flow| flow.attribute == attribute)
+                    .and_then(|flow| row.values.get(flow.value))
+                    .map_or(&Value::Empty, |(_, value)| value)
+            };
+            MemoryStore::reindex_values(&mut self.index, &self.indexed, row.identity, value_of, true);
+            self.next_identity = self.next_identity.max(row.identity.0);
+            self.identities.insert(row.identity, span);
+        }
+        self.store_accounts(part.system, accounts)
     }
 
     /// The accounts of every system, decoded and sorted by key (for comparison and
@@ -641,47 +771,7 @@ impl Store for MemoryStore {
             let stored = StoredAccount { summary, record: span };
             encoded.push((account.key, stored, identity, values));
         }
-        let MemoryStore {
-            systems,
-            system_names,
-            links,
-            account_records,
-            ..
-        } = self;
-        let entry = match systems.get_mut(system) {
-            Some(entry) => entry,
-            None => system_entry(systems, system_names, system),
-        };
-        // Room for every account at once: rehashing moves every entry.
-        entry.accounts.reserve(encoded.len());
-        for (key, data, identity, values) in encoded {
-            let (position, previous) = match entry.accounts.get_full_mut(key.as_str()) {
-                Some((position, _, slot)) => {
-                    let head =
-                        record::account_head(account_records.get(slot.record)).map_err(damaged("put_accounts"))?;
-                    account_records.release(slot.record);
-                    *slot = data;
-                    (position, Some(head))
-                }
-                None => (entry.accounts.insert_full(key.into_boxed_str(), data).0, None),
-            };
-            let slot = Slot {
-                system: entry.number,
-                position: position as u32,
-            };
-            if let Some(previous) = &previous {
-                unlink(links, slot, &previous.link);
-            }
-            entry.link_values = entry.link_values + values - previous.as_ref().map_or(0, |p| p.link_values);
-            if let Some(id) = identity {
-                insert_sorted(links.entry(id).or_default(), slot);
-            }
-        }
-        if self.account_records.should_compact() {
-            let stored = self.systems.values_mut().flat_map(|entry| entry.accounts.values_mut());
-            self.account_records.compact(stored.map(|stored| &mut stored.record));
-        }
-        Ok(())
+        self.store_accounts(system, encoded)
     }
 
     fn remove_accounts(&mut self, system: &str, keys: &[String]) -> Result<(), StoreError> {
@@ -865,6 +955,23 @@ impl Store for MemoryStore {
             }
         }
         Ok(found)
+    }
+
+    fn put_loaded(&mut self, part: &LoadedPart<'_>) -> Result<(), StoreError> {
+        // Rows as the engine lends them (new ids in increasing order, new keys, each row
+        // well formed) are encoded straight from the row; others take the owned way.
+        let stored = self.systems.get(part.system.as_str());
+        let new = part.rows.windows(2).all(|w| w[0].identity < w[1].identity)
+            && part.rows.iter().all(|row| {
+                row.is_well_formed()
+                    && self.identities.get(row.identity).is_none()
+                    && stored.is_none_or(|entry| !entry.accounts.contains_key(row.key))
+            });
+        if new {
+            self.put_loaded_records(part)
+        } else {
+            crate::store::put_owned(self, part)
+        }
     }
 
     fn put_identities(&mut self, mut identities: Vec<Identity>) -> Result<(), StoreError> {

@@ -14,8 +14,10 @@
 //! `find_identities` needs an index over the attributes named by
 //! [`Store::set_index`]; the engine calls it whenever the configuration changes.
 
+mod loaded;
 mod memory;
 
+pub use loaded::{put_owned, LoadedFlow, LoadedPart, LoadedRow};
 pub use memory::persist::DecodeError;
 pub use memory::MemoryStore;
 
@@ -405,6 +407,13 @@ pub trait Store: std::fmt::Debug {
     fn find_identities(&self, attribute: &str, match_key: &str) -> Result<Vec<IdentityId>, StoreError>;
     /// Inserts or replaces identities.
     fn put_identities(&mut self, identities: Vec<Identity>) -> Result<(), StoreError>;
+    /// Writes a part of a first load: new accounts of one system, each linked to the new
+    /// identity projected from it (neither the keys nor the ids are stored yet). The
+    /// default builds the accounts and identities ([`put_owned`]); a store may write
+    /// its records from the rows without them, as the memory store does.
+    fn put_loaded(&mut self, part: &LoadedPart<'_>) -> Result<(), StoreError> {
+        put_owned(self, part)
+    }
     /// Remembers (`Some`) or forgets (`None`) the pending create of a system on
     /// identities ([`Identity::pending_creates`]); absent identities are skipped. The
     /// default reads the identities in one batch and puts them back changed; a store
