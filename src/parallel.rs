@@ -100,6 +100,49 @@ pub(crate) fn map_into<T: Sync, R: Send>(items: &[T], out: &mut Vec<Option<R>>, 
     });
 }
 
+/// `consume(produce(item))` for every item, in item order, with `produce` of the next
+/// item running in a second thread while `consume` takes the one before it, when `len`
+/// (the work's size) is large enough for [`map`] to use threads. `produce` carries
+/// `state` from item to item (it runs for one item at a time); `consume` runs in the
+/// calling thread, and its first error stops the work (the item being produced is
+/// finished and dropped). The result is the one of a run in one thread.
+pub(crate) fn pipeline<I: Send, P: Send, S: Send, E>(
+    len: usize,
+    items: impl Iterator<Item = I>,
+    mut state: S,
+    produce: impl Fn(I, &mut S) -> P + Sync,
+    mut consume: impl FnMut(P) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut items = items;
+    if threads(len) <= 1 {
+        for item in items {
+            consume(produce(item, &mut state))?;
+        }
+        return Ok(());
+    }
+    let Some(first) = items.next() else {
+        return Ok(());
+    };
+    let produce = &produce;
+    let mut product = produce(first, &mut state);
+    std::thread::scope(|scope| loop {
+        let Some(item) = items.next() else {
+            return consume(product);
+        };
+        let next = scope.spawn(move || {
+            let mut state = state;
+            let product = produce(item, &mut state);
+            (product, state)
+        });
+        let consumed = consume(product);
+        // A panic in `produce` is a bug; it is passed on as it would be without threads.
+        let (produced, carried) = next.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        consumed?;
+        product = produced;
+        state = carried;
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -112,6 +155,45 @@ mod tests {
         fn threads_give_the_sequential_result(items in proptest::collection::vec(any::<u32>(), 0..500), threads in 1usize..9) {
             let f = |x: &u32| u64::from(*x).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(*x >> 3);
             prop_assert_eq!(map_with(&items, threads, f), items.iter().map(f).collect::<Vec<_>>());
+        }
+    }
+
+    proptest! {
+        /// A pipeline consumes what one thread would, in order, carrying the state, and
+        /// stops at the first error.
+        #[test]
+        fn a_pipeline_gives_the_sequential_result(items in proptest::collection::vec(any::<u16>(), 0..60), threads in 1usize..3, fail_at in proptest::option::of(0usize..60)) {
+            let run = || {
+                let mut seen = Vec::new();
+                let result = pipeline(
+                    items.len(),
+                    items.iter().enumerate(),
+                    0u64,
+                    |(index, item), total: &mut u64| {
+                        *total += u64::from(*item);
+                        (index, *total)
+                    },
+                    |(index, total)| {
+                        if Some(index) == fail_at {
+                            return Err(index);
+                        }
+                        seen.push(total);
+                        Ok(())
+                    },
+                );
+                (result, seen)
+            };
+            let (result, seen) = with_threads(threads, run);
+            let mut sums = Vec::new();
+            let mut total = 0u64;
+            for item in &items {
+                total += u64::from(*item);
+                sums.push(total);
+            }
+            let stop = fail_at.filter(|&at| at < items.len());
+            prop_assert_eq!(result, stop.map_or(Ok(()), Err));
+            sums.truncate(stop.unwrap_or(items.len()));
+            prop_assert_eq!(seen, sums);
         }
     }
 

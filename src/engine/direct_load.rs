@@ -14,8 +14,12 @@
 //! (reports, decisions, observer calls, the store's contents) is what the general path
 //! gives; a property test compares both.
 
+use std::ops::Range;
+
+use chrono::{DateTime, Utc};
+
 use crate::config::SystemConfig;
-use crate::diff::ImportPlan;
+use crate::diff::{AccountChange, ImportPlan};
 use crate::engine::import::{first_load_part, Deferred, IdentityOutcome};
 use crate::engine::{Engine, LinkEvent};
 use crate::model::LinkState;
@@ -115,18 +119,98 @@ impl DirectLoad {
     }
 }
 
-/// One row of a part being built: positions in the part's flat lists.
-struct RowAt {
-    change: usize,
-    identity: crate::model::IdentityId,
-    values: std::ops::Range<usize>,
-    flows: std::ops::Range<usize>,
+/// A part of a direct load, built: its changes (filled) and each row's account values
+/// (name order) and identity flows, in flat lists.
+struct Built<'c> {
+    /// The part's position in the load's changes.
+    first: usize,
+    changes: &'c mut [AccountChange],
+    values: Vec<(Text, Value)>,
+    flows: Vec<LoadedFlow>,
+    /// Per flow: the position of its rule in `flows` of the system.
+    rules: Vec<usize>,
+    /// Per change: its values and its flows in the lists above.
+    rows: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl DirectLoad {
+    /// Fills the part's changes and builds its rows: the pure half of a part's work
+    /// (it may run in a second thread while the part before is written).
+    fn build<'c>(
+        &self,
+        system: &SystemConfig,
+        first: usize,
+        changes: &'c mut [AccountChange],
+        deferred: &mut Deferred<'_, '_>,
+    ) -> Built<'c> {
+        let schema = self.names.len();
+        // Per schema position: where the value is among the change's attributes, then
+        // among the row's values.
+        let mut in_change: Vec<Option<usize>> = vec![None; schema];
+        let mut in_row: Vec<Option<usize>> = vec![None; schema];
+        let mut values: Vec<(Text, Value)> = Vec::with_capacity(changes.len() * schema);
+        let mut flows: Vec<LoadedFlow> = Vec::with_capacity(changes.len() * self.targets.len());
+        let mut rules: Vec<usize> = Vec::with_capacity(flows.capacity());
+        let mut rows = Vec::with_capacity(changes.len());
+        for (offset, change) in changes.iter_mut().enumerate() {
+            deferred.fill(first + offset, change);
+            in_change.fill(None);
+            in_row.fill(None);
+            let mut from = 0;
+            for (index, c) in change.attributes.iter().enumerate() {
+                if c.new.is_empty() {
+                    continue;
+                }
+                if let Some(position) = self.position(&c.attribute, from, system) {
+                    if let Some(slot) = in_change.get_mut(position) {
+                        *slot = Some(index);
+                    }
+                    from = position + 1;
+                }
+            }
+            let row_values = values.len();
+            for &position in &self.by_name {
+                let Some(Some(index)) = in_change.get(position) else {
+                    continue;
+                };
+                let (Some(name), Some(c)) = (self.names.get(position), change.attributes.get(*index)) else {
+                    continue;
+                };
+                if let Some(slot) = in_row.get_mut(position) {
+                    *slot = Some(values.len() - row_values);
+                }
+                values.push((name.clone(), c.new.clone()));
+            }
+            let row_flows = flows.len();
+            for target in &self.targets {
+                let Some(Some(value)) = in_row.get(target.schema) else {
+                    continue;
+                };
+                flows.push(LoadedFlow {
+                    attribute: target.attribute.clone(),
+                    value: *value,
+                    strength: target.strength,
+                });
+                rules.push(target.rule);
+            }
+            rows.push((row_values..values.len(), row_flows..flows.len()));
+        }
+        Built {
+            first,
+            changes,
+            values,
+            flows,
+            rules,
+            rows,
+        }
+    }
 }
 
 impl<S: Store> Engine<S> {
     /// Applies a first load that [`DirectLoad::of`] allows, a part at a time (as
     /// `apply_first_load`): each row's account values and the flows of its new identity
-    /// are lent to [`Store::put_loaded`].
+    /// are lent to [`Store::put_loaded`]. With the `parallel` feature, a part is built
+    /// while the one before it is written (`parallel::pipeline`).
     pub(crate) fn apply_direct_load(
         &mut self,
         plan: &mut ImportPlan,
@@ -141,8 +225,6 @@ impl<S: Store> Engine<S> {
             .get_key_value(plan.system.as_str())
             .map_or_else(|| Text::from(plan.system.as_str()), |(k, _)| k.clone());
         let at = plan.at;
-        let streams = log.streams_changes();
-        let decisions = log.wants_applied();
         let total = plan.changes.len() as u64;
         let part = first_load_part();
         let mut outcome = IdentityOutcome {
@@ -153,126 +235,115 @@ impl<S: Store> Engine<S> {
             },
             changed: Vec::with_capacity(plan.changes.len()),
         };
-        // Per schema position: where the value is among the change's attributes, then
-        // among the row's values (reused from row to row).
-        let mut in_change: Vec<Option<usize>> = vec![None; direct.names.len()];
-        let mut in_row: Vec<Option<usize>> = vec![None; direct.names.len()];
-        let mut values: Vec<(Text, Value)> = Vec::new();
-        let mut flows: Vec<LoadedFlow> = Vec::new();
-        let mut rows: Vec<RowAt> = Vec::new();
-        for (number, changes) in plan.changes.chunks_mut(part).enumerate() {
-            let before = (number * part) as u64;
-            values.clear();
-            flows.clear();
-            rows.clear();
-            for (offset, change) in changes.iter_mut().enumerate() {
-                log.progress(Stage::Apply, before + offset as u64, total);
-                deferred.fill(number * part + offset, change);
-                in_change.fill(None);
-                in_row.fill(None);
-                let mut from = 0;
-                for (index, c) in change.attributes.iter().enumerate() {
-                    if c.new.is_empty() {
-                        continue;
-                    }
-                    if let Some(position) = direct.position(&c.attribute, from, system) {
-                        if let Some(slot) = in_change.get_mut(position) {
-                            *slot = Some(index);
-                        }
-                        from = position + 1;
-                    }
-                }
-                let row_values = values.len();
-                for &position in &direct.by_name {
-                    let Some(Some(index)) = in_change.get(position) else {
-                        continue;
-                    };
-                    let (Some(name), Some(c)) = (direct.names.get(position), change.attributes.get(*index)) else {
-                        continue;
-                    };
-                    if let Some(slot) = in_row.get_mut(position) {
-                        *slot = Some(values.len() - row_values);
-                    }
-                    values.push((name.clone(), c.new.clone()));
-                }
-                let identity = self.store.allocate_identity_id()?;
-                let row_flows = flows.len();
-                for target in &direct.targets {
-                    let Some(Some(value)) = in_row.get(target.schema) else {
-                        continue;
-                    };
-                    flows.push(LoadedFlow {
-                        attribute: target.attribute.clone(),
-                        value: *value,
-                        strength: target.strength,
+        let parts = plan
+            .changes
+            .chunks_mut(part)
+            .enumerate()
+            .map(|(number, changes)| (number * part, changes));
+        crate::parallel::pipeline(
+            total as usize,
+            parts,
+            deferred,
+            |(first, changes), deferred| direct.build(system, first, changes, deferred),
+            |built| self.write_direct_part(&system_name, at, total, built, log, &mut outcome),
+        )?;
+        Ok(outcome)
+    }
+
+    /// The calling thread's half of a part's work: the identities' ids, decisions,
+    /// links and observer calls, and the part lent to the store.
+    fn write_direct_part(
+        &mut self,
+        system_name: &Text,
+        at: DateTime<Utc>,
+        total: u64,
+        built: Built<'_>,
+        log: &mut DecisionLog<'_, '_>,
+        outcome: &mut IdentityOutcome,
+    ) -> Result<(), StoreError> {
+        let Built {
+            first,
+            changes,
+            values,
+            flows,
+            rules,
+            rows,
+        } = built;
+        let before = first as u64;
+        let streams = log.streams_changes();
+        let decisions = log.wants_applied();
+        let mut ids = Vec::with_capacity(changes.len());
+        for (offset, (change, (row_values, row_flows))) in changes.iter_mut().zip(&rows).enumerate() {
+            log.progress(Stage::Apply, before + offset as u64, total);
+            let identity = self.store.allocate_identity_id()?;
+            ids.push(identity);
+            let (Some(values), Some(flows)) = (values.get(row_values.clone()), flows.get(row_flows.clone())) else {
+                continue;
+            };
+            for (flow, rule) in flows.iter().zip(rules.get(row_flows.clone()).unwrap_or_default()) {
+                if decisions {
+                    let offered = values.get(flow.value).map(|(_, v)| v.clone()).unwrap_or_default();
+                    let rule = *rule;
+                    log.record(Decision {
+                        identity,
+                        attribute: flow.attribute.to_string(),
+                        system: system_name.to_string(),
+                        account: change.key.clone(),
+                        rule,
+                        kind: WriteKind::Create,
+                        offered,
+                        previous: Value::Empty,
+                        score: flow.strength,
+                        incumbent: None,
+                        outcome: Outcome::Applied,
+                        at,
+                        outranked_by: None,
+                        error: None,
                     });
-                    if decisions {
-                        let offered = values
-                            .get(row_values + value)
-                            .map(|(_, v)| v.clone())
-                            .unwrap_or_default();
-                        log.record(Decision {
-                            identity,
-                            attribute: target.attribute.to_string(),
-                            system: system_name.to_string(),
-                            account: change.key.clone(),
-                            rule: target.rule,
-                            kind: WriteKind::Create,
-                            offered,
-                            previous: Value::Empty,
-                            score: target.strength,
-                            incumbent: None,
-                            outcome: Outcome::Applied,
-                            at,
-                            outranked_by: None,
-                            error: None,
-                        });
-                    } else {
-                        log.applied_unbuilt();
-                    }
-                }
-                if flows.len() > row_flows {
-                    outcome.processing.examined += 1;
-                }
-                outcome.changed.push(identity);
-                outcome.links.push(LinkEvent {
-                    account: change.key.clone(),
-                    state: LinkState::Linked(identity),
-                    projected: true,
-                });
-                rows.push(RowAt {
-                    change: offset,
-                    identity,
-                    values: row_values..values.len(),
-                    flows: row_flows..flows.len(),
-                });
-                if streams {
-                    log.change(change);
-                    // Handed to the observer; the store has the values.
-                    change.attributes = Vec::new();
+                } else {
+                    log.applied_unbuilt();
                 }
             }
-            log.progress(Stage::Apply, before + changes.len() as u64, total);
-            let lent: Vec<LoadedRow<'_>> = rows
-                .iter()
-                .filter_map(|row| {
-                    Some(LoadedRow {
-                        key: changes.get(row.change)?.key.as_str(),
-                        identity: row.identity,
-                        values: values.get(row.values.clone())?,
-                        flows: flows.get(row.flows.clone())?,
-                    })
-                })
-                .collect();
-            log.progress(Stage::Resolve, before, total);
-            self.store.put_loaded(&LoadedPart {
-                system: &system_name,
-                at,
-                rows: &lent,
-            })?;
-            log.progress(Stage::Resolve, before + changes.len() as u64, total);
+            if !flows.is_empty() {
+                outcome.processing.examined += 1;
+            }
+            outcome.changed.push(identity);
+            outcome.links.push(LinkEvent {
+                account: change.key.clone(),
+                state: LinkState::Linked(identity),
+                projected: true,
+            });
         }
-        Ok(outcome)
+        log.progress(Stage::Apply, before + changes.len() as u64, total);
+        let lent: Vec<LoadedRow<'_>> = changes
+            .iter()
+            .zip(&rows)
+            .zip(&ids)
+            .filter_map(|((change, (row_values, row_flows)), &identity)| {
+                Some(LoadedRow {
+                    key: change.key.as_str(),
+                    identity,
+                    values: values.get(row_values.clone())?,
+                    flows: flows.get(row_flows.clone())?,
+                })
+            })
+            .collect();
+        log.progress(Stage::Resolve, before, total);
+        self.store.put_loaded(&LoadedPart {
+            system: system_name,
+            at,
+            rows: &lent,
+        })?;
+        log.progress(Stage::Resolve, before + changes.len() as u64, total);
+        drop(lent);
+        if streams {
+            for change in changes.iter_mut() {
+                log.change(change);
+                // Handed to the observer; the store has the values.
+                change.attributes = Vec::new();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -392,12 +463,17 @@ mod tests {
             NO_DIRECT_LOAD.set(true);
             let (general, general_report) = load(&rows, create, changes, decisions);
             NO_DIRECT_LOAD.set(false);
-            let (direct, direct_report) = load(&rows, create, changes, decisions);
+            let (direct, direct_report) = crate::parallel::with_threads(1, || load(&rows, create, changes, decisions));
+            // Each part built in a second thread while the one before is written.
+            let (overlapped, overlapped_report) =
+                crate::parallel::with_threads(2, || load(&rows, create, changes, decisions));
             super::super::import::FORCED_BATCH.set(None);
             proptest::prop_assert!(general_report.starts_with("Ok(ImportReport"), "{}", general_report);
             proptest::prop_assert!(general.identity_count().unwrap_or(0) == rows.len());
-            proptest::prop_assert_eq!(direct_report, general_report);
-            proptest::prop_assert_eq!(direct, general);
+            proptest::prop_assert_eq!(&direct_report, &general_report);
+            proptest::prop_assert_eq!(&direct, &general);
+            proptest::prop_assert_eq!(overlapped_report, general_report);
+            proptest::prop_assert_eq!(overlapped, general);
         }
     }
 

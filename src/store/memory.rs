@@ -429,15 +429,21 @@ impl MemoryStore {
         // Room for every account at once: rehashing moves every entry.
         entry.accounts.reserve(encoded.len());
         for (key, data, identity, values) in encoded {
-            let (position, previous) = match entry.accounts.get_full_mut(key.as_str()) {
-                Some((position, _, slot)) => {
+            // One look-up per account, stored or new.
+            let (position, previous) = match entry.accounts.entry(key.into_boxed_str()) {
+                indexmap::map::Entry::Occupied(mut stored) => {
+                    let slot = stored.get_mut();
                     let head =
                         record::account_head(account_records.get(slot.record)).map_err(damaged("put_accounts"))?;
                     account_records.release(slot.record);
                     *slot = data;
-                    (position, Some(head))
+                    (stored.index(), Some(head))
                 }
-                None => (entry.accounts.insert_full(key.into_boxed_str(), data).0, None),
+                indexmap::map::Entry::Vacant(new) => {
+                    let position = new.index();
+                    new.insert(data);
+                    (position, None)
+                }
             };
             let slot = Slot {
                 system: entry.number,
@@ -958,15 +964,14 @@ impl Store for MemoryStore {
     }
 
     fn put_loaded(&mut self, part: &LoadedPart<'_>) -> Result<(), StoreError> {
-        // Rows as the engine lends them (new ids in increasing order, new keys, each row
-        // well formed) are encoded straight from the row; others take the owned way.
-        let stored = self.systems.get(part.system.as_str());
+        // Rows as the engine lends them (new ids in increasing order, each row well
+        // formed) are encoded straight from the row; others take the owned way. (A
+        // stored key is replaced as `put_accounts` replaces it.)
         let new = part.rows.windows(2).all(|w| w[0].identity < w[1].identity)
-            && part.rows.iter().all(|row| {
-                row.is_well_formed()
-                    && self.identities.get(row.identity).is_none()
-                    && stored.is_none_or(|entry| !entry.accounts.contains_key(row.key))
-            });
+            && part
+                .rows
+                .iter()
+                .all(|row| row.is_well_formed() && self.identities.get(row.identity).is_none());
         if new {
             self.put_loaded_records(part)
         } else {
