@@ -333,6 +333,7 @@ impl<S: Store> Engine<S> {
             system: system_name,
             at,
             rows: &lent,
+            expected: usize::try_from(total).unwrap_or(usize::MAX),
         })?;
         log.progress(Stage::Resolve, before + changes.len() as u64, total);
         drop(lent);

@@ -27,7 +27,7 @@ use crate::store::{
 use crate::text::Text;
 use crate::thresholds::Base;
 use crate::value::Value;
-use dictionary::Dictionary;
+use dictionary::{Dictionary, NamesAtHand};
 use identities::IdentityTable;
 use slab::{Slab, Span};
 
@@ -467,17 +467,34 @@ impl MemoryStore {
     /// [`Store::put_loaded`] for rows as the engine lends them: both records of each
     /// row encoded from the row.
     fn put_loaded_records(&mut self, part: &LoadedPart<'_>) -> Result<(), StoreError> {
+        // Room for the whole load at its first part: growing a table a part at a time
+        // moves every entry at each doubling.
+        // (A hint: never more than a few thousand times the part.)
+        let room = part.expected.min(part.rows.len().saturating_mul(4096));
+        if self.identities.len() == 0 && room > part.rows.len() {
+            self.identities.reserve(room);
+            if let Some(entry) = self.systems.get_mut(part.system.as_str()) {
+                entry.accounts.reserve(room);
+            } else {
+                let MemoryStore {
+                    systems, system_names, ..
+                } = self;
+                system_entry(systems, system_names, part.system).accounts.reserve(room);
+            }
+        }
         // Every record is encoded before anything changes: a refusal leaves no trace.
         let mut accounts = Vec::with_capacity(part.rows.len());
         let mut identities = Vec::with_capacity(part.rows.len());
         let mut blob = Vec::new();
+        let mut names = NamesAtHand::default();
         let mut encode = |store: &mut MemoryStore, row: &LoadedRow<'_>| -> Result<(Span, Span), StoreError> {
+            let mut dictionary = names.over(&mut store.dictionary);
             blob.clear();
             let fingerprint = values_fingerprint(row.values.iter().map(|(n, v)| (n, v)));
-            record::encode_loaded_account(row, fingerprint, &mut store.dictionary, &mut blob)?;
+            record::encode_loaded_account(row, fingerprint, &mut dictionary, &mut blob)?;
             let account = store.account_records.push(&blob).ok_or_else(slab_full)?;
             blob.clear();
-            let identity = record::encode_loaded_identity(row, part.system, &part.at, &mut store.dictionary, &mut blob)
+            let identity = record::encode_loaded_identity(row, part.system, &part.at, &mut dictionary, &mut blob)
                 .and_then(|()| store.identity_records.push(&blob).ok_or_else(slab_full));
             match identity {
                 Ok(identity) => {
@@ -518,7 +535,6 @@ impl MemoryStore {
                 }
             }
         }
-        self.identities.reserve(part.rows.len());
         for (row, span) in part.rows.iter().zip(identities) {
             let value_of = |attribute: &str| {
                 row.flows

@@ -85,9 +85,82 @@ impl Intern for Dictionary {
     }
 }
 
+/// The numbers of the names a load's rows repeat, at hand: every row names the same
+/// attributes in the same order, so the next name is almost always the one after the
+/// last, and needs no look-up in the dictionary's tables.
+#[derive(Debug, Default)]
+pub(super) struct NamesAtHand {
+    names: Vec<(Text, u32)>,
+    next: usize,
+}
+
+/// The most names kept at hand.
+const AT_HAND: usize = 256;
+
+impl NamesAtHand {
+    /// `dictionary`, answering names from those at hand first.
+    pub(super) fn over<'a>(&'a mut self, dictionary: &'a mut Dictionary) -> NamesOver<'a> {
+        NamesOver {
+            at_hand: self,
+            dictionary,
+        }
+    }
+}
+
+/// A dictionary with names at hand (see [`NamesAtHand`]).
+pub(super) struct NamesOver<'a> {
+    at_hand: &'a mut NamesAtHand,
+    dictionary: &'a mut Dictionary,
+}
+
+impl Intern for NamesOver<'_> {
+    fn name_id(&mut self, name: &str) -> Result<u32, StoreError> {
+        let hand = &mut *self.at_hand;
+        let at = match hand.names.get(hand.next) {
+            Some((next, _)) if next.as_str() == name => Some(hand.next),
+            _ => hand.names.iter().position(|(known, _)| known.as_str() == name),
+        };
+        if let Some((at, &(_, id))) = at.and_then(|at| Some((at, hand.names.get(at)?))) {
+            hand.next = at + 1;
+            return Ok(id);
+        }
+        let id = self.dictionary.name_id(name)?;
+        if hand.names.len() < AT_HAND {
+            hand.names.push((Text::from(name), id));
+            hand.next = hand.names.len();
+        }
+        Ok(id)
+    }
+
+    fn text_id(&mut self, attribute: u32, text: &str) -> Result<Option<u32>, StoreError> {
+        self.dictionary.text_id(attribute, text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_at_hand_are_the_dictionarys_numbers() {
+        let mut plain = Dictionary::default();
+        let mut with_hand = Dictionary::default();
+        let mut hand = NamesAtHand::default();
+        // Rows naming the same names in order, one skipping a name, one a new name.
+        let rows: [&[&str]; 4] = [
+            &["id", "mail", "title"],
+            &["id", "title"],
+            &["id", "mail", "title"],
+            &["zone", "id"],
+        ];
+        for row in rows {
+            for name in row {
+                let expected = plain.name_id(name);
+                assert_eq!(hand.over(&mut with_hand).name_id(name), expected, "{name}");
+            }
+        }
+        assert_eq!(hand.over(&mut with_hand).text_id(0, "x"), plain.text_id(0, "x"));
+    }
 
     #[test]
     fn names_and_texts_read_back_and_an_attribute_stops_when_full() {
