@@ -156,15 +156,30 @@ fn split_line<'a>(line: &'a str, cells: &mut Vec<Cow<'a, str>>) {
 }
 
 fn read_table(path: &str) -> Table {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
-    let mut lines = text.lines();
+    use std::io::BufRead;
+    // Line by line: the file is never held whole beside the table.
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    let size = file.metadata().map_or(0, |m| m.len()) as usize;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut line = String::new();
+    let mut read_line = |line: &mut String| {
+        line.clear();
+        let read = reader
+            .read_line(line)
+            .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        let kept = line.trim_end_matches(['\n', '\r']).len();
+        line.truncate(kept);
+        read > 0
+    };
+    assert!(read_line(&mut line), "a header");
     let mut cells = Vec::new();
-    split_line(lines.next().expect("a header"), &mut cells);
+    split_line(&line, &mut cells);
     let columns: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
-    let rows = text.bytes().filter(|&b| b == b'\n').count();
-    let mut table = Table::with_capacity(columns, rows, text.len());
-    for line in lines {
-        split_line(line, &mut cells);
+    // About 320 bytes a row in `gen.py`'s files: room for the rows without a count.
+    let mut table = Table::with_capacity(columns, size / 256, size);
+    while read_line(&mut line) {
+        let mut cells = Vec::with_capacity(table.columns().len());
+        split_line(&line, &mut cells);
         table.push_row(&cells).expect("one cell per column");
     }
     table

@@ -26,9 +26,6 @@ pub struct LoadedPart<'a> {
     pub at: DateTime<Utc>,
     /// The rows, in the order of their identities' ids.
     pub rows: &'a [LoadedRow<'a>],
-    /// How many rows the whole load lends, this part's and the parts before included: a
-    /// hint, so that a store can make room for all of them once.
-    pub expected: usize,
 }
 
 /// One new account and the identity projected from it.
@@ -167,7 +164,6 @@ mod tests {
                 system: &system,
                 at,
                 rows: &rows,
-                expected: 5,
             };
             let mut owned = MemoryStore::new();
             let mut lent = MemoryStore::new();

@@ -467,21 +467,6 @@ impl MemoryStore {
     /// [`Store::put_loaded`] for rows as the engine lends them: both records of each
     /// row encoded from the row.
     fn put_loaded_records(&mut self, part: &LoadedPart<'_>) -> Result<(), StoreError> {
-        // Room for the whole load at its first part: growing a table a part at a time
-        // moves every entry at each doubling.
-        // (A hint: never more than a few thousand times the part.)
-        let room = part.expected.min(part.rows.len().saturating_mul(4096));
-        if self.identities.len() == 0 && room > part.rows.len() {
-            self.identities.reserve(room);
-            if let Some(entry) = self.systems.get_mut(part.system.as_str()) {
-                entry.accounts.reserve(room);
-            } else {
-                let MemoryStore {
-                    systems, system_names, ..
-                } = self;
-                system_entry(systems, system_names, part.system).accounts.reserve(room);
-            }
-        }
         // Every record is encoded before anything changes: a refusal leaves no trace.
         let mut accounts = Vec::with_capacity(part.rows.len());
         let mut identities = Vec::with_capacity(part.rows.len());
