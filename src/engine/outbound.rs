@@ -364,7 +364,7 @@ impl<S: Store> Engine<S> {
         // One staged account per (system, key): later ops on the same account build on
         // earlier ones in this batch (`None`: deleted by it). The index keeps the batch
         // linear in its size.
-        let mut staged: Vec<(&str, &str, Option<Account>)> = Vec::new();
+        let mut staged: Vec<(&str, &str, Option<Account>)> = Vec::with_capacity(ops.len());
         // What the ops are checked against, read in batches (a query per op costs a
         // database store a round trip each): the stored accounts of the ops' keys, the
         // identities of creates, and who holds an account of a created account's system.
@@ -387,7 +387,8 @@ impl<S: Store> Engine<S> {
         // The identities of creates that exist, and the systems of the pending creates
         // of each: confirmed creates are settled below.
         let mut existing: FastSet<IdentityId> = FastSet::with_capacity_and_hasher(create_ids.len(), Default::default());
-        let mut pending: FastMap<IdentityId, Vec<Text>> = FastMap::default();
+        let mut pending: FastMap<IdentityId, Vec<Text>> =
+            FastMap::with_capacity_and_hasher(create_ids.len(), Default::default());
         self.store
             .visit_pending_creates_by_id(&create_ids, &mut |at, pending_creates| {
                 if let (Some(pending_creates), Some(&id)) = (pending_creates, create_ids.get(at)) {
@@ -411,8 +412,11 @@ impl<S: Store> Engine<S> {
         for keys in linked.values_mut() {
             keys.sort_unstable();
         }
-        let mut at: FastMap<(&str, &str), usize> = FastMap::default();
-        let mut created: FastMap<(&str, IdentityId), &str> = FastMap::default();
+        // Room for every op and create at once: a million confirmed creates rehashed
+        // these tables twenty times each.
+        let mut at: FastMap<(&str, &str), usize> = FastMap::with_capacity_and_hasher(ops.len(), Default::default());
+        let mut created: FastMap<(&str, IdentityId), &str> =
+            FastMap::with_capacity_and_hasher(create_ids.len(), Default::default());
         let mut report = ConfirmReport::default();
         for op in ops {
             let Some(system) = self.config.system(op.system()) else {
@@ -468,6 +472,7 @@ impl<S: Store> Engine<S> {
                     }
                     created.insert((c.system.as_str(), c.identity), c.account.as_str());
                     let mut account = Account::new(&c.account);
+                    account.attributes.reserve(c.attributes.len());
                     for (attribute, value) in &c.attributes {
                         account.set(&known(attribute)?, value.clone());
                         if let Value::Multi(items) = value {
