@@ -8,8 +8,8 @@ use crate::config::{AccountAttribute, SystemConfig};
 use crate::model::{Account, Fingerprint};
 use crate::prepare::{Prepared, PreparedRow, RowRejection};
 use crate::store::{AccountSummary, PlanId, Store, StoreError};
-use crate::text::RowTexts;
 use crate::text::Text;
+use crate::text_cache::TextCache;
 use crate::thresholds::{Base, Counts, Exceeded};
 use crate::value::{Value, ValueType};
 
@@ -134,7 +134,7 @@ pub(crate) fn diff(
     // Per change, the row of a deferred insert.
     let mut rows: Vec<Option<u32>> = Vec::new();
     // Inserted rows' values: equal cells share one text (a first load builds them all).
-    let mut texts = RowTexts::default();
+    let mut texts = TextCache::new(attributes.len());
     let mut retry = Vec::new();
     let mut kept = Vec::new();
     let mut deleted: Vec<String> = Vec::new();
@@ -405,7 +405,7 @@ pub(crate) fn fill_insert<'a>(
     system: &SystemConfig,
     prepared: &Prepared<'a>,
     row: u32,
-    texts: &mut RowTexts,
+    texts: &mut TextCache<'a>,
     change: &mut AccountChange,
 ) {
     if let Some(row) = prepared.rows.get(row as usize) {
@@ -418,7 +418,7 @@ fn inserted_attributes<'a>(
     system: &SystemConfig,
     prepared: &Prepared<'a>,
     row: &PreparedRow<'a>,
-    texts: &mut RowTexts,
+    texts: &mut TextCache<'a>,
 ) -> Vec<AttributeChange> {
     let mut attributes = Vec::with_capacity(system.schema.attributes.len());
     prepared.for_each_value(system, row, texts, |attribute, new| {

@@ -25,6 +25,7 @@ pub(crate) mod schedule;
 pub mod schema_change;
 pub mod store;
 pub mod text;
+mod text_cache;
 pub mod thresholds;
 pub mod transform;
 pub mod validate;

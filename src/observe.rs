@@ -33,6 +33,8 @@ pub enum Stage {
     /// A first load into a store with no identity is applied a part of its rows at a
     /// time, so its `Apply` and `Resolve` reports alternate, each counting over the
     /// whole load (`done` only grows within a stage, `total` stays the load's rows).
+    /// In a direct load (see [`crate::Engine::import`]) `Resolve` is the store's writing
+    /// of a part.
     Resolve,
 }
 

@@ -8,12 +8,12 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use smallvec::SmallVec;
 
 use crate::config::{AccountAttribute, SystemConfig};
 use crate::error::{ColumnProblem, ImportError};
 use crate::store::{Store, StoreError};
-use crate::text::{Cut, RowTexts, Text};
+use crate::text::Text;
+use crate::text_cache::TextCache;
 use crate::validate::ValidatedConfig;
 use crate::value::{Scalar, Value, ValueProblem, ValueType};
 
@@ -523,50 +523,32 @@ pub(crate) struct Prepared<'a> {
 
 impl<'a> Prepared<'a> {
     /// Calls `visit` with each schema attribute's value in a good row, in schema
-    /// order (an absent attribute of a complete snapshot as empty). The texts of the
-    /// row's single-valued string cells are cut from one buffer built in `texts` (one
-    /// allocation per row, not per cell).
+    /// order (an absent attribute of a complete snapshot as empty), taking the texts of
+    /// single-valued string cells from `cache` so that equal cells of the import share
+    /// one text.
     pub(crate) fn for_each_value(
         &self,
         system: &SystemConfig,
         row: &PreparedRow<'_>,
-        texts: &mut RowTexts,
+        cache: &mut TextCache<'a>,
         mut visit: impl FnMut(&Text, Value),
     ) {
-        // The row's cells, each with its cut of the shared buffer when it is a text.
-        let mut cells: SmallVec<[(Option<Cell<'_>>, Option<Cut>); 32]> = SmallVec::new();
-        texts.clear();
         for (index, (name, attr)) in system.schema.attributes.iter().enumerate() {
-            let cell = self.source.cell(row.row, index, name);
-            let cut = cell
-                .and_then(Cell::text)
-                .filter(|text| {
-                    !text.is_empty()
-                        && !attr.multi
-                        && matches!(attr.value_type, ValueType::String | ValueType::Reference)
-                })
-                .and_then(|text| texts.push(text));
-            cells.push((cell, cut));
-        }
-        texts.seal();
-        for ((name, attr), (cell, cut)) in system.schema.attributes.iter().zip(cells) {
-            match (cell, cut) {
-                (_, Some(cut)) => visit(name, Value::Single(Scalar::Text(texts.text(cut)))),
-                (Some(cell), None) => {
+            match self.source.cell(row.row, index, name) {
+                Some(cell) => {
                     let text = cell
                         .text()
                         .filter(|_| !attr.multi && matches!(attr.value_type, ValueType::String | ValueType::Reference));
                     let value = match text {
                         Some("") => Value::Empty,
-                        // Too long for a row's buffer.
-                        Some(text) => Value::Single(Scalar::Text(Text::from(text))),
+                        Some(text) => Value::Single(Scalar::Text(cache.text(index, text))),
                         // A good row's cells parse (prepare checked them).
                         None => cell.parse(attr).unwrap_or_default(),
                     };
                     visit(name, value);
                 }
-                (None, None) if self.complete => visit(name, Value::Empty),
-                (None, None) => {}
+                None if self.complete => visit(name, Value::Empty),
+                None => {}
             }
         }
     }
@@ -931,7 +913,7 @@ mod tests {
                 .iter()
                 .map(|r| {
                     let mut values = Vec::new();
-                    p.for_each_value(hr, r, &mut RowTexts::default(), |name, value| {
+                    p.for_each_value(hr, r, &mut TextCache::new(hr.schema.attributes.len()), |name, value| {
                         values.push((name.clone(), value))
                     });
                     (r.key.to_string(), values)

@@ -20,8 +20,8 @@ use crate::prepare::{check_columns, prepare, Prepared, Snapshot};
 use crate::processing::ProcessReport;
 use crate::resolution::{resolve, resolve_group, Candidate, Offer, Round, Scores};
 use crate::store::{PendingPlan, PlanId, Store, StoreError};
-use crate::text::RowTexts;
 use crate::text::Text;
+use crate::text_cache::TextCache;
 use crate::transform::AttributeSource;
 use crate::validate::ValidatedConfig;
 use crate::value::{Keys, Value};
@@ -71,7 +71,7 @@ struct DeferredRows<'p, 'a> {
     prepared: &'p Prepared<'a>,
     /// Per change, its row (`None`: built already).
     rows: Vec<Option<u32>>,
-    texts: RowTexts,
+    texts: TextCache<'a>,
 }
 
 impl<'p, 'a> Deferred<'p, 'a> {
@@ -89,7 +89,7 @@ impl<'p, 'a> Deferred<'p, 'a> {
                 system,
                 prepared,
                 rows,
-                texts: RowTexts::default(),
+                texts: TextCache::new(system.schema.attributes.len()),
             }),
         }
     }
@@ -132,7 +132,13 @@ impl<S: Store> Engine<S> {
     /// is applied a part of 16k rows at a time, each part's accounts built, projected,
     /// resolved and written before the next part's, so that a load of a million rows
     /// never holds all its accounts at once; the result is the one of the import applied
-    /// at once (correlation would find nothing to link to either way).
+    /// at once (correlation would find nothing to link to either way). When the system's
+    /// inbound rules only copy values (authoritative, no multi-valued attribute, no `in`
+    /// transform or type conversion, one rule per identity attribute, create scores
+    /// above 0, nothing computed, no roles, lifecycle or scopes), each part is lent to
+    /// the store as rows ([`crate::store::Store::put_loaded`]) without building an
+    /// account and an identity per row, and with the `parallel` feature the next part is
+    /// built in a second thread meanwhile: the **direct load**, with the same result.
     ///
     /// A whole-import refusal (unknown system, dropped or unknown column) is an `Err` and
     /// changes nothing. Rejected rows and rejected decisions are part of the report; applied
