@@ -317,6 +317,23 @@ fn assert_nothing_written(store: &mut SqliteStore) {
     );
 }
 
+#[test]
+fn ids_allocated_at_once_are_the_ids_allocated_one_by_one() {
+    let mut store = SqliteStore::open_in_memory().unwrap();
+    let mut memory = MemoryStore::new();
+    for count in [1, 0, 3, 2] {
+        let batch = store.allocate_identity_ids(count).unwrap();
+        let one_by_one: Vec<IdentityId> = (0..count).map(|_| memory.allocate_identity_id().unwrap()).collect();
+        assert_eq!(batch, one_by_one, "{count} ids");
+    }
+    assert_eq!(store.allocate_identity_id().unwrap().get(), 7);
+    // Undone with its unit of work, as a single allocation is.
+    store.begin().unwrap();
+    assert_eq!(store.allocate_identity_ids(2).unwrap().len(), 2);
+    store.rollback();
+    assert_eq!(store.allocate_identity_id().unwrap().get(), 8);
+}
+
 /// A real blocked plan (the phone system's first load).
 fn a_pending_plan() -> PendingPlan {
     let mut engine = Engine::new(config());

@@ -277,11 +277,18 @@ impl<S: Store> Engine<S> {
         let before = first as u64;
         let streams = log.streams_changes();
         let decisions = log.wants_applied();
-        let mut ids = Vec::with_capacity(changes.len());
-        for (offset, (change, (row_values, row_flows))) in changes.iter_mut().zip(&rows).enumerate() {
+        let ids = self.store.allocate_identity_ids(changes.len())?;
+        if ids.len() != changes.len() {
+            return Err(StoreError::new(format!(
+                "allocate_identity_ids: {} ids for {} rows",
+                ids.len(),
+                changes.len()
+            )));
+        }
+        for (offset, ((change, (row_values, row_flows)), &identity)) in
+            changes.iter_mut().zip(&rows).zip(&ids).enumerate()
+        {
             log.progress(Stage::Apply, before + offset as u64, total);
-            let identity = self.store.allocate_identity_id()?;
-            ids.push(identity);
             let (Some(values), Some(flows)) = (values.get(row_values.clone()), flows.get(row_flows.clone())) else {
                 continue;
             };

@@ -1479,6 +1479,22 @@ impl Store for SqliteStore {
         })
     }
 
+    fn allocate_identity_ids(&mut self, count: usize) -> Result<Vec<IdentityId>, StoreError> {
+        let op = "allocate_identity_ids";
+        self.write(op, |conn| {
+            let last = SqliteStore::meta_i64(conn, op, META_NEXT_IDENTITY)?;
+            let next = i64::try_from(count)
+                .ok()
+                .and_then(|count| last.checked_add(count))
+                .ok_or_else(|| StoreError::new(format!("sqlite store: {op}: counter overflow")))?;
+            SqliteStore::set_meta(conn, op, META_NEXT_IDENTITY, &next)?;
+            // One counter update for the batch, the ids `count` single allocations give.
+            (last + 1..=next)
+                .map(|id| to_u64(op, id).map(IdentityId::from_raw))
+                .collect()
+        })
+    }
+
     fn system_version(&self, system: &str) -> Result<u64, StoreError> {
         self.guard(self.system_version_inner(system))
     }

@@ -439,6 +439,12 @@ pub trait Store: std::fmt::Debug {
     }
     /// Allocates the next identity id.
     fn allocate_identity_id(&mut self) -> Result<IdentityId, StoreError>;
+    /// Allocates the next `count` identity ids, in order: what `count` calls of
+    /// [`Store::allocate_identity_id`] give (the default makes them). A direct load takes
+    /// a part's ids at once; a database store can then update its counter once.
+    fn allocate_identity_ids(&mut self, count: usize) -> Result<Vec<IdentityId>, StoreError> {
+        (0..count).map(|_| self.allocate_identity_id()).collect()
+    }
 
     /// The version of a system's stored accounts (bumped by every applied change).
     fn system_version(&self, system: &str) -> Result<u64, StoreError>;
