@@ -246,6 +246,17 @@ pub(crate) fn encode_account(
     put_rest(out, rest.as_ref())
 }
 
+/// One provenance: its system's number, phase, strength and time.
+fn put_provenance(out: &mut Vec<u8>, system: u32, phase: Phase, strength: u8, at: &DateTime<Utc>) {
+    put_varint(out, u64::from(system));
+    out.push(match phase {
+        Phase::Create => 0,
+        Phase::Update => 1,
+    });
+    out.push(strength);
+    put_datetime(out, at);
+}
+
 /// `count` attributes, each its name's number and its value.
 fn put_attributes<'v>(
     out: &mut Vec<u8>,
@@ -295,9 +306,11 @@ pub(crate) fn encode_loaded_identity(
         })
     };
     // The distinct strengths (the only part of the provenances that differs), in the
-    // order of the first value having each.
+    // order of the first value having each, and how many values there are.
     let mut distinct: Vec<u8> = Vec::new();
+    let mut count = 0;
     for (flow, _) in flows() {
+        count += 1;
         if !distinct.contains(&flow.strength) {
             distinct.push(flow.strength);
         }
@@ -309,12 +322,9 @@ pub(crate) fn encode_loaded_identity(
     put_varint(out, distinct.len() as u64);
     let system_id = intern.name_id(system)?;
     for strength in &distinct {
-        put_varint(out, u64::from(system_id));
-        out.push(0);
-        out.push(*strength);
-        put_datetime(out, at);
+        put_provenance(out, system_id, Phase::Create, *strength, at);
     }
-    put_varint(out, flows().count() as u64);
+    put_varint(out, count);
     for (flow, value) in flows() {
         let attribute = intern.name_id(&flow.attribute)?;
         put_varint(out, u64::from(attribute));
@@ -361,13 +371,7 @@ pub(crate) fn encode_identity(
     }
     put_varint(out, distinct.len() as u64);
     for p in &distinct {
-        put_varint(out, u64::from(intern.name_id(&p.system)?));
-        out.push(match p.phase {
-            Phase::Create => 0,
-            Phase::Update => 1,
-        });
-        out.push(p.strength);
-        put_datetime(out, &p.at);
+        put_provenance(out, intern.name_id(&p.system)?, p.phase, p.strength, &p.at);
     }
     put_varint(out, identity.attributes().len() as u64);
     for ((name, value), source) in identity.attributes().iter().zip(&sources) {

@@ -212,18 +212,21 @@ impl DirectLoad {
 }
 
 impl<S: Store> Engine<S> {
-    /// Applies a first load that [`DirectLoad::of`] allows, a part at a time (as
-    /// `apply_first_load`): each row's account values and the flows of its new identity
-    /// are lent to [`Store::put_loaded`]. With the `parallel` feature, a part is built
-    /// while the one before it is written (`parallel::pipeline`).
+    /// Applies a first load as a direct load when [`DirectLoad::of`] allows one (`None`
+    /// otherwise: nothing was done), a part at a time (as `apply_first_load`): each row's
+    /// account values and the flows of its new identity are lent to
+    /// [`Store::put_loaded`]. With the `parallel` feature, a part is built while the one
+    /// before it is written (`parallel::pipeline`).
     pub(crate) fn apply_direct_load(
         &mut self,
         plan: &mut ImportPlan,
         system: &SystemConfig,
-        direct: &DirectLoad,
         log: &mut DecisionLog<'_, '_>,
         deferred: &mut Deferred<'_, '_>,
-    ) -> Result<IdentityOutcome, StoreError> {
+    ) -> Result<Option<IdentityOutcome>, StoreError> {
+        let Some(direct) = DirectLoad::of(&self.config, system) else {
+            return Ok(None);
+        };
         let system_name = self
             .config
             .systems
@@ -252,7 +255,7 @@ impl<S: Store> Engine<S> {
             |(first, changes), deferred| direct.build(system, first, changes, deferred),
             |built| self.write_direct_part(&system_name, at, total, built, log, &mut outcome),
         )?;
-        Ok(outcome)
+        Ok(Some(outcome))
     }
 
     /// The calling thread's half of a part's work: the identities' ids, decisions,
@@ -347,7 +350,6 @@ impl<S: Store> Engine<S> {
             rows: &lent,
         })?;
         log.progress(Stage::Resolve, before + changes.len() as u64, total);
-        drop(lent);
         if streams {
             for change in changes.iter_mut() {
                 log.change(change);

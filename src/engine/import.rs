@@ -11,7 +11,6 @@ use crate::controls::{AccountWork, InboxEntry, LOOP_LIMIT};
 use crate::correlation::{correlate, Correlation};
 use crate::diagnosis::diagnose;
 use crate::diff::{count, diff, fill_insert, AccountChange, AttributeChange, ChangeKind, Diff, ImportPlan};
-use crate::engine::direct_load::DirectLoad;
 use crate::engine::{Approval, Engine, ImportReport, LinkEvent};
 use crate::error::{ApproveError, ImportError};
 use crate::model::{Account, Identity, IdentityId, LinkState};
@@ -466,8 +465,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<IdentityOutcome, StoreError> {
         let name = plan.system.clone();
         let name = name.as_str();
-        if let Some(direct) = DirectLoad::of(&self.config, system) {
-            let outcome = self.apply_direct_load(plan, system, &direct, log, deferred)?;
+        if let Some(outcome) = self.apply_direct_load(plan, system, log, deferred)? {
             self.write_mirror(name, plan, &[])?;
             return Ok(outcome);
         }
