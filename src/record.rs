@@ -9,7 +9,9 @@
 //!
 //! ```text
 //! account  := flags link fingerprint:u64le count (name value)* rest?
-//! identity := flags created modified count (provenance)* count (name value source?)* rest?
+//! identity := flags created modified count (provenance)* values rest?
+//! values   := count (name value source?)*
+//!           | shape      (when `flags` has bit 2: the values are those of an account)
 //! link     := 0 (unmatched) | 1 id (linked) | 2 count id* (ambiguous)
 //! value    := 0 (empty) | scalar | 7 count scalar*   (multi-valued)
 //! scalar   := 32 + len bytes (a text shorter than 224 bytes) | 1 len bytes (a longer text)
@@ -19,7 +21,14 @@
 //! source   := 0 (none) | index + 1 (into the provenances); absent when `flags` has
 //!             bit 1: every value has the first provenance (what a load writes)
 //! rest     := JSON of the rarely set fields, present when `flags` has bit 0
+//! shape    := the number of a [`ValueRef`] list the store keeps: each value is the
+//!             value of an attribute of the identity's one linked account of a system
 //! ```
+//!
+//! A shaped identity (only the memory store writes them, for a direct load: see
+//! [`encode_loaded_identity`]) does not repeat the values of the account it was
+//! projected from; the store reads them from that account ([`References`]) and writes
+//! the identity's values out before that account changes.
 //!
 //! Texts that repeat across records (titles, departments, countries) are kept once, in
 //! the store's dictionary, and records hold their number (see [`Intern::text_id`]).
@@ -63,6 +72,8 @@ const AMBIGUOUS: u8 = 2;
 const HAS_REST: u8 = 1;
 /// `flags` bit 1 (identities): every value has the first provenance; no source bytes.
 const ONE_SOURCE: u8 = 2;
+/// `flags` bit 2 (identities): the values are a shape's, read from an account.
+const SHAPED: u8 = 4;
 
 /// The longest text value a store's dictionary keeps.
 pub(crate) const DICTIONARY_MAX_TEXT: usize = 64;
@@ -82,6 +93,36 @@ pub(crate) trait Intern {
 
 /// Why a blob could not be read back.
 pub(crate) type DecodeError = String;
+
+/// One value of a shaped identity: the identity's attribute (a name number), the
+/// number of its provenance (as a literal record's `source`: index + 1), and the
+/// attribute of the account that holds the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ValueRef {
+    pub(crate) attribute: u32,
+    pub(crate) source: u32,
+    pub(crate) account_attribute: u32,
+}
+
+/// The values of a shaped identity, as the store that wrote it reads them: for shape
+/// number `shape`, (name number, value, source) of each attribute numbered in `wanted`
+/// (all with `None`), in name order.
+pub(crate) trait References {
+    fn shaped_values(&self, shape: u32, wanted: Option<&[u32]>) -> Result<Vec<(u32, Value, u64)>, DecodeError>;
+}
+
+/// The references of a store that writes no shaped record (the SQLite store).
+#[cfg(any(test, feature = "sqlite"))]
+pub(crate) struct NoReferences;
+
+#[cfg(any(test, feature = "sqlite"))]
+impl References for NoReferences {
+    fn shaped_values(&self, shape: u32, _: Option<&[u32]>) -> Result<Vec<(u32, Value, u64)>, DecodeError> {
+        Err(format!(
+            "shape {shape} is not known here: only the memory store writes shaped identities"
+        ))
+    }
+}
 
 // ---------------------------------------------------------------- writing
 
@@ -288,35 +329,46 @@ pub(crate) fn encode_loaded_account(
     put_attributes(out, row.values.len(), row.values.iter().map(|(n, v)| (n, v)), intern)
 }
 
-/// Appends the blob of a loaded row's identity: what [`encode_identity`] writes for
-/// [`LoadedRow::identity`], without building it. The row's flows are in name order,
+/// Appends the blob of a loaded row's identity, shaped: what [`encode_identity`]
+/// writes for [`LoadedRow::identity`] but with the values left in the row's account,
+/// `shape` numbering the list of where they are. The row's flows are in name order,
 /// distinct, each naming one of its values (the caller checked).
 pub(crate) fn encode_loaded_identity(
     row: &LoadedRow<'_>,
     system: &Text,
     at: &DateTime<Utc>,
     intern: &mut dyn Intern,
+    shape: &mut dyn FnMut(&[ValueRef]) -> Result<u32, StoreError>,
+    refs: &mut Vec<ValueRef>,
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    // As an identity holds them: an empty value is no value.
-    let flows = || {
-        row.flows.iter().filter_map(|flow| {
-            let (_, value) = row.values.get(flow.value)?;
-            (!value.is_empty()).then_some((flow, value))
-        })
-    };
     // The distinct strengths (the only part of the provenances that differs), in the
-    // order of the first value having each, and how many values there are.
+    // order of the first value having each; as an identity holds them, an empty value
+    // is no value.
     let mut distinct: Vec<u8> = Vec::new();
-    let mut count = 0;
-    for (flow, _) in flows() {
-        count += 1;
-        if !distinct.contains(&flow.strength) {
-            distinct.push(flow.strength);
+    refs.clear();
+    for flow in row.flows {
+        let Some((account_attribute, value)) = row.values.get(flow.value) else {
+            continue;
+        };
+        if value.is_empty() {
+            continue;
         }
+        let source = match distinct.iter().position(|s| *s == flow.strength) {
+            Some(at) => at + 1,
+            None => {
+                distinct.push(flow.strength);
+                distinct.len()
+            }
+        };
+        refs.push(ValueRef {
+            attribute: intern.name_id(&flow.attribute)?,
+            source: source as u32,
+            account_attribute: intern.name_id(account_attribute)?,
+        });
     }
-    let one_source = distinct.len() <= 1;
-    out.push(if one_source { ONE_SOURCE } else { 0 });
+    let number = shape(refs)?;
+    out.push(SHAPED);
     put_datetime(out, at);
     put_datetime(out, at);
     put_varint(out, distinct.len() as u64);
@@ -324,16 +376,7 @@ pub(crate) fn encode_loaded_identity(
     for strength in &distinct {
         put_provenance(out, system_id, Phase::Create, *strength, at);
     }
-    put_varint(out, count);
-    for (flow, value) in flows() {
-        let attribute = intern.name_id(&flow.attribute)?;
-        put_varint(out, u64::from(attribute));
-        put_value(out, value, attribute, intern)?;
-        if !one_source {
-            let source = distinct.iter().position(|s| *s == flow.strength).unwrap_or(0);
-            put_varint(out, source as u64 + 1);
-        }
-    }
+    put_varint(out, u64::from(number));
     Ok(())
 }
 
@@ -561,6 +604,10 @@ impl<'a> Reader<'a> {
     #[cfg(feature = "sqlite")]
     fn skip_identity_to_rest(&mut self) -> Result<u8, DecodeError> {
         let flags = self.skip_identity_head()?;
+        if flags & SHAPED != 0 {
+            self.u32("the identity's shape")?;
+            return Ok(flags);
+        }
         let count = self.count("the attribute count")?;
         for _ in 0..count {
             self.u32("an attribute name")?;
@@ -749,9 +796,15 @@ pub(crate) fn identity_values(
     data: &[u8],
     wanted: &[u32],
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+    refs: &dyn References,
 ) -> Result<Vec<(u32, Value)>, DecodeError> {
     let mut r = Reader::new(data);
     let flags = r.skip_identity_head()?;
+    if flags & SHAPED != 0 {
+        let shape = r.u32("the identity's shape")?;
+        let values = refs.shaped_values(shape, Some(wanted))?;
+        return Ok(values.into_iter().map(|(number, value, _)| (number, value)).collect());
+    }
     let count = r.count("the attribute count")?;
     let mut found = Vec::with_capacity(wanted.len());
     for _ in 0..count {
@@ -766,6 +819,41 @@ pub(crate) fn identity_values(
     Ok(found)
 }
 
+/// The shape of a shaped identity's blob (see [`encode_loaded_identity`]), `None` for
+/// one that holds its values.
+pub(crate) fn identity_shape(data: &[u8]) -> Result<Option<u32>, DecodeError> {
+    let mut r = Reader::new(data);
+    let flags = r.skip_identity_head()?;
+    if flags & SHAPED == 0 {
+        return Ok(None);
+    }
+    r.u32("the identity's shape").map(Some)
+}
+
+/// The values of the attributes numbered `wanted` (all with `None`) in an account's
+/// blob, in its order, every other value stepped over.
+pub(crate) fn account_values(
+    data: &[u8],
+    wanted: Option<&[u32]>,
+    name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+) -> Result<Vec<(u32, Value)>, DecodeError> {
+    let mut r = Reader::new(data);
+    r.u8("the account's flags")?;
+    r.link()?;
+    r.fingerprint()?;
+    let count = r.count("the attribute count")?;
+    let mut found = Vec::with_capacity(wanted.map_or(count, <[u32]>::len));
+    for _ in 0..count {
+        let attribute = r.u32("an attribute name")?;
+        if wanted.is_none_or(|wanted| wanted.contains(&attribute)) {
+            found.push((attribute, r.value(name)?));
+        } else {
+            r.skip_value()?;
+        }
+    }
+    Ok(found)
+}
+
 /// The identity `id` from its blob; `name` gives the name (or dictionary text) of a
 /// number.
 #[cfg(test)]
@@ -774,7 +862,7 @@ pub(crate) fn decode_identity(
     data: &[u8],
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
 ) -> Result<Identity, DecodeError> {
-    decode_identity_reading(id, data, None, name)
+    decode_identity_reading(id, data, None, name, &NoReferences)
 }
 
 /// [`decode_identity`] with only the values of the attributes numbered `wanted` (all
@@ -785,6 +873,7 @@ pub(crate) fn decode_identity_reading(
     data: &[u8],
     wanted: Option<&[u32]>,
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+    refs: &dyn References,
 ) -> Result<Identity, DecodeError> {
     let mut r = Reader::new(data);
     let flags = r.u8("the identity's flags")?;
@@ -803,29 +892,38 @@ pub(crate) fn decode_identity_reading(
         let at = r.datetime("a provenance's time")?;
         distinct.push(Provenance::new(system, strength, phase, at));
     }
-    let count = r.count("the attribute count")?;
-    let mut entries = Vec::with_capacity(count);
     // Per entry, the index of its provenance in `distinct` (`usize::MAX`: none).
-    let mut sources = Vec::with_capacity(count);
-    for _ in 0..count {
-        let number = r.u32("an attribute name")?;
-        if wanted.is_some_and(|wanted| !wanted.contains(&number)) {
-            r.skip_value()?;
-            r.value_source(flags)?;
-            continue;
+    let provenance_index = |source: u64| match source {
+        0 => Ok(usize::MAX),
+        n => usize::try_from(n - 1)
+            .ok()
+            .filter(|&at| at < distinct.len())
+            .ok_or_else(|| format!("provenance {n} of {} is missing", distinct.len())),
+    };
+    let mut entries = Vec::new();
+    let mut sources = Vec::new();
+    if flags & SHAPED != 0 {
+        let shape = r.u32("the identity's shape")?;
+        for (number, value, source) in refs.shaped_values(shape, wanted)? {
+            entries.push((name(number)?, value));
+            sources.push(provenance_index(source)?);
         }
-        let attribute = name(number)?;
-        let value = r.value(name)?;
-        let source = r.value_source(flags)?;
-        let index = match source {
-            0 => usize::MAX,
-            n => usize::try_from(n - 1)
-                .ok()
-                .filter(|&at| at < distinct.len())
-                .ok_or_else(|| format!("provenance {n} of {} is missing", distinct.len()))?,
-        };
-        entries.push((attribute, value));
-        sources.push(index);
+    } else {
+        let count = r.count("the attribute count")?;
+        entries.reserve(count);
+        sources.reserve(count);
+        for _ in 0..count {
+            let number = r.u32("an attribute name")?;
+            if wanted.is_some_and(|wanted| !wanted.contains(&number)) {
+                r.skip_value()?;
+                r.value_source(flags)?;
+                continue;
+            }
+            let attribute = name(number)?;
+            let value = r.value(name)?;
+            sources.push(provenance_index(r.value_source(flags)?)?);
+            entries.push((attribute, value));
+        }
     }
     // Records are written in name order; one that is not (damaged, or written by hand)
     // is read entry by entry.

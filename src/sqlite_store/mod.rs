@@ -547,8 +547,14 @@ impl SqliteStore {
     ) -> Result<Identity, StoreError> {
         let id = IdentityId::from_raw(to_u64(op, id)?);
         let mut names = self.names.borrow_mut();
-        record::decode_identity_reading(id, data, wanted, &mut |n| name_of(&mut names, &self.conn, op, n))
-            .map_err(record_error(op))
+        record::decode_identity_reading(
+            id,
+            data,
+            wanted,
+            &mut |n| name_of(&mut names, &self.conn, op, n),
+            &record::NoReferences,
+        )
+        .map_err(record_error(op))
     }
 
     /// The numbers of attribute names (a name without one is in no record: left out).

@@ -6,10 +6,17 @@
 //! took about 2.9 KB each as owned `Account` and `Identity` values (a 24-byte slot and
 //! a shared string per value, a map per record); as records they take a few hundred
 //! bytes. Reads decode: a lent record is built for the visit and dropped after it.
+//!
+//! An identity a first load projected does not repeat its account's values: its record
+//! names a [`shapes::Shape`], and reads take the values from the account. Before such
+//! an account is replaced, removed, or another account of its system is linked to the
+//! identity, the identity's values are written out into its record
+//! ([`MemoryStore::write_out`]), so a shaped record always reads as what was written.
 
 mod dictionary;
 mod identities;
 pub mod persist;
+mod shapes;
 mod slab;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +36,7 @@ use crate::thresholds::Base;
 use crate::value::Value;
 use dictionary::{Dictionary, NamesAtHand};
 use identities::IdentityTable;
+use shapes::Shapes;
 use slab::{Slab, Span};
 
 /// A record in the binary form of [`crate::record`].
@@ -116,6 +124,42 @@ pub struct MemoryStore {
     account_records: Slab,
     /// The bytes of the identities' records.
     identity_records: Slab,
+    /// Where the values of shaped identity records are.
+    shapes: Shapes,
+    /// How many identity records are shaped (none: no account write checks for them).
+    shaped: usize,
+}
+
+/// The values of the shaped record of `identity`, read from its linked account.
+struct Referenced<'s> {
+    store: &'s MemoryStore,
+    identity: IdentityId,
+}
+
+impl record::References for Referenced<'_> {
+    fn shaped_values(&self, shape: u32, wanted: Option<&[u32]>) -> Result<Vec<(u32, Value, u64)>, record::DecodeError> {
+        let store = self.store;
+        let shape = store
+            .shapes
+            .get(shape)
+            .ok_or_else(|| format!("shape {shape} does not exist"))?;
+        let account = store.linked_record(self.identity, shape.system)?;
+        let refs = shape
+            .refs
+            .iter()
+            .filter(|r| wanted.is_none_or(|wanted| wanted.contains(&r.attribute)));
+        let account_wanted: Option<Vec<u32>> = wanted.map(|_| refs.clone().map(|r| r.account_attribute).collect());
+        let values = record::account_values(account, account_wanted.as_deref(), &mut |n| store.dictionary.text(n))?;
+        refs.map(|r| {
+            let value = values
+                .iter()
+                .find(|(number, _)| *number == r.account_attribute)
+                .map(|(_, value)| value.clone())
+                .ok_or_else(|| format!("the linked account holds no value numbered {}", r.account_attribute))?;
+            Ok((r.attribute, value, u64::from(r.source)))
+        })
+        .collect()
+    }
 }
 
 /// One bit per stored account of a system, by position: those a visit by key found,
@@ -278,11 +322,100 @@ impl MemoryStore {
     ) -> Result<Identity, StoreError> {
         let data = self.identity_records.get(*record);
         let mut identity =
-            record::decode_identity_reading(id, data, wanted, &mut |n| self.dictionary.text(n)).map_err(damaged(op))?;
+            record::decode_identity_reading(id, data, wanted, &mut |n| self.dictionary.text(n), &self.references(id))
+                .map_err(damaged(op))?;
         if let Some(pending) = self.pending_creates.get(&id) {
             identity.pending_creates = pending.clone();
         }
         Ok(identity)
+    }
+
+    /// What reads the values of identity `id` when its record is shaped.
+    fn references(&self, id: IdentityId) -> Referenced<'_> {
+        Referenced {
+            store: self,
+            identity: id,
+        }
+    }
+
+    /// The record of the one account of system number `system` linked to `identity`.
+    fn linked_record(&self, identity: IdentityId, system: u32) -> Result<&[u8], record::DecodeError> {
+        let mut slots = self
+            .links
+            .get(&identity)
+            .into_iter()
+            .flatten()
+            .filter(|slot| slot.system == system);
+        let (Some(slot), None) = (slots.next(), slots.next()) else {
+            return Err(format!(
+                "identity {identity} has not one linked account of system {system}"
+            ));
+        };
+        self.system_names
+            .get(system as usize)
+            .and_then(|name| self.systems.get(name))
+            .and_then(|entry| entry.accounts.get_index(slot.position as usize))
+            .map(|(_, stored)| self.account_records.get(stored.record))
+            .ok_or_else(|| format!("identity {identity} is linked to an account that does not exist"))
+    }
+
+    /// Writes the values of identity `id` into its record if the record is shaped on
+    /// accounts of system number `system`: before an account of that system linked to
+    /// it (now or next) changes, while the values still read as they were written.
+    fn write_out(&mut self, id: IdentityId, system: u32) -> Result<(), StoreError> {
+        let op = "write out an identity";
+        let Some(&span) = self.identities.get(id) else {
+            return Ok(());
+        };
+        let data = self.identity_records.get(span);
+        let Some(shape) = record::identity_shape(data).map_err(damaged(op))? else {
+            return Ok(());
+        };
+        if self.shapes.get(shape).is_some_and(|shape| shape.system != system) {
+            return Ok(());
+        }
+        let identity =
+            record::decode_identity_reading(id, data, None, &mut |n| self.dictionary.text(n), &self.references(id))
+                .map_err(damaged(op))?;
+        let mut blob = Vec::new();
+        record::encode_identity(&identity, &mut self.dictionary, &mut blob)?;
+        let written = self.identity_records.push(&blob).ok_or_else(slab_full)?;
+        self.identities.insert(id, written);
+        self.identity_records.release(span);
+        self.shaped = self.shaped.saturating_sub(1);
+        Ok(())
+    }
+
+    /// [`MemoryStore::write_out`] of the identities linked to the accounts `keys` of
+    /// `system` and of `linking` (identities about to be linked to one), before those
+    /// accounts change.
+    fn write_out_around<'k>(
+        &mut self,
+        system: &str,
+        keys: impl Iterator<Item = &'k str>,
+        linking: impl Iterator<Item = IdentityId>,
+    ) -> Result<(), StoreError> {
+        if self.shaped == 0 {
+            return Ok(());
+        }
+        let Some(entry) = self.systems.get(system) else {
+            return Ok(());
+        };
+        let mut touched: Vec<IdentityId> = linking.collect();
+        for key in keys {
+            let Some(stored) = entry.accounts.get(key).filter(|stored| stored.summary.linked) else {
+                continue;
+            };
+            let head = record::account_head(self.account_records.get(stored.record)).map_err(damaged("write out"))?;
+            if let LinkState::Linked(id) = head.link {
+                touched.push(id);
+            }
+        }
+        let number = entry.number;
+        for id in touched {
+            self.write_out(id, number)?;
+        }
+        Ok(())
     }
 
     /// Every account of a system, decoded, in store order.
@@ -415,6 +548,11 @@ impl MemoryStore {
         system: &str,
         encoded: Vec<(String, StoredAccount, Option<IdentityId>, u64)>,
     ) -> Result<(), StoreError> {
+        self.write_out_around(
+            system,
+            encoded.iter().map(|(key, ..)| key.as_str()),
+            encoded.iter().filter_map(|(_, _, identity, _)| *identity),
+        )?;
         let MemoryStore {
             systems,
             system_names,
@@ -472,15 +610,31 @@ impl MemoryStore {
         let mut identities = Vec::with_capacity(part.rows.len());
         let mut blob = Vec::new();
         let mut names = NamesAtHand::default();
+        let mut refs = Vec::new();
+        // The number the system has, or gets when its first account is stored.
+        let system = self
+            .systems
+            .get(part.system.as_str())
+            .map_or(self.system_names.len() as u32, |entry| entry.number);
         let mut encode = |store: &mut MemoryStore, row: &LoadedRow<'_>| -> Result<(Span, Span), StoreError> {
-            let mut dictionary = names.over(&mut store.dictionary);
+            let MemoryStore { dictionary, shapes, .. } = store;
+            let mut dictionary = names.over(dictionary);
             blob.clear();
             let fingerprint = values_fingerprint(row.values.iter().map(|(n, v)| (n, v)));
             record::encode_loaded_account(row, fingerprint, &mut dictionary, &mut blob)?;
             let account = store.account_records.push(&blob).ok_or_else(slab_full)?;
             blob.clear();
-            let identity = record::encode_loaded_identity(row, part.system, &part.at, &mut dictionary, &mut blob)
-                .and_then(|()| store.identity_records.push(&blob).ok_or_else(slab_full));
+            let mut shape = |refs: &[record::ValueRef]| shapes.number(system, refs);
+            let identity = record::encode_loaded_identity(
+                row,
+                part.system,
+                &part.at,
+                &mut dictionary,
+                &mut shape,
+                &mut refs,
+                &mut blob,
+            )
+            .and_then(|()| store.identity_records.push(&blob).ok_or_else(slab_full));
             match identity {
                 Ok(identity) => {
                     let summary = AccountSummary {
@@ -520,6 +674,10 @@ impl MemoryStore {
                 }
             }
         }
+        // The accounts first: the shaped identities read their values from them (and
+        // are not yet there to be written out when their accounts are stored).
+        self.store_accounts(part.system, accounts)?;
+        self.shaped += identities.len();
         for (row, span) in part.rows.iter().zip(identities) {
             let value_of = |attribute: &str| {
                 row.flows
@@ -532,7 +690,7 @@ impl MemoryStore {
             self.next_identity = self.next_identity.max(row.identity.0);
             self.identities.insert(row.identity, span);
         }
-        self.store_accounts(part.system, accounts)
+        Ok(())
     }
 
     /// The accounts of every system, decoded and sorted by key (for comparison and
@@ -782,6 +940,7 @@ impl Store for MemoryStore {
     }
 
     fn remove_accounts(&mut self, system: &str, keys: &[String]) -> Result<(), StoreError> {
+        self.write_out_around(system, keys.iter().map(String::as_str), std::iter::empty())?;
         let Some(entry) = self.systems.get_mut(system) else {
             return Ok(());
         };
@@ -949,9 +1108,12 @@ impl Store for MemoryStore {
             let Some(data) = self.identities.get(id) else {
                 continue;
             };
-            let values = record::identity_values(self.identity_records.get(*data), &[number], &mut |n| {
-                self.dictionary.text(n)
-            })
+            let values = record::identity_values(
+                self.identity_records.get(*data),
+                &[number],
+                &mut |n| self.dictionary.text(n),
+                &self.references(id),
+            )
             .map_err(damaged("find_identities"))?;
             let holds = values
                 .iter()
@@ -968,11 +1130,18 @@ impl Store for MemoryStore {
         // Rows as the engine lends them (new ids in increasing order, each row well
         // formed) are encoded straight from the row; others take the owned way. (A
         // stored key is replaced as `put_accounts` replaces it.)
+        // Distinct keys, and ids no account links to yet: a shaped identity reads its
+        // values from its one account, which a second row of the same key would
+        // replace, and which another one linked to the id would make one of two.
+        let mut keys: std::collections::HashSet<&str, Fast> =
+            std::collections::HashSet::with_capacity_and_hasher(part.rows.len(), Fast::default());
         let new = part.rows.windows(2).all(|w| w[0].identity < w[1].identity)
-            && part
-                .rows
-                .iter()
-                .all(|row| row.is_well_formed() && self.identities.get(row.identity).is_none());
+            && part.rows.iter().all(|row| {
+                row.is_well_formed()
+                    && self.identities.get(row.identity).is_none()
+                    && !self.links.contains_key(&row.identity)
+                    && keys.insert(row.key)
+            });
         if new {
             self.put_loaded_records(part)
         } else {
@@ -1039,8 +1208,13 @@ impl Store for MemoryStore {
             let old = match replaced {
                 Some(old) if !self.indexed.is_empty() => {
                     let old = self.identity_records.get(old);
-                    let values = record::identity_values(old, &numbers, &mut |n| self.dictionary.text(n))
-                        .map_err(damaged("put_identities"))?;
+                    let values = record::identity_values(
+                        old,
+                        &numbers,
+                        &mut |n| self.dictionary.text(n),
+                        &self.references(identity.id),
+                    )
+                    .map_err(damaged("put_identities"))?;
                     let mut old = Identity::new(identity.id, identity.created);
                     for (number, value) in values {
                         if let Some((_, name)) = indexed.iter().find(|(n, _)| *n == number) {
@@ -1067,6 +1241,9 @@ impl Store for MemoryStore {
             self.next_identity = self.next_identity.max(identity.id.0);
             self.identities.insert(identity.id, data);
             if let Some(replaced) = replaced {
+                if record::identity_shape(self.identity_records.get(replaced)).is_ok_and(|shape| shape.is_some()) {
+                    self.shaped = self.shaped.saturating_sub(1);
+                }
                 self.identity_records.release(replaced);
             }
         }
