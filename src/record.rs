@@ -17,6 +17,7 @@
 //! scalar   := 32 + len bytes (a text shorter than 224 bytes) | 1 len bytes (a longer text)
 //!           | 8 id (a text of the dictionary) | 2 zigzag (integer) | 3 (false) | 4 (true)
 //!           | 5 zigzag (date: days from 0001-01-01) | 6 zigzag varint (datetime: seconds, nanoseconds)
+//!           | 9 (in an account: a text equal to the account's key, as a key column's value is)
 //! provenance := system phase:u8 strength:u8 datetime
 //! source   := 0 (none) | index + 1 (into the provenances); absent when `flags` has
 //!             bit 1: every value has the first provenance (what a load writes)
@@ -61,6 +62,7 @@ const DATE: u8 = 5;
 const DATETIME: u8 = 6;
 const MULTI: u8 = 7;
 const INTERNED: u8 = 8;
+const KEY: u8 = 9;
 /// `SHORT + len`: a text of `len` < 224 bytes, its length in the tag.
 const SHORT: u8 = 32;
 
@@ -148,10 +150,20 @@ fn put_datetime(out: &mut Vec<u8>, at: &DateTime<Utc>) {
     put_varint(out, u64::from(at.timestamp_subsec_nanos()));
 }
 
-fn put_scalar(out: &mut Vec<u8>, scalar: &Scalar, attribute: u32, intern: &mut dyn Intern) -> Result<(), StoreError> {
+/// The writing of a value: the attribute's number, and the key of the account holding
+/// it (`None` in an identity).
+struct Writing<'k> {
+    attribute: u32,
+    key: Option<&'k str>,
+}
+
+fn put_scalar(out: &mut Vec<u8>, scalar: &Scalar, at: &Writing<'_>, intern: &mut dyn Intern) -> Result<(), StoreError> {
+    let attribute = at.attribute;
     match scalar {
         Scalar::Text(text) => {
-            if let Some(id) = intern.text_id(attribute, text)? {
+            if at.key == Some(text.as_str()) {
+                out.push(KEY);
+            } else if let Some(id) = intern.text_id(attribute, text)? {
                 out.push(INTERNED);
                 put_varint(out, u64::from(id));
             } else if let Some(tag) = u8::try_from(text.len()).ok().and_then(|len| len.checked_add(SHORT)) {
@@ -179,15 +191,15 @@ fn put_scalar(out: &mut Vec<u8>, scalar: &Scalar, attribute: u32, intern: &mut d
     Ok(())
 }
 
-fn put_value(out: &mut Vec<u8>, value: &Value, attribute: u32, intern: &mut dyn Intern) -> Result<(), StoreError> {
+fn put_value(out: &mut Vec<u8>, value: &Value, at: &Writing<'_>, intern: &mut dyn Intern) -> Result<(), StoreError> {
     match value {
         Value::Empty => out.push(EMPTY),
-        Value::Single(scalar) => put_scalar(out, scalar, attribute, intern)?,
+        Value::Single(scalar) => put_scalar(out, scalar, at, intern)?,
         Value::Multi(scalars) => {
             out.push(MULTI);
             put_varint(out, scalars.len() as u64);
             for scalar in scalars.iter() {
-                put_scalar(out, scalar, attribute, intern)?;
+                put_scalar(out, scalar, at, intern)?;
             }
         }
     }
@@ -277,7 +289,13 @@ pub(crate) fn encode_account(
         }
     }
     out.extend_from_slice(&fingerprint.to_le_bytes());
-    put_attributes(out, account.attributes.len(), account.attributes.iter(), intern)?;
+    put_attributes(
+        out,
+        account.attributes.len(),
+        account.attributes.iter(),
+        &account.key,
+        intern,
+    )?;
     let rest = rare.then_some(AccountRestOut {
         pushed: &account.pushed,
         echoes: &account.echoes,
@@ -298,18 +316,27 @@ fn put_provenance(out: &mut Vec<u8>, system: u32, phase: Phase, strength: u8, at
     put_datetime(out, at);
 }
 
-/// `count` attributes, each its name's number and its value.
+/// `count` attributes of the account `key`, each its name's number and its value.
 fn put_attributes<'v>(
     out: &mut Vec<u8>,
     count: usize,
     attributes: impl Iterator<Item = (&'v Text, &'v Value)>,
+    key: &str,
     intern: &mut dyn Intern,
 ) -> Result<(), StoreError> {
     put_varint(out, count as u64);
     for (name, value) in attributes {
         let attribute = intern.name_id(name)?;
         put_varint(out, u64::from(attribute));
-        put_value(out, value, attribute, intern)?;
+        put_value(
+            out,
+            value,
+            &Writing {
+                attribute,
+                key: Some(key),
+            },
+            intern,
+        )?;
     }
     Ok(())
 }
@@ -326,7 +353,13 @@ pub(crate) fn encode_loaded_account(
     out.push(LINKED);
     put_varint(out, row.identity.get());
     out.extend_from_slice(&fingerprint.to_le_bytes());
-    put_attributes(out, row.values.len(), row.values.iter().map(|(n, v)| (n, v)), intern)
+    put_attributes(
+        out,
+        row.values.len(),
+        row.values.iter().map(|(n, v)| (n, v)),
+        row.key,
+        intern,
+    )
 }
 
 /// Appends the blob of a loaded row's identity, shaped: what [`encode_identity`]
@@ -420,7 +453,7 @@ pub(crate) fn encode_identity(
     for ((name, value), source) in identity.attributes().iter().zip(&sources) {
         let attribute = intern.name_id(name)?;
         put_varint(out, u64::from(attribute));
-        put_value(out, value, attribute, intern)?;
+        put_value(out, value, &Writing { attribute, key: None }, intern)?;
         if !one_source {
             put_varint(out, *source);
         }
@@ -439,11 +472,22 @@ pub(crate) fn encode_identity(
 struct Reader<'a> {
     data: &'a [u8],
     at: usize,
+    /// The key of the account being read (`None` for an identity).
+    key: Option<&'a str>,
 }
 
 impl<'a> Reader<'a> {
     fn new(data: &'a [u8]) -> Reader<'a> {
-        Reader { data, at: 0 }
+        Reader { data, at: 0, key: None }
+    }
+
+    /// A reader of the record of account `key`.
+    fn of_account(data: &'a [u8], key: &'a str) -> Reader<'a> {
+        Reader {
+            data,
+            at: 0,
+            key: Some(key),
+        }
     }
 
     fn u8(&mut self, what: &str) -> Result<u8, DecodeError> {
@@ -524,6 +568,10 @@ impl<'a> Reader<'a> {
             }
             TEXT => Scalar::Text(Text::from(self.str("a text value")?)),
             INTERNED => Scalar::Text(text(self.u32("a dictionary text")?)?),
+            KEY => Scalar::Text(Text::from(
+                self.key
+                    .ok_or_else(|| "a value names the key outside an account".to_owned())?,
+            )),
             INTEGER => Scalar::Integer(self.zigzag("an integer value")?),
             FALSE => Scalar::Boolean(false),
             TRUE => Scalar::Boolean(true),
@@ -650,7 +698,7 @@ impl<'a> Reader<'a> {
             }
             INTERNED => self.u32("a dictionary text").map(drop),
             INTEGER | DATE => self.zigzag("a number").map(drop),
-            FALSE | TRUE => Ok(()),
+            FALSE | TRUE | KEY => Ok(()),
             DATETIME => self.datetime("a datetime value").map(drop),
             other => Err(format!("unknown value tag {other}")),
         }
@@ -730,21 +778,21 @@ pub(crate) fn decode_account(
     data: &[u8],
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
 ) -> Result<Account, DecodeError> {
-    let mut r = Reader::new(data);
+    let mut account = Account::new(String::new());
+    let mut r = Reader::of_account(data, &key);
     let flags = r.u8("the account's flags")?;
-    let link = r.link()?;
-    let fingerprint = r.fingerprint()?;
+    account.link = r.link()?;
+    account.fingerprint = r.fingerprint()?;
     let count = r.count("the attribute count")?;
-    let mut account = Account::new(key);
-    account.link = link;
     account.attributes.reserve(count);
     for _ in 0..count {
         let attribute = name(r.u32("an attribute name")?)?;
         let value = r.value(name)?;
         account.attributes.insert(attribute, value);
     }
-    account.fingerprint = fingerprint;
-    if let Some(rest) = r.rest::<AccountRestIn>(flags, "account")? {
+    let rest = r.rest::<AccountRestIn>(flags, "account")?;
+    account.key = key;
+    if let Some(rest) = rest {
         account.pushed = rest.pushed;
         account.echoes = rest.echoes;
         account.provisioned = rest.provisioned;
@@ -830,14 +878,15 @@ pub(crate) fn identity_shape(data: &[u8]) -> Result<Option<u32>, DecodeError> {
     r.u32("the identity's shape").map(Some)
 }
 
-/// The values of the attributes numbered `wanted` (all with `None`) in an account's
-/// blob, in its order, every other value stepped over.
+/// The values of the attributes numbered `wanted` (all with `None`) in the blob of
+/// account `key`, in its order, every other value stepped over.
 pub(crate) fn account_values(
+    key: &str,
     data: &[u8],
     wanted: Option<&[u32]>,
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
 ) -> Result<Vec<(u32, Value)>, DecodeError> {
-    let mut r = Reader::new(data);
+    let mut r = Reader::of_account(data, key);
     r.u8("the account's flags")?;
     r.link()?;
     r.fingerprint()?;
@@ -1020,9 +1069,20 @@ mod tests {
             echo in proptest::option::of((value(), any::<u32>(), any::<bool>())),
             provisioned in any::<bool>(),
             disabled in any::<bool>(),
+            // An attribute holding the key (as a key column does), alone or among others.
+            keyed in proptest::option::of(("[a-e]{1,3}", any::<bool>())),
         ) -> Account {
-            let mut account = Account::new(key);
+            let mut account = Account::new(key.clone());
             for (name, value) in values {
+                account.attributes.insert(Text::from(name), value);
+            }
+            if let Some((name, alone)) = keyed {
+                let key = Scalar::Text(Text::from(key));
+                let value = if alone {
+                    Value::Single(key)
+                } else {
+                    Value::Multi(vec![Scalar::Text(Text::from("other")), key].into_boxed_slice())
+                };
                 account.attributes.insert(Text::from(name), value);
             }
             account.link = link;

@@ -143,13 +143,15 @@ impl record::References for Referenced<'_> {
             .shapes
             .get(shape)
             .ok_or_else(|| format!("shape {shape} does not exist"))?;
-        let account = store.linked_record(self.identity, shape.system)?;
+        let (key, account) = store.linked_record(self.identity, shape.system)?;
         let refs = shape
             .refs
             .iter()
             .filter(|r| wanted.is_none_or(|wanted| wanted.contains(&r.attribute)));
         let account_wanted: Option<Vec<u32>> = wanted.map(|_| refs.clone().map(|r| r.account_attribute).collect());
-        let values = record::account_values(account, account_wanted.as_deref(), &mut |n| store.dictionary.text(n))?;
+        let values = record::account_values(key, account, account_wanted.as_deref(), &mut |n| {
+            store.dictionary.text(n)
+        })?;
         refs.map(|r| {
             let value = values
                 .iter()
@@ -338,8 +340,9 @@ impl MemoryStore {
         }
     }
 
-    /// The record of the one account of system number `system` linked to `identity`.
-    fn linked_record(&self, identity: IdentityId, system: u32) -> Result<&[u8], record::DecodeError> {
+    /// The key and record of the one account of system number `system` linked to
+    /// `identity`.
+    fn linked_record(&self, identity: IdentityId, system: u32) -> Result<(&str, &[u8]), record::DecodeError> {
         let mut slots = self
             .links
             .get(&identity)
@@ -355,7 +358,7 @@ impl MemoryStore {
             .get(system as usize)
             .and_then(|name| self.systems.get(name))
             .and_then(|entry| entry.accounts.get_index(slot.position as usize))
-            .map(|(_, stored)| self.account_records.get(stored.record))
+            .map(|(key, stored)| (&**key, self.account_records.get(stored.record)))
             .ok_or_else(|| format!("identity {identity} is linked to an account that does not exist"))
     }
 
