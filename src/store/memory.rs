@@ -16,6 +16,7 @@
 mod dictionary;
 mod identities;
 pub mod persist;
+mod postings;
 mod shapes;
 mod slab;
 
@@ -36,6 +37,7 @@ use crate::thresholds::Base;
 use crate::value::Value;
 use dictionary::{Dictionary, NamesAtHand};
 use identities::IdentityTable;
+use postings::Postings;
 use shapes::Shapes;
 use slab::{Slab, Span};
 
@@ -59,8 +61,9 @@ struct Slot {
 }
 
 /// identity -> its linked accounts. Almost every identity has one or a few: they are
-/// kept inline, as slots, not as names (a million links took 160 MB as names).
-type Links = HashMap<IdentityId, SmallVec<[Slot; 1]>, Fast>;
+/// kept inline, as slots, not as names (a million links took 160 MB as names), in a
+/// table by id (a hash map of a million took 66 MB, twice the table).
+type Links = IdentityTable<SmallVec<[Slot; 1]>>;
 
 /// Accounts of one system, with running totals for threshold bases.
 #[derive(Debug, Default, Clone)]
@@ -77,7 +80,7 @@ struct SystemAccounts {
 /// attribute -> hash of a match key -> identities holding a value under a key of that
 /// hash (sorted). Keys are not kept: a million of them took 130 MB per attribute as
 /// strings; a look-up reads the candidates' values to drop those of another key.
-type CorrelationIndex = HashMap<String, HashMap<u64, SmallVec<[IdentityId; 1]>, Fast>>;
+type CorrelationIndex = HashMap<String, Postings>;
 
 /// The hash of a match key in the correlation index (fixed, so that equal stores hold
 /// equal indexes).
@@ -283,14 +286,14 @@ impl MemoryStore {
     /// Every identity's linked (system, key) pairs, sorted (for comparison and display:
     /// equal stores may hold their accounts at other positions).
     fn named_links(&self) -> BTreeMap<IdentityId, Vec<(String, String)>> {
-        self.links.keys().map(|id| (*id, self.linked_names(*id))).collect()
+        self.links.values().map(|(id, _)| (id, self.linked_names(id))).collect()
     }
 
     /// The (system, key) pairs linked to `identity`, sorted.
     fn linked_names(&self, identity: IdentityId) -> Vec<(String, String)> {
         let mut names: Vec<(String, String)> = self
             .links
-            .get(&identity)
+            .get(identity)
             .into_iter()
             .flatten()
             .filter_map(|slot| {
@@ -345,7 +348,7 @@ impl MemoryStore {
     fn linked_record(&self, identity: IdentityId, system: u32) -> Result<(&str, &[u8]), record::DecodeError> {
         let mut slots = self
             .links
-            .get(&identity)
+            .get(identity)
             .into_iter()
             .flatten()
             .filter(|slot| slot.system == system);
@@ -519,23 +522,17 @@ impl MemoryStore {
             }
             if add {
                 if !index.contains_key(attribute.as_str()) {
-                    index.insert(attribute.clone(), HashMap::default());
+                    index.insert(attribute.clone(), Postings::default());
                 }
                 let Some(by_key) = index.get_mut(attribute.as_str()) else {
                     continue;
                 };
                 for scalar in values {
-                    insert_sorted(by_key.entry(key_hash(&scalar.match_key(*case_exact))).or_default(), id);
+                    by_key.insert(key_hash(&scalar.match_key(*case_exact)), id);
                 }
             } else if let Some(by_key) = index.get_mut(attribute.as_str()) {
                 for scalar in values {
-                    let key = key_hash(&scalar.match_key(*case_exact));
-                    if let Some(set) = by_key.get_mut(&key) {
-                        set.retain(|held| *held != id);
-                        if set.is_empty() {
-                            by_key.remove(&key);
-                        }
-                    }
+                    by_key.remove(key_hash(&scalar.match_key(*case_exact)), id);
                 }
                 if by_key.is_empty() {
                     index.remove(attribute.as_str());
@@ -595,7 +592,9 @@ impl MemoryStore {
             }
             entry.link_values = entry.link_values + values - previous.as_ref().map_or(0, |p| p.link_values);
             if let Some(id) = identity {
-                insert_sorted(links.entry(id).or_default(), slot);
+                if let Some(set) = links.get_or_insert_with(id, SmallVec::new) {
+                    insert_sorted(set, slot);
+                }
             }
         }
         if self.account_records.should_compact() {
@@ -766,10 +765,10 @@ fn system_entry<'a>(
 /// Removes an account's slot from the links of its identity.
 fn unlink(links: &mut Links, slot: Slot, link: &LinkState) {
     if let LinkState::Linked(id) = link {
-        if let Some(set) = links.get_mut(id) {
+        if let Some(set) = links.get_mut(*id) {
             set.retain(|s| *s != slot);
             if set.is_empty() {
-                links.remove(id);
+                links.remove(*id);
             }
         }
     }
@@ -779,7 +778,7 @@ fn unlink(links: &mut Links, slot: Slot, link: &LinkState) {
 /// system's last account into the removed one's place) at its new slot.
 fn relink(links: &mut Links, from: Slot, to: Slot, link: &LinkState) {
     if let LinkState::Linked(id) = link {
-        if let Some(set) = links.get_mut(id) {
+        if let Some(set) = links.get_mut(*id) {
             for slot in set.iter_mut().filter(|s| **s == from) {
                 *slot = to;
             }
@@ -1093,13 +1092,9 @@ impl Store for MemoryStore {
     }
 
     fn find_identities(&self, attribute: &str, match_key: &str) -> Result<Vec<IdentityId>, StoreError> {
-        let candidates = match self
-            .index
-            .get(attribute)
-            .and_then(|by_key| by_key.get(&key_hash(match_key)))
-        {
-            Some(candidates) => candidates,
-            None => return Ok(Vec::new()),
+        let candidates = match self.index.get(attribute).map(|by_key| by_key.get(key_hash(match_key))) {
+            Some(candidates) if !candidates.is_empty() => candidates,
+            _ => return Ok(Vec::new()),
         };
         let (Some(number), Some(&case_exact)) = (self.dictionary.name_number(attribute), self.indexed.get(attribute))
         else {
@@ -1142,7 +1137,7 @@ impl Store for MemoryStore {
             && part.rows.iter().all(|row| {
                 row.is_well_formed()
                     && self.identities.get(row.identity).is_none()
-                    && !self.links.contains_key(&row.identity)
+                    && self.links.get(row.identity).is_none()
                     && keys.insert(row.key)
             });
         if new {
@@ -1185,10 +1180,7 @@ impl Store for MemoryStore {
             if let Some(by_key) = self.index.get_mut(attribute.as_str()) {
                 by_key.reserve(new);
             } else if new > 1 {
-                self.index.insert(
-                    attribute.clone(),
-                    HashMap::with_capacity_and_hasher(new, Fast::default()),
-                );
+                self.index.insert(attribute.clone(), Postings::with_capacity(new));
             }
         }
         self.identities.reserve(new);
@@ -1490,7 +1482,7 @@ mod tests {
         assert_eq!(store.find_identities("mail", "a@x").ok(), Some(vec![IdentityId(1)]));
         // As if "b@x" hashed as "a@x" does.
         if let Some(by_key) = store.index.get_mut("mail") {
-            by_key.insert(key_hash("b@x"), SmallVec::from_elem(IdentityId(1), 1));
+            by_key.set(key_hash("b@x"), &[IdentityId(1)]);
         }
         assert_eq!(store.find_identities("mail", "b@x").ok(), Some(Vec::new()));
         assert_eq!(store.find_identities("mail", "c@x").ok(), Some(Vec::new()));

@@ -81,6 +81,34 @@ impl<T> IdentityTable<T> {
         }
     }
 
+    /// The identity `id`, to change in place.
+    pub(super) fn get_mut(&mut self, id: IdentityId) -> Option<&mut T> {
+        match usize::try_from(id.0).ok().and_then(|at| self.dense.get_mut(at)) {
+            Some(slot) => slot.as_mut(),
+            None => self.sparse.get_mut(&id),
+        }
+    }
+
+    /// The identity `id`, inserted by `make` when absent.
+    pub(super) fn get_or_insert_with(&mut self, id: IdentityId, make: impl FnOnce() -> T) -> Option<&mut T> {
+        if self.get(id).is_none() {
+            self.insert(id, make());
+        }
+        self.get_mut(id)
+    }
+
+    /// Removes the identity `id`; what it held.
+    pub(super) fn remove(&mut self, id: IdentityId) -> Option<T> {
+        let removed = match usize::try_from(id.0).ok().and_then(|at| self.dense.get_mut(at)) {
+            Some(slot) => slot.take(),
+            None => self.sparse.remove(&id),
+        };
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
     /// Makes room for `additional` more identities numbered after the last one.
     pub(super) fn reserve(&mut self, additional: usize) {
         if self.sparse.is_empty() {
@@ -156,7 +184,7 @@ mod tests {
 
     proptest! {
         /// The table answers as an ordered map does, for dense, far and huge ids in
-        /// any order.
+        /// any order, inserted, made when absent and removed.
         #[test]
         fn agrees_with_an_ordered_map(
             steps in proptest::collection::vec((id(), 0..60u32), 0..200),
@@ -165,8 +193,17 @@ mod tests {
             let mut table: IdentityTable<Identity> = IdentityTable::default();
             let mut model = BTreeMap::new();
             for (id, version) in steps {
-                table.insert(IdentityId(id), identity(id, version));
-                model.insert(IdentityId(id), identity(id, version));
+                if version % 7 == 6 {
+                    // Some steps remove instead.
+                    prop_assert_eq!(table.remove(IdentityId(id)), model.remove(&IdentityId(id)));
+                } else if version % 7 == 5 {
+                    let made = table.get_or_insert_with(IdentityId(id), || identity(id, version)).cloned();
+                    let expected = model.entry(IdentityId(id)).or_insert_with(|| identity(id, version)).clone();
+                    prop_assert_eq!(made, Some(expected));
+                } else {
+                    table.insert(IdentityId(id), identity(id, version));
+                    model.insert(IdentityId(id), identity(id, version));
+                }
                 prop_assert_eq!(table.len(), model.len());
             }
             for (id, expected) in &model {
