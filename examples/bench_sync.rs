@@ -786,6 +786,9 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
         }
     }
     let three_kib = status_kib("VmRSS:").saturating_sub(rss0);
+    // What the store holds (RSS also counts memory the allocator freed but kept).
+    let three_heap = heap.change();
+    let three_heap_kib = (three_heap.bytes_allocated as u64).saturating_sub(three_heap.bytes_deallocated as u64) / 1024;
 
     // ---- cycle: provision every identity into `dir`, confirm
     let mut cycle_steps: Vec<(String, std::time::Duration)> = Vec::new();
@@ -985,6 +988,11 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
             mib(three_kib),
             three_kib as f64 * 1024.0 / csvs as f64,
             csvs as f64 / 1_048_576.0
+        );
+        println!(
+            "store heap, three systems (live bytes): {:.1} MiB ({:.2}x the three CSVs)",
+            mib(three_heap_kib),
+            three_heap_kib as f64 * 1024.0 / csvs as f64
         );
     }
     if cycle {

@@ -323,11 +323,6 @@ impl<S: Store> Engine<S> {
                 outcome.processing.examined += 1;
             }
             outcome.changed.push(identity);
-            outcome.links.push(LinkEvent {
-                account: change.key.clone(),
-                state: LinkState::Linked(identity),
-                projected: true,
-            });
         }
         log.progress(Stage::Apply, before + changes.len() as u64, total);
         let lent: Vec<LoadedRow<'_>> = changes
@@ -350,12 +345,27 @@ impl<S: Store> Engine<S> {
             rows: &lent,
         })?;
         log.progress(Stage::Resolve, before + changes.len() as u64, total);
-        if streams {
-            for change in changes.iter_mut() {
+        for ((change, (row_values, row_flows)), &identity) in changes.iter_mut().zip(&rows).zip(&ids) {
+            if streams {
                 log.change(change);
                 // Handed to the observer; the store has the values.
                 change.attributes = Vec::new();
             }
+            if values.get(row_values.clone()).is_none() || flows.get(row_flows.clone()).is_none() {
+                continue;
+            }
+            // With changes streamed, the report's plan keeps none (see
+            // `Observer::on_change`): the key moves into the link, not copied.
+            let account = if streams {
+                std::mem::take(&mut change.key)
+            } else {
+                change.key.clone()
+            };
+            outcome.links.push(LinkEvent {
+                account,
+                state: LinkState::Linked(identity),
+                projected: true,
+            });
         }
         Ok(())
     }
