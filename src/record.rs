@@ -21,7 +21,14 @@
 //! provenance := system phase:u8 strength:u8 datetime
 //! source   := 0 (none) | index + 1 (into the provenances); absent when `flags` has
 //!             bit 1: every value has the first provenance (what a load writes)
-//! rest     := JSON of the rarely set fields, present when `flags` has bit 0
+//! rest     := the rarely set fields, present when `flags` has bit 0: in an account
+//!             with bit 1 too, `account-rest` (below); else (identities, and accounts
+//!             written before it) JSON
+//! account-rest := misc:u8 (bit 0 provisioned, bit 1 disabled)
+//!             count (name count scalar*)*          the pushed values
+//!             count (name echo)*                   the echoes
+//! echo     := bits:u8 (bit 0 armed, bit 1: the pushed value is the account's value of
+//!             `name`, not written) value? bounces:varint count scalar* (removed)
 //! shape    := the number of a [`ValueRef`] list the store keeps: each value is the
 //!             value of an attribute of the identity's one linked account of a system
 //! ```
@@ -34,9 +41,13 @@
 //! Texts that repeat across records (titles, departments, countries) are kept once, in
 //! the store's dictionary, and records hold their number (see [`Intern::text_id`]).
 //!
-//! The rarely set fields (an account's pushed values, echoes and flags; an identity's
-//! granted access, scope exits and pending creates) stay JSON: they are few, and JSON
-//! keeps their form in one place, the serde derives of the model.
+//! An account's rarely set fields (pushed values, echoes, flags) are binary too: a
+//! confirmed create holds an echo per attribute it was created with, each the very
+//! value the account holds, and as JSON they made such a record five times its size
+//! (and a tenth of an outbound plan's time went to parsing them back). An identity's
+//! (granted access, scope exits, pending creates) stay JSON: they are few, and JSON
+//! keeps their form in one place, the serde derives of the model. Records written
+//! with an account's JSON tail (before the binary one) read as they did.
 //!
 //! Decoding checks every length against the bytes left: a damaged blob is an error
 //! naming what was being read, never a panic.
@@ -70,8 +81,16 @@ const UNMATCHED: u8 = 0;
 const LINKED: u8 = 1;
 const AMBIGUOUS: u8 = 2;
 
-/// `flags` bit 0: a JSON tail of the rarely set fields follows.
+/// `flags` bit 0: a tail of the rarely set fields follows.
 const HAS_REST: u8 = 1;
+/// `flags` bit 1 (accounts): that tail is binary (`account-rest`), not JSON.
+const REST_BINARY: u8 = 2;
+/// `account-rest` misc bits.
+const PROVISIONED: u8 = 1;
+const DISABLED: u8 = 2;
+/// `echo` bits.
+const ARMED: u8 = 1;
+const PUSHED_IS_VALUE: u8 = 2;
 /// `flags` bit 1 (identities): every value has the first provenance; no source bytes.
 const ONE_SOURCE: u8 = 2;
 /// `flags` bit 2 (identities): the values are a shape's, read from an account.
@@ -214,19 +233,8 @@ fn put_rest<T: Serialize>(out: &mut Vec<u8>, rest: Option<&T>) -> Result<(), Sto
     Ok(())
 }
 
-/// The rarely set fields of an account.
-#[derive(Serialize)]
-struct AccountRestOut<'a> {
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pushed: &'a BTreeMap<String, Vec<Scalar>>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    echoes: &'a BTreeMap<String, Echo>,
-    #[serde(skip_serializing_if = "is_false")]
-    provisioned: bool,
-    #[serde(skip_serializing_if = "is_false")]
-    disabled: bool,
-}
-
+/// The rarely set fields of an account, as JSON (records written before the binary
+/// `account-rest`).
 #[derive(Deserialize)]
 struct AccountRestIn {
     #[serde(default)]
@@ -260,10 +268,6 @@ struct IdentityRestIn {
     pending_creates: BTreeMap<Text, PendingCreate>,
 }
 
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
 /// Appends the blob of `account` (its key is kept beside it, not in it) with the
 /// stored `fingerprint`; `name_id` gives the number of an attribute name.
 pub(crate) fn encode_account(
@@ -273,7 +277,7 @@ pub(crate) fn encode_account(
     out: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let rare = !account.pushed.is_empty() || !account.echoes.is_empty() || account.provisioned || account.disabled;
-    out.push(if rare { HAS_REST } else { 0 });
+    out.push(if rare { HAS_REST | REST_BINARY } else { 0 });
     match &account.link {
         LinkState::Unmatched => out.push(UNMATCHED),
         LinkState::Linked(id) => {
@@ -296,13 +300,52 @@ pub(crate) fn encode_account(
         &account.key,
         intern,
     )?;
-    let rest = rare.then_some(AccountRestOut {
-        pushed: &account.pushed,
-        echoes: &account.echoes,
-        provisioned: account.provisioned,
-        disabled: account.disabled,
-    });
-    put_rest(out, rest.as_ref())
+    if rare {
+        put_account_rest(out, account, intern)?;
+    }
+    Ok(())
+}
+
+/// The `account-rest` of `account`.
+fn put_account_rest(out: &mut Vec<u8>, account: &Account, intern: &mut dyn Intern) -> Result<(), StoreError> {
+    let key = Some(account.key.as_str());
+    let mut misc = 0;
+    if account.provisioned {
+        misc |= PROVISIONED;
+    }
+    if account.disabled {
+        misc |= DISABLED;
+    }
+    out.push(misc);
+    put_varint(out, account.pushed.len() as u64);
+    for (name, items) in &account.pushed {
+        let attribute = intern.name_id(name)?;
+        put_varint(out, u64::from(attribute));
+        put_varint(out, items.len() as u64);
+        for item in items {
+            put_scalar(out, item, &Writing { attribute, key }, intern)?;
+        }
+    }
+    put_varint(out, account.echoes.len() as u64);
+    for (name, echo) in &account.echoes {
+        let attribute = intern.name_id(name)?;
+        put_varint(out, u64::from(attribute));
+        let same = account.value(name) == &echo.pushed;
+        let mut bits = if echo.armed { ARMED } else { 0 };
+        if same {
+            bits |= PUSHED_IS_VALUE;
+        }
+        out.push(bits);
+        if !same {
+            put_value(out, &echo.pushed, &Writing { attribute, key }, intern)?;
+        }
+        put_varint(out, u64::from(echo.bounces));
+        put_varint(out, echo.removed.len() as u64);
+        for item in &echo.removed {
+            put_scalar(out, item, &Writing { attribute, key }, intern)?;
+        }
+    }
+    Ok(())
 }
 
 /// One provenance: its system's number, phase, strength and time.
@@ -704,6 +747,97 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An `account-rest` into `account` (whose values are read already).
+    fn account_rest(
+        &mut self,
+        account: &mut Account,
+        name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let misc = self.u8("the account's flags")?;
+        account.provisioned = misc & PROVISIONED != 0;
+        account.disabled = misc & DISABLED != 0;
+        let count = self.count("the pushed value count")?;
+        for _ in 0..count {
+            let attribute = name(self.u32("a pushed attribute")?)?;
+            let items = self.count("a pushed value count")?;
+            let mut scalars = Vec::with_capacity(items);
+            for _ in 0..items {
+                let tag = self.u8("a pushed value")?;
+                scalars.push(self.scalar(tag, name)?);
+            }
+            account.pushed.insert(attribute.to_string(), scalars);
+        }
+        let count = self.count("the echo count")?;
+        for _ in 0..count {
+            let attribute = name(self.u32("an echo's attribute")?)?;
+            let bits = self.u8("an echo")?;
+            let pushed = if bits & PUSHED_IS_VALUE != 0 {
+                account.value(&attribute).clone()
+            } else {
+                self.value(name)?
+            };
+            let bounces = self.u32("an echo's bounces")?;
+            let removed_count = self.count("an echo's removed values")?;
+            let mut removed = Vec::with_capacity(removed_count);
+            for _ in 0..removed_count {
+                let tag = self.u8("an echo's removed value")?;
+                removed.push(self.scalar(tag, name)?);
+            }
+            account.echoes.insert(
+                attribute.to_string(),
+                Echo {
+                    pushed,
+                    bounces,
+                    armed: bits & ARMED != 0,
+                    removed,
+                },
+            );
+        }
+        self.end("account")
+    }
+
+    /// Whether an `account-rest` holds an echo an import must look at again
+    /// ([`Echo::is_pending`]), its values stepped over.
+    #[cfg(feature = "sqlite")]
+    fn account_rest_pending(&mut self) -> Result<bool, DecodeError> {
+        self.u8("the account's flags")?;
+        let count = self.count("the pushed value count")?;
+        for _ in 0..count {
+            self.u32("a pushed attribute")?;
+            let items = self.count("a pushed value count")?;
+            for _ in 0..items {
+                let tag = self.u8("a pushed value")?;
+                self.skip_scalar(tag)?;
+            }
+        }
+        let count = self.count("the echo count")?;
+        let mut pending = false;
+        for _ in 0..count {
+            self.u32("an echo's attribute")?;
+            let bits = self.u8("an echo")?;
+            if bits & PUSHED_IS_VALUE == 0 {
+                self.skip_value()?;
+            }
+            let bounces = self.u32("an echo's bounces")?;
+            pending |= bounces > 0 || bits & ARMED != 0;
+            let removed = self.count("an echo's removed values")?;
+            for _ in 0..removed {
+                let tag = self.u8("an echo's removed value")?;
+                self.skip_scalar(tag)?;
+            }
+        }
+        self.end("account")?;
+        Ok(pending)
+    }
+
+    /// Nothing may follow the end of a record.
+    fn end(&self, what: &str) -> Result<(), DecodeError> {
+        match self.data.len().saturating_sub(self.at) {
+            0 => Ok(()),
+            left => Err(format!("{left} bytes after the {what}")),
+        }
+    }
+
     fn rest<T: serde::de::DeserializeOwned>(&mut self, flags: u8, what: &str) -> Result<Option<T>, DecodeError> {
         let tail = self.data.get(self.at..).unwrap_or_default();
         self.at = self.data.len();
@@ -760,7 +894,9 @@ pub(crate) fn account_summary(data: &[u8]) -> Result<AccountSummary, DecodeError
             r.u32("an attribute name")?;
             r.skip_value()?;
         }
-        if let Some(rest) = r.rest::<AccountRestIn>(flags, "account")? {
+        if flags & REST_BINARY != 0 {
+            echo_pending = r.account_rest_pending()?;
+        } else if let Some(rest) = r.rest::<AccountRestIn>(flags, "account")? {
             echo_pending = rest.echoes.values().any(Echo::is_pending);
         }
     }
@@ -790,14 +926,15 @@ pub(crate) fn decode_account(
         let value = r.value(name)?;
         account.attributes.insert(attribute, value);
     }
-    let rest = r.rest::<AccountRestIn>(flags, "account")?;
-    account.key = key;
-    if let Some(rest) = rest {
+    if flags & HAS_REST != 0 && flags & REST_BINARY != 0 {
+        r.account_rest(&mut account, name)?;
+    } else if let Some(rest) = r.rest::<AccountRestIn>(flags, "account")? {
         account.pushed = rest.pushed;
         account.echoes = rest.echoes;
         account.provisioned = rest.provisioned;
         account.disabled = rest.disabled;
     }
+    account.key = key;
     Ok(account)
 }
 
@@ -1066,7 +1203,7 @@ mod tests {
                     .prop_map(|v| LinkState::Ambiguous(v.into_iter().map(IdentityId::from_raw).collect())),
             ],
             pushed in proptest::collection::btree_map("[a-c]", proptest::collection::vec(scalar(), 0..2), 0..2),
-            echo in proptest::option::of((value(), any::<u32>(), any::<bool>())),
+            echo in proptest::option::of((value(), any::<u32>(), any::<bool>(), proptest::collection::vec(scalar(), 0..3))),
             provisioned in any::<bool>(),
             disabled in any::<bool>(),
             // An attribute holding the key (as a key column does), alone or among others.
@@ -1087,8 +1224,13 @@ mod tests {
             }
             account.link = link;
             account.pushed = pushed;
-            if let Some((pushed, bounces, armed)) = echo {
-                account.echoes.insert("m".into(), Echo { pushed, bounces, armed, removed: Vec::new() });
+            if let Some((pushed, bounces, armed, removed)) = echo {
+                account.echoes.insert("m".into(), Echo { pushed, bounces, armed, removed });
+            }
+            // An echo of the value the account holds (as every confirmed push leaves).
+            if let Some((name, value)) = account.attributes.iter().next() {
+                let (name, pushed) = (name.to_string(), value.clone());
+                account.echoes.insert(name, Echo { pushed, bounces: 0, armed: true, removed: Vec::new() });
             }
             account.provisioned = provisioned;
             account.disabled = disabled;
@@ -1200,6 +1342,58 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn an_account_record_with_a_json_tail_reads_as_it_did() {
+        // As 0.2's first records held an account's rarely set fields.
+        let mut names = Names::default();
+        let mut account = Account::new("k");
+        account.attributes.insert(Text::from("mail"), Value::from("a@x"));
+        account.provisioned = true;
+        account
+            .pushed
+            .insert("groups".into(), vec![Scalar::Text(Text::from("g1"))]);
+        account.echoes.insert(
+            "mail".into(),
+            Echo {
+                pushed: Value::from("a@x"),
+                bounces: 2,
+                armed: false,
+                removed: Vec::new(),
+            },
+        );
+        let mut blob = Vec::new();
+        assert!(encode_account(&account, 7, &mut names, &mut blob).is_ok());
+        let Some(binary) = blob.first().copied() else {
+            panic!("an empty record");
+        };
+        assert_eq!(binary, HAS_REST | REST_BINARY);
+        // The same account with the JSON tail: the values are written the same way.
+        let mut values = Vec::new();
+        let mut plain = account.clone();
+        plain.pushed.clear();
+        plain.echoes.clear();
+        plain.provisioned = false;
+        assert!(encode_account(&plain, 7, &mut names, &mut values).is_ok());
+        let mut old = values;
+        old[0] = HAS_REST;
+        let tail = serde_json::json!({
+            "pushed": &account.pushed, "echoes": &account.echoes, "provisioned": true
+        });
+        old.extend_from_slice(tail.to_string().as_bytes());
+        for blob in [&blob, &old] {
+            let back = decode_account("k".into(), blob, &mut |id| names.name(id));
+            assert_eq!(back.as_ref(), Ok(&account));
+            #[cfg(feature = "sqlite")]
+            assert_eq!(
+                account_summary(blob).map(|s| (s.fingerprint, s.echo_pending)),
+                Ok((7, true))
+            );
+        }
+        // Nothing may follow a binary tail.
+        blob.push(0);
+        assert!(decode_account("k".into(), &blob, &mut |id| names.name(id)).is_err());
     }
 
     #[test]
