@@ -128,8 +128,9 @@ impl<S: Store> Engine<S> {
         // By the position of the request, so that they are listed in request order.
         let mut refusals: Vec<(usize, OutboundError)> = Vec::new();
         // Keys this batch creates, with the identity that takes each.
-        let mut keys: HashMap<String, IdentityId> = HashMap::with_capacity(identities.len());
-        let mut seen: HashSet<IdentityId> = HashSet::with_capacity(identities.len());
+        let mut keys: FastMap<String, IdentityId> =
+            FastMap::with_capacity_and_hasher(identities.len(), Default::default());
+        let mut seen: FastSet<IdentityId> = FastSet::with_capacity_and_hasher(identities.len(), Default::default());
         // Who already holds an account of the system (its first key), then each
         // request's own checks and create op, computed as the store lends the
         // identities (in any order, one batch): nothing in them depends on the others.
@@ -776,8 +777,8 @@ fn within_batch(
     system: &str,
     identity: IdentityId,
     op: CreateOp,
-    seen: &mut HashSet<IdentityId>,
-    keys: &mut HashMap<String, IdentityId>,
+    seen: &mut FastSet<IdentityId>,
+    keys: &mut FastMap<String, IdentityId>,
 ) -> Result<CreateOp, OutboundError> {
     if !seen.insert(identity) {
         let account = keys
@@ -803,8 +804,8 @@ fn within_batch(
 
 /// Per identity, the first key (in key order) of the accounts linked to it: the one
 /// [`Store::accounts_of`], sorted, names first.
-fn first_key_by_identity(linked: Vec<(IdentityId, String)>) -> HashMap<IdentityId, String> {
-    let mut first: HashMap<IdentityId, String> = HashMap::with_capacity(linked.len());
+fn first_key_by_identity(linked: Vec<(IdentityId, String)>) -> FastMap<IdentityId, String> {
+    let mut first: FastMap<IdentityId, String> = FastMap::with_capacity_and_hasher(linked.len(), Default::default());
     for (identity, key) in linked {
         match first.get_mut(&identity) {
             Some(held) if key < *held => *held = key,
