@@ -27,7 +27,8 @@
 //! process's `VmHWM`. The store is measured twice after the load: the growth of the
 //! process's RSS (which counts memory the allocator freed but kept) and the growth of
 //! the live heap bytes (counted by an instrumented system allocator: what the store
-//! holds). This is host code: it reads files and the clock; the engine does neither.
+//! holds; `RUSTFLAGS="--cfg bench_plain_alloc"` builds it without the counting, whose
+//! atomics slow the threaded phases, and then reports no heap bytes). This is host code: it reads files and the clock; the engine does neither.
 
 #![allow(
     clippy::expect_used,
@@ -51,8 +52,11 @@ use attrflow::{
 use indicatif::{ProgressBar, ProgressStyle};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
-/// The system allocator, counting: the live heap bytes of the store.
-#[global_allocator]
+/// The system allocator, counting: the live heap bytes of the store. Counting costs
+/// every allocation a few shared atomic additions, which threads decoding side by side
+/// contend for; built with `RUSTFLAGS="--cfg bench_plain_alloc"` the example runs on
+/// the plain system allocator (times as a host sees them) and reports no heap bytes.
+#[cfg_attr(not(bench_plain_alloc), global_allocator)]
 static HEAP: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 use serde_json::{json, Map, Value as Json};
 
