@@ -1015,12 +1015,12 @@ pub(crate) fn identity_shape(data: &[u8]) -> Result<Option<u32>, DecodeError> {
     r.u32("the identity's shape").map(Some)
 }
 
-/// The values of the attributes numbered `wanted` (all with `None`) in the blob of
-/// account `key`, in its order, every other value stepped over.
+/// The values of the attributes whose numbers `wanted` keeps in the blob of account
+/// `key`, in its order, every other value stepped over.
 pub(crate) fn account_values(
     key: &str,
     data: &[u8],
-    wanted: Option<&[u32]>,
+    wanted: &dyn Fn(u32) -> bool,
     name: &mut dyn FnMut(u32) -> Result<Text, DecodeError>,
 ) -> Result<Vec<(u32, Value)>, DecodeError> {
     let mut r = Reader::of_account(data, key);
@@ -1028,10 +1028,10 @@ pub(crate) fn account_values(
     r.link()?;
     r.fingerprint()?;
     let count = r.count("the attribute count")?;
-    let mut found = Vec::with_capacity(wanted.map_or(count, <[u32]>::len));
+    let mut found = Vec::with_capacity(count);
     for _ in 0..count {
         let attribute = r.u32("an attribute name")?;
-        if wanted.is_none_or(|wanted| wanted.contains(&attribute)) {
+        if wanted(attribute) {
             found.push((attribute, r.value(name)?));
         } else {
             r.skip_value()?;

@@ -171,6 +171,12 @@ mod tests {
                 value: 0,
                 strength: 100,
             },
+            // The key column flows into two identity attributes.
+            LoadedFlow {
+                attribute: Text::from("login"),
+                value: 0,
+                strength: 100,
+            },
             LoadedFlow {
                 attribute: Text::from("mail"),
                 value: 1,
@@ -260,7 +266,7 @@ mod tests {
         });
         let ids: Vec<IdentityId> = (0..16).map(IdentityId).collect();
         let mut by_id = Vec::new();
-        let read = store.visit_identities_by_id_reading(&ids, &["employeeNumber"], &mut |_, identity| {
+        let read = store.visit_identities_by_id_reading(&ids, &["employeeNumber", "login"], &mut |_, identity| {
             by_id.push(identity.map(|i| format!("{:?}", i.attributes())));
         });
         let found: Vec<_> = (0..5)
