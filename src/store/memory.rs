@@ -101,6 +101,11 @@ const DECODE_CHUNK: usize = 64 * 1024;
 /// engine writes to it only once the work cannot fail, so a refused operation leaves no
 /// trace in its records.
 ///
+/// The identities of a first load written through [`Store::put_loaded`] are kept
+/// without repeating their accounts' values (see the module documentation): the
+/// identity records of a million loaded people take 32 MiB instead of 303 MiB. Reads
+/// are unaffected.
+///
 /// Two stores are equal when they hold equal records, links, index, plans and state,
 /// however their records are encoded.
 #[derive(Default, Clone)]

@@ -410,7 +410,8 @@ pub trait Store: std::fmt::Debug {
     /// Writes a part of a first load: new accounts of one system, each linked to the new
     /// identity projected from it (neither the keys nor the ids are stored yet). The
     /// default builds the accounts and identities ([`put_owned`]); a store may write
-    /// its records from the rows without them, as the memory store does.
+    /// its records from the rows without them, as the memory store does (keeping each
+    /// identity as a reference to its account's values until that account changes).
     fn put_loaded(&mut self, part: &LoadedPart<'_>) -> Result<(), StoreError> {
         put_owned(self, part)
     }
