@@ -211,6 +211,9 @@ impl DirectLoad {
     }
 }
 
+/// A built row's account values and the flows of its identity.
+type RowPart<'b> = (&'b [(Text, Value)], &'b [LoadedFlow]);
+
 impl<S: Store> Engine<S> {
     /// Applies a first load as a direct load when [`DirectLoad::of`] allows one (`None`
     /// otherwise: nothing was done), a part at a time (as `apply_first_load`): each row's
@@ -288,11 +291,17 @@ impl<S: Store> Engine<S> {
                 changes.len()
             )));
         }
-        for (offset, ((change, (row_values, row_flows)), &identity)) in
-            changes.iter_mut().zip(&rows).zip(&ids).enumerate()
+        // Each row's values and flows (`None`: a row the build left out of range, which
+        // takes no part), found once for the three passes below.
+        let parts: Vec<Option<RowPart<'_>>> = rows
+            .iter()
+            .map(|(row_values, row_flows)| Some((values.get(row_values.clone())?, flows.get(row_flows.clone())?)))
+            .collect();
+        for (offset, (((change, (_, row_flows)), &identity), part)) in
+            changes.iter_mut().zip(&rows).zip(&ids).zip(&parts).enumerate()
         {
             log.progress(Stage::Apply, before + offset as u64, total);
-            let (Some(values), Some(flows)) = (values.get(row_values.clone()), flows.get(row_flows.clone())) else {
+            let Some((values, flows)) = *part else {
                 continue;
             };
             for (flow, rule) in flows.iter().zip(rules.get(row_flows.clone()).unwrap_or_default()) {
@@ -327,14 +336,15 @@ impl<S: Store> Engine<S> {
         log.progress(Stage::Apply, before + changes.len() as u64, total);
         let lent: Vec<LoadedRow<'_>> = changes
             .iter()
-            .zip(&rows)
             .zip(&ids)
-            .filter_map(|((change, (row_values, row_flows)), &identity)| {
+            .zip(&parts)
+            .filter_map(|((change, &identity), part)| {
+                let (values, flows) = (*part)?;
                 Some(LoadedRow {
                     key: change.key.as_str(),
                     identity,
-                    values: values.get(row_values.clone())?,
-                    flows: flows.get(row_flows.clone())?,
+                    values,
+                    flows,
                 })
             })
             .collect();
@@ -345,13 +355,13 @@ impl<S: Store> Engine<S> {
             rows: &lent,
         })?;
         log.progress(Stage::Resolve, before + changes.len() as u64, total);
-        for ((change, (row_values, row_flows)), &identity) in changes.iter_mut().zip(&rows).zip(&ids) {
+        for ((change, &identity), part) in changes.iter_mut().zip(&ids).zip(&parts) {
             if streams {
                 log.change(change);
                 // Handed to the observer; the store has the values.
                 change.attributes = Vec::new();
             }
-            if values.get(row_values.clone()).is_none() || flows.get(row_flows.clone()).is_none() {
+            if part.is_none() {
                 continue;
             }
             // With changes streamed, the report's plan keeps none (see

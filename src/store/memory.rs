@@ -1268,7 +1268,9 @@ impl Store for MemoryStore {
             self.next_identity = self.next_identity.max(identity.id.0);
             self.identities.insert(identity.id, data);
             if let Some(replaced) = replaced {
-                if record::identity_shape(self.identity_records.get(replaced)).is_ok_and(|shape| shape.is_some()) {
+                if self.shaped > 0
+                    && record::identity_shape(self.identity_records.get(replaced)).is_ok_and(|shape| shape.is_some())
+                {
                     self.shaped = self.shaped.saturating_sub(1);
                 }
                 self.identity_records.release(replaced);

@@ -9,10 +9,8 @@ use std::collections::HashMap;
 
 use smallvec::SmallVec;
 
+use super::Fast;
 use crate::model::IdentityId;
-
-/// The hasher of the tables (the keys are hashes already, spread by it again).
-type Fast = foldhash::fast::RandomState;
 
 /// Match-key hash -> the identities holding a value of that hash, sorted.
 ///

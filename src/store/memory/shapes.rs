@@ -7,7 +7,7 @@
 //! account holds each identity attribute's value. A load has a handful of shapes (one
 //! per set of empty cells), so each is kept once and a record holds its number.
 
-use std::collections::HashMap;
+use indexmap::IndexSet;
 
 use crate::record::ValueRef;
 use crate::store::StoreError;
@@ -21,11 +21,10 @@ pub(super) struct Shape {
     pub(super) refs: Box<[ValueRef]>,
 }
 
-/// The shapes of a store, each kept once and numbered.
+/// The shapes of a store, each kept once and numbered by its position.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Shapes {
-    list: Vec<Shape>,
-    numbers: HashMap<Shape, u32>,
+    shapes: IndexSet<Shape>,
     /// The number of the shape asked for last: consecutive rows of a load mostly share
     /// one, found without hashing it.
     last: Option<u32>,
@@ -34,7 +33,7 @@ pub(super) struct Shapes {
 impl Shapes {
     /// The shape numbered `number`.
     pub(super) fn get(&self, number: u32) -> Option<&Shape> {
-        self.list.get(number as usize)
+        self.shapes.get_index(number as usize)
     }
 
     /// The number of the shape of `refs` into accounts of system `system`, numbered now
@@ -42,8 +41,7 @@ impl Shapes {
     pub(super) fn number(&mut self, system: u32, refs: &[ValueRef]) -> Result<u32, StoreError> {
         if let Some(last) = self.last {
             if self
-                .list
-                .get(last as usize)
+                .get(last)
                 .is_some_and(|shape| shape.system == system && *shape.refs == *refs)
             {
                 return Ok(last);
@@ -53,16 +51,13 @@ impl Shapes {
             system,
             refs: refs.into(),
         };
-        let number = match self.numbers.get(&shape) {
-            Some(&number) => number,
-            None => {
-                let number = u32::try_from(self.list.len())
-                    .map_err(|_| StoreError::new("memory store: the identity shapes are full"))?;
-                self.list.push(shape.clone());
-                self.numbers.insert(shape, number);
-                number
-            }
+        let at = match self.shapes.get_index_of(&shape) {
+            Some(at) => at,
+            None => self.shapes.len(),
         };
+        // Numbered before it is kept: a shape that cannot be numbered is not kept.
+        let number = u32::try_from(at).map_err(|_| StoreError::new("memory store: the identity shapes are full"))?;
+        self.shapes.insert(shape);
         self.last = Some(number);
         Ok(number)
     }
