@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use crate::config::{AccountAttribute, SystemConfig};
 use crate::error::{ColumnProblem, ImportError};
@@ -16,6 +16,10 @@ use crate::text::Text;
 use crate::text_cache::TextCache;
 use crate::validate::ValidatedConfig;
 use crate::value::{Scalar, Value, ValueProblem, ValueType};
+
+mod table;
+
+pub use table::{Table, TableError};
 
 /// One raw row: attribute name to a JSON value (`null`, `""` and `[]` are empty).
 pub type Row = serde_json::Map<String, serde_json::Value>;
@@ -70,175 +74,6 @@ impl Snapshot {
     /// Whether it holds no row.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// A complete export in column order: the column list and, per row, one text cell per
-/// column, all kept in one buffer (no allocation per row or cell).
-///
-/// Serialized as `{"columns": [...], "rows": [[...], ...]}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Table {
-    columns: Vec<String>,
-    text: String,
-    /// End offset in `text` of every cell, row after row.
-    ends: Vec<u32>,
-    rows: usize,
-}
-
-/// Why a row could not be added to a [`Table`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TableError {
-    /// The row does not have one cell per column.
-    #[error("a row has {found} cells; the table has {expected} columns")]
-    CellCount {
-        /// The number of columns.
-        expected: usize,
-        /// The number of cells given.
-        found: usize,
-    },
-    /// The table's text would exceed 4 GiB.
-    #[error("the table's text would exceed 4 GiB")]
-    TooLarge,
-}
-
-impl Table {
-    /// An empty table with these columns.
-    pub fn new(columns: Vec<String>) -> Table {
-        Table {
-            columns,
-            ..Table::default()
-        }
-    }
-
-    /// An empty table with room for `rows` rows holding `text_bytes` bytes of cells.
-    pub fn with_capacity(columns: Vec<String>, rows: usize, text_bytes: usize) -> Table {
-        let cells = rows.saturating_mul(columns.len());
-        Table {
-            columns,
-            text: String::with_capacity(text_bytes),
-            ends: Vec::with_capacity(cells),
-            rows: 0,
-        }
-    }
-
-    /// The column list.
-    pub fn columns(&self) -> &[String] {
-        &self.columns
-    }
-
-    /// The number of rows.
-    pub fn len(&self) -> usize {
-        self.rows
-    }
-
-    /// Whether the table has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.rows == 0
-    }
-
-    /// Appends a row: exactly one cell per column, in column order. A refused row
-    /// leaves the table as it was.
-    pub fn push_row<I, S>(&mut self, cells: I) -> Result<(), TableError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let (text_len, ends_len) = (self.text.len(), self.ends.len());
-        let mut found = 0;
-        for cell in cells {
-            found += 1;
-            if found > self.columns.len() {
-                continue;
-            }
-            self.text.push_str(cell.as_ref());
-            let Ok(end) = u32::try_from(self.text.len()) else {
-                self.text.truncate(text_len);
-                self.ends.truncate(ends_len);
-                return Err(TableError::TooLarge);
-            };
-            self.ends.push(end);
-        }
-        if found != self.columns.len() {
-            self.text.truncate(text_len);
-            self.ends.truncate(ends_len);
-            return Err(TableError::CellCount {
-                expected: self.columns.len(),
-                found,
-            });
-        }
-        self.rows += 1;
-        Ok(())
-    }
-
-    /// The cell of a row and column (`None` out of range).
-    pub fn cell(&self, row: usize, column: usize) -> Option<&str> {
-        if column >= self.columns.len() {
-            return None;
-        }
-        let index = row.checked_mul(self.columns.len())?.checked_add(column)?;
-        let end = *self.ends.get(index)? as usize;
-        let start = match index.checked_sub(1) {
-            Some(previous) => *self.ends.get(previous)? as usize,
-            None => 0,
-        };
-        self.text.get(start..end)
-    }
-
-    /// The cells of a row, in column order (empty when out of range).
-    pub fn row(&self, row: usize) -> impl Iterator<Item = &str> + '_ {
-        let columns = if row < self.rows { self.columns.len() } else { 0 };
-        (0..columns).filter_map(move |c| self.cell(row, c))
-    }
-
-    /// The equivalent rows of [`Snapshot::Complete`]: each column mapped to its cell as a
-    /// JSON string.
-    pub fn to_rows(&self) -> Vec<Row> {
-        (0..self.rows)
-            .map(|r| {
-                self.columns
-                    .iter()
-                    .zip(self.row(r))
-                    .map(|(c, v)| (c.clone(), serde_json::Value::String(v.to_owned())))
-                    .collect()
-            })
-            .collect()
-    }
-}
-
-#[derive(Serialize)]
-struct TableOut<'a> {
-    columns: &'a [String],
-    rows: Vec<Vec<&'a str>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TableIn {
-    columns: Vec<String>,
-    #[serde(default)]
-    rows: Vec<Vec<String>>,
-}
-
-impl Serialize for Table {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        TableOut {
-            columns: &self.columns,
-            rows: (0..self.rows).map(|r| self.row(r).collect()).collect(),
-        }
-        .serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for Table {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Table, D::Error> {
-        let input = TableIn::deserialize(deserializer)?;
-        let mut table = Table::new(input.columns);
-        for row in &input.rows {
-            table.push_row(row).map_err(serde::de::Error::custom)?;
-        }
-        Ok(table)
     }
 }
 
