@@ -123,15 +123,16 @@ pub(crate) fn diff(
     // Every row's fingerprint, computed apart (on several cores for a large import):
     // pure work on the snapshot, compared below with the stored ones; a system with
     // nothing stored (a first load) has none to compare with.
-    let fingerprints: Vec<Option<u64>> = if hashable && store.account_base(system_name)?.accounts > 0 {
+    // 0 for a row without one (a stored fingerprint of 0 is never compared).
+    let fingerprints: Vec<u64> = if hashable && store.account_base(system_name)?.accounts > 0 {
         crate::parallel::map(&prepared.rows, |row| {
-            row_fingerprint(prepared, row, &attributes, &by_name)
+            row_fingerprint(prepared, row, &attributes, &by_name).unwrap_or(0)
         })
     } else {
         Vec::new()
     };
     let mut changes = Vec::new();
-    // Per change, the row of a deferred insert.
+    // Per change, the snapshot row of a deferred insert.
     let mut rows: Vec<Option<u32>> = Vec::new();
     // Inserted rows' values: equal cells share one text (a first load builds them all).
     let mut texts = TextCache::new(attributes.len());
@@ -145,10 +146,10 @@ pub(crate) fn diff(
         let Some(stored) = stored else {
             let attributes = if defer_inserts {
                 rows.resize(changes.len(), None);
-                rows.push(u32::try_from(index).ok());
+                rows.push(u32::try_from(row.row).ok());
                 Vec::new()
             } else {
-                inserted_attributes(system, prepared, row, &mut texts)
+                inserted_attributes(system, prepared, row.row, &mut texts)
             };
             changes.push(AccountChange {
                 key: row.key.to_string(),
@@ -157,8 +158,7 @@ pub(crate) fn diff(
             });
             return;
         };
-        let same_hash =
-            stored.fingerprint != 0 && fingerprints.get(index).copied().flatten() == Some(stored.fingerprint);
+        let same_hash = stored.fingerprint != 0 && fingerprints.get(index) == Some(&stored.fingerprint);
         let changed = if same_hash || unchanged(prepared, row, stored, &attributes, &by_name) {
             Vec::new()
         } else {
@@ -185,7 +185,7 @@ pub(crate) fn diff(
             &keys,
             &mut |index, summary| match summary {
                 None => visit(index, None),
-                Some(s) if s.fingerprint != 0 && fingerprints.get(index).copied().flatten() == Some(s.fingerprint) => {
+                Some(s) if s.fingerprint != 0 && fingerprints.get(index) == Some(&s.fingerprint) => {
                     let key = keys.get(index).copied().unwrap_or_default();
                     settle(s, key, &mut settled_retry, &mut settled_kept);
                 }
@@ -394,13 +394,13 @@ pub(crate) struct Diff {
     pub(crate) changes: Vec<AccountChange>,
     pub(crate) retry: Vec<String>,
     pub(crate) kept: Vec<String>,
-    /// Per change (or none at all): the prepared row of an insert whose attributes are
+    /// Per change (or none at all): the snapshot row of an insert whose attributes are
     /// not built yet.
     pub(crate) deferred: Vec<Option<u32>>,
 }
 
-/// Builds the attributes of a deferred insert from its prepared row, as the diff
-/// would have.
+/// Builds the attributes of a deferred insert from its row in the snapshot, as the
+/// diff would have.
 pub(crate) fn fill_insert<'a>(
     system: &SystemConfig,
     prepared: &Prepared<'a>,
@@ -408,16 +408,15 @@ pub(crate) fn fill_insert<'a>(
     texts: &mut TextCache<'a>,
     change: &mut AccountChange,
 ) {
-    if let Some(row) = prepared.rows.get(row as usize) {
-        change.attributes = inserted_attributes(system, prepared, row, texts);
-    }
+    change.attributes = inserted_attributes(system, prepared, row as usize, texts);
 }
 
-/// The attribute changes of an inserted row: its non-empty values.
+/// The attribute changes of an inserted row (its row in the snapshot): its non-empty
+/// values.
 fn inserted_attributes<'a>(
     system: &SystemConfig,
     prepared: &Prepared<'a>,
-    row: &PreparedRow<'a>,
+    row: usize,
     texts: &mut TextCache<'a>,
 ) -> Vec<AttributeChange> {
     let mut attributes = Vec::with_capacity(system.schema.attributes.len());

@@ -364,12 +364,12 @@ impl<'a> Prepared<'a> {
     pub(crate) fn for_each_value(
         &self,
         system: &SystemConfig,
-        row: &PreparedRow<'_>,
+        row: usize,
         cache: &mut TextCache<'a>,
         mut visit: impl FnMut(&Text, Value),
     ) {
         for (index, (name, attr)) in system.schema.attributes.iter().enumerate() {
-            match self.source.cell(row.row, index, name) {
+            match self.source.cell(row, index, name) {
                 Some(cell) => {
                     let text = cell
                         .text()
@@ -748,9 +748,12 @@ mod tests {
                 .iter()
                 .map(|r| {
                     let mut values = Vec::new();
-                    p.for_each_value(hr, r, &mut TextCache::new(hr.schema.attributes.len()), |name, value| {
-                        values.push((name.clone(), value))
-                    });
+                    p.for_each_value(
+                        hr,
+                        r.row,
+                        &mut TextCache::new(hr.schema.attributes.len()),
+                        |name, value| values.push((name.clone(), value)),
+                    );
                     (r.key.to_string(), values)
                 })
                 .collect(),

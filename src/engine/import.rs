@@ -186,9 +186,11 @@ impl<S: Store> Engine<S> {
             deferred,
         } = diff(system, &system_config, &prepared, &self.store, defer)?;
         let rejections = std::mem::take(&mut prepared.rejections);
-        // The keys seen served the diff (deletions); a first load of a million rows
-        // would hold them (66 MB) while its store grows.
+        // The keys seen served the diff (deletions), and so did the good rows (a
+        // deferred insert names its snapshot row); a first load of a million rows would
+        // hold them (66 and 32 MB) while its store grows.
         prepared.seen = Default::default();
+        prepared.rows = Vec::new();
         let mut deferred = Deferred::new(&system_config, &prepared, deferred);
         if changes.iter().any(|c| c.kind == ChangeKind::Delete) {
             deferred.fill_all(&mut changes);

@@ -65,6 +65,11 @@ struct Slot {
 /// table by id (a hash map of a million took 66 MB, twice the table).
 type Links = IdentityTable<SmallVec<[Slot; 1]>>;
 
+/// How many keys an import's summary look-ups take at a time
+/// (`visit_account_summaries_by_key_and_others`; a few in tests, so that their small
+/// imports take several parts).
+const SUMMARY_PART: usize = if cfg!(test) { 3 } else { 64 * 1024 };
+
 /// Accounts of one system, with running totals for threshold bases.
 #[derive(Debug, Default, Clone)]
 struct SystemAccounts {
@@ -897,21 +902,26 @@ impl Store for MemoryStore {
             return Ok(());
         };
         // The look-ups (hashing, probing, comparing keys: cache misses in a large
-        // store) run apart, on several cores for a large import; the visits follow in
-        // key order. Summaries are kept beside the records: none is read.
-        let found = crate::parallel::map(keys, |key| {
-            accounts
-                .get_full(*key)
-                .map(|(position, _, stored)| (position, stored.summary))
-        });
+        // store) run apart, on several cores for a large import, a part of the keys
+        // at a time (what a part found is held until visited: all of a million keys'
+        // would be 30 MiB); the visits follow in key order. Summaries are kept beside
+        // the records: none is read.
         let mut seen = Seen::new(accounts.len());
-        for (index, found) in found.into_iter().enumerate() {
-            match found {
-                Some((position, summary)) => {
-                    seen.mark(position);
-                    visit(index, Some(summary));
+        for (part, part_keys) in keys.chunks(SUMMARY_PART).enumerate() {
+            let found = crate::parallel::map(part_keys, |key| {
+                accounts
+                    .get_full(*key)
+                    .map(|(position, _, stored)| (position, stored.summary))
+            });
+            for (offset, found) in found.into_iter().enumerate() {
+                let index = part * SUMMARY_PART + offset;
+                match found {
+                    Some((position, summary)) => {
+                        seen.mark(position);
+                        visit(index, Some(summary));
+                    }
+                    None => visit(index, None),
                 }
-                None => visit(index, None),
             }
         }
         for (position, key) in accounts.keys().enumerate() {
@@ -1357,6 +1367,49 @@ mod tests {
     use crate::model::LinkState;
 
     use super::*;
+
+    /// The summary look-ups of a complete import, taken a few keys at a time, visit
+    /// each named key with its own account's summary, and every other stored account
+    /// once.
+    #[test]
+    fn summaries_by_key_visit_each_key_with_its_own_account() {
+        let mut store = MemoryStore::new();
+        let accounts: Vec<Account> = (0..10u64)
+            .map(|n| {
+                let mut account = Account::new(format!("k{n}"));
+                account.set(
+                    &Text::from("title"),
+                    crate::value::Value::from(format!("T{n}").as_str()),
+                );
+                account
+            })
+            .collect();
+        assert!(store.put_accounts("hr", accounts).is_ok());
+        let keys = ["k3", "x", "k1", "k9", "k0", "y", "k5", "k7"];
+        assert!(keys.len() > 2 * SUMMARY_PART, "several parts");
+        let mut visited = Vec::new();
+        let mut others = Vec::new();
+        let result = store.visit_account_summaries_by_key_and_others(
+            "hr",
+            &keys,
+            &mut |index, summary| visited.push((index, summary.map(|s| s.fingerprint))),
+            &mut |key| others.push(key.to_owned()),
+        );
+        assert!(result.is_ok());
+        let expected: Vec<(usize, Option<u64>)> = keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                let stored = store.account("hr", key).ok().flatten();
+                (index, stored.map(|a| a.fingerprint))
+            })
+            .collect();
+        let fingerprints: BTreeSet<u64> = expected.iter().filter_map(|(_, f)| *f).collect();
+        assert_eq!(fingerprints.len(), 6, "each account its own fingerprint");
+        assert_eq!(visited, expected);
+        others.sort();
+        assert_eq!(others, ["k2", "k4", "k6", "k8"]);
+    }
 
     /// Identities and accounts written over and over (their records' old bytes dead, the
     /// slabs compacted many times: unit tests compact whenever more is dead than live)
