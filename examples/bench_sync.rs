@@ -763,6 +763,8 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
         let due = engine.next_due(at(1)).expect("the next due time");
         (t.elapsed(), due.at, due.identities.len())
     });
+    // The peak so far is the load's (the new export is not read yet).
+    let load_peak_kib = status_kib("VmHWM:");
     let store_kib = status_kib("VmRSS:").saturating_sub(rss0);
     let heap_change = heap.change();
     let store_heap_kib =
@@ -1032,7 +1034,11 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
         mib(store_heap_kib),
         store_heap_kib as f64 * 1024.0 / old_bytes as f64
     );
-    println!("peak memory (VmHWM): {:.1} MiB", mib(status_kib("VmHWM:")));
+    println!(
+        "peak memory (VmHWM): {:.1} MiB (by the end of the load: {:.1} MiB)",
+        mib(status_kib("VmHWM:")),
+        mib(load_peak_kib)
+    );
     if let Some(file) = file {
         drop(engine);
         let bytes = std::fs::metadata(file).map_or(0, |m| m.len());

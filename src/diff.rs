@@ -194,7 +194,7 @@ pub(crate) fn diff(
             // A stored account no good row named is deleted, unless a rejected row
             // named it.
             &mut |key| {
-                if !prepared.seen.contains_key(key) {
+                if !prepared.saw(key) {
                     deleted.push(key.to_owned());
                 }
             },
@@ -207,7 +207,7 @@ pub(crate) fn diff(
         })?;
     } else if prepared.complete {
         store.visit_accounts_by_key_and_others(system_name, &keys, &mut visit, &mut |a| {
-            if !prepared.seen.contains_key(a.key.as_str()) {
+            if !prepared.saw(a.key.as_str()) {
                 deleted.push(a.key.clone());
             }
         })?;

@@ -17,7 +17,10 @@ use crate::text_cache::TextCache;
 use crate::validate::ValidatedConfig;
 use crate::value::{Scalar, Value, ValueProblem, ValueType};
 
+mod seen;
 mod table;
+
+use seen::SeenKeys;
 
 pub use table::{Table, TableError};
 
@@ -352,8 +355,51 @@ pub(crate) struct Prepared<'a> {
     pub(crate) deletes: Vec<String>,
     pub(crate) rejections: Vec<RowRejection>,
     /// Keys present in the import (accepted or rejected), with how often.
-    pub(crate) seen: HashMap<Cow<'a, str>, u32, foldhash::fast::RandomState>,
+    pub(crate) seen: SeenKeys,
     pub(crate) complete: bool,
+    /// The key attribute and whether it ignores case (to find a seen key again).
+    key_attr: String,
+    key_exact: bool,
+    /// The raw keys of an incremental snapshot's deletes.
+    delete_cells: &'a [serde_json::Value],
+}
+
+impl<'a> Prepared<'a> {
+    /// The key at a position of the import: a row's, then a delete's after the rows.
+    fn key_at(&self, position: u32) -> Option<Cow<'a, str>> {
+        let position = position as usize;
+        match position.checked_sub(self.source.len()) {
+            None => self
+                .source
+                .key_cell(position, &self.key_attr)
+                .and_then(|k| key_cow(k, self.key_exact)),
+            Some(delete) => self
+                .delete_cells
+                .get(delete)
+                .and_then(|k| key_cow(Cell::Json(k), self.key_exact)),
+        }
+    }
+
+    /// Whether the import named `key` (in a good row, a rejected one or a delete).
+    pub(crate) fn saw(&self, key: &str) -> bool {
+        self.seen.times(key, |p| self.key_at(p)) > 0
+    }
+
+    /// Every key the import named, with how often, sorted.
+    #[cfg(test)]
+    pub(crate) fn seen_keys(&self) -> Vec<(String, u32)> {
+        let mut keys: Vec<(String, u32)> = self
+            .seen
+            .positions()
+            .filter_map(|p| self.key_at(p))
+            .map(|k| {
+                let times = self.seen.times(&k, |p| self.key_at(p));
+                (k.into_owned(), times)
+            })
+            .collect();
+        keys.sort();
+        keys
+    }
 }
 
 impl<'a> Prepared<'a> {
@@ -476,12 +522,15 @@ pub(crate) fn prepare<'a>(
         source.key_cell(r, key_attr).and_then(|k| key_cow(k, key_exact))
     });
     let delete_keys: Vec<Option<Cow<'a, str>>> = deletes.iter().map(|k| key_cow(Cell::Json(k), key_exact)).collect();
-    let mut seen: HashMap<Cow<'a, str>, u32, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(keys.len() + delete_keys.len(), foldhash::fast::RandomState::default());
-    for key in keys.iter().chain(&delete_keys).flatten() {
-        *seen.entry(key.clone()).or_default() += 1;
-    }
-    let duplicated = |key: &str| seen.get(key).copied().unwrap_or(0) > 1;
+    let seen = SeenKeys::count(keys.len() + delete_keys.len(), |p| {
+        let p = p as usize;
+        let key = match p.checked_sub(keys.len()) {
+            None => keys.get(p),
+            Some(delete) => delete_keys.get(delete),
+        };
+        key.and_then(|k| k.as_deref()).map(Cow::Borrowed)
+    });
+    let duplicated = |key: &str| seen.repeated(key);
     let mut out_rows = Vec::with_capacity(keys.len());
     let mut rejections = Vec::new();
     let mut reported_duplicates = HashSet::new();
@@ -560,6 +609,9 @@ pub(crate) fn prepare<'a>(
         rejections,
         seen,
         complete,
+        key_attr: key_attr.clone(),
+        key_exact,
+        delete_cells: deletes,
     })
 }
 
@@ -757,7 +809,7 @@ mod tests {
                     (r.key.to_string(), values)
                 })
                 .collect(),
-            seen: p.seen.keys().map(|k| k.to_string()).collect(),
+            seen: p.seen_keys().into_iter().map(|(k, _)| k).collect(),
             deletes: p.deletes.clone(),
         }
     }
@@ -809,8 +861,7 @@ mod tests {
                 let p = prepare(&c, "hr", &snapshot, &store).unwrap();
                 let d = crate::diff::diff("hr", hr, &p, &store, false).unwrap();
                 let rows: Vec<(String, usize)> = p.rows.iter().map(|r| (r.key.to_string(), r.row)).collect();
-                let mut seen: Vec<(String, u32)> = p.seen.iter().map(|(k, n)| (k.to_string(), *n)).collect();
-                seen.sort();
+                let seen = p.seen_keys();
                 (p.rejections.clone(), rows, seen, d.changes, d.retry, d.kept)
             })
         };
@@ -879,6 +930,22 @@ mod tests {
         });
         assert_eq!(reasons(&p), vec![(Some("A"), "duplicate_key"), (None, "missing_key")]);
         assert!(p.deletes.is_empty());
+    }
+
+    #[test]
+    fn the_keys_seen_are_the_rows_and_the_deletes() {
+        let c = config();
+        let snapshot = Snapshot::Incremental {
+            upserts: rows(json!([{"id": "A"}, {"id": "B"}, {"id": null}])),
+            deletes: vec![json!("C"), json!("B"), json!(null), json!("D")],
+        };
+        let p = prepare(&c, "hr", &snapshot, &MemoryStore::new()).unwrap();
+        let seen: Vec<(String, u32)> = [("A", 1), ("B", 2), ("C", 1), ("D", 1)]
+            .iter()
+            .map(|&(k, n)| (k.to_owned(), n))
+            .collect();
+        assert_eq!(p.seen_keys(), seen);
+        assert!(p.saw("D") && p.saw("B") && !p.saw("E"));
     }
 
     #[test]
