@@ -742,14 +742,22 @@ fn run<S: Store>(options: &Options, config: ValidatedConfig, open: impl Fn() -> 
         // instead of a report holding all of them (20M attribute changes at 1M).
         let mut changed_values = 0u64;
         let mut on_change = |c: &attrflow::AccountChange| changed_values += c.attributes.len() as u64;
+        // And each link event (a million of them) as it is made.
+        let mut projected = 0usize;
+        let mut on_link = |l: &attrflow::LinkEvent| projected += usize::from(l.projected);
         let report = engine
             .import_observed(
                 "hr",
                 &snapshot,
                 at(1),
-                &mut Observer::new().on_progress(&mut on_progress).on_change(&mut on_change),
+                &mut Observer::new()
+                    .on_progress(&mut on_progress)
+                    .on_change(&mut on_change)
+                    .on_link(&mut on_link),
             )
             .expect("the load is accepted");
+        assert!(report.links.is_empty(), "the observer took the link events");
+        assert_eq!(projected, accounts, "every account projected its identity");
         assert!(report.applied && report.plan.rejections.is_empty(), "the load applies");
         assert_eq!(report.plan.counts.inserted, accounts as u64);
         assert!(changed_values >= accounts as u64, "every change reached the observer");

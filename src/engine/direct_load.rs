@@ -239,7 +239,7 @@ impl<S: Store> Engine<S> {
         let total = plan.changes.len() as u64;
         let part = first_load_part().min(DIRECT_LOAD_PART);
         let mut outcome = IdentityOutcome {
-            links: Vec::with_capacity(plan.changes.len()),
+            links: Vec::with_capacity(if log.streams_links() { 0 } else { plan.changes.len() }),
             processing: ProcessReport {
                 applied: true,
                 ..ProcessReport::default()
@@ -282,6 +282,7 @@ impl<S: Store> Engine<S> {
         } = built;
         let before = first as u64;
         let streams = log.streams_changes();
+        let streams_links = log.streams_links();
         let decisions = log.wants_applied();
         let ids = self.store.allocate_identity_ids(changes.len())?;
         if ids.len() != changes.len() {
@@ -371,11 +372,16 @@ impl<S: Store> Engine<S> {
             } else {
                 change.key.clone()
             };
-            outcome.links.push(LinkEvent {
+            let link = LinkEvent {
                 account,
                 state: LinkState::Linked(identity),
                 projected: true,
-            });
+            };
+            if streams_links {
+                log.link(&link);
+            } else {
+                outcome.links.push(link);
+            }
         }
         Ok(())
     }
@@ -459,21 +465,32 @@ mod tests {
     }
 
     /// A first load of `rows`; the store and everything the report and observer showed.
-    fn load(rows: &[(u8, u8, u8)], create: i64, changes: bool, decisions: bool) -> (MemoryStore, String) {
+    /// The store after a first load, the report and what the observer saw (changes,
+    /// decisions and, when `links`, link events streamed), and the link events: those
+    /// streamed, or else the report's.
+    fn load(
+        rows: &[(u8, u8, u8)],
+        create: i64,
+        changes: bool,
+        decisions: bool,
+        links: bool,
+    ) -> (MemoryStore, String, Vec<String>) {
         let config = match config(create) {
             Ok(config) => config,
-            Err(e) => return (MemoryStore::new(), e),
+            Err(e) => return (MemoryStore::new(), e, Vec::new()),
         };
         let mut engine = Engine::new(config);
         let snapshot = match snapshot(rows) {
             Ok(snapshot) => snapshot,
-            Err(e) => return (MemoryStore::new(), e),
+            Err(e) => return (MemoryStore::new(), e, Vec::new()),
         };
         let mut seen = Vec::new();
         let mut decided = Vec::new();
+        let mut linked = Vec::new();
         let report = {
             let mut on_change = |c: &AccountChange| seen.push(format!("{c:?}"));
             let mut on_decision = |d: &crate::Decision| decided.push(format!("{d:?}"));
+            let mut on_link = |l: &crate::LinkEvent| linked.push(format!("{l:?}"));
             let mut observer = Observer::new();
             if changes {
                 observer = observer.on_change(&mut on_change);
@@ -481,10 +498,18 @@ mod tests {
             if decisions {
                 observer = observer.on_decision(&mut on_decision);
             }
+            if links {
+                observer = observer.on_link(&mut on_link);
+            }
             engine.import_observed("hr", &snapshot, at(1), &mut observer)
         };
-        let shown = format!("{report:?}\nchanges {seen:?}\ndecisions {decided:?}");
-        (engine.store().clone(), shown)
+        let shown = format!("{report:?}\nchanges {seen:?}\ndecisions {decided:?}\nlinks {linked:?}");
+        if !links {
+            if let Ok(report) = &report {
+                linked = report.links.iter().map(|l| format!("{l:?}")).collect();
+            }
+        }
+        (engine.store().clone(), shown, linked)
     }
 
     proptest::proptest! {
@@ -498,16 +523,24 @@ mod tests {
             create in proptest::sample::select(vec![90i64, 100]),
             changes in proptest::bool::ANY,
             decisions in proptest::bool::ANY,
+            links in proptest::bool::ANY,
         ) {
             super::super::import::FORCED_BATCH.set(Some(part));
             NO_DIRECT_LOAD.set(true);
-            let (general, general_report) = load(&rows, create, changes, decisions);
+            let (general, general_report, general_links) = load(&rows, create, changes, decisions, links);
+            // The links an observer takes are those a report keeps without one.
+            let (_, _, kept_links) = load(&rows, create, changes, decisions, !links);
             NO_DIRECT_LOAD.set(false);
-            let (direct, direct_report) = crate::parallel::with_threads(1, || load(&rows, create, changes, decisions));
+            let (direct, direct_report, direct_links) =
+                crate::parallel::with_threads(1, || load(&rows, create, changes, decisions, links));
             // Each part built in a second thread while the one before is written.
-            let (overlapped, overlapped_report) =
-                crate::parallel::with_threads(2, || load(&rows, create, changes, decisions));
+            let (overlapped, overlapped_report, _) =
+                crate::parallel::with_threads(2, || load(&rows, create, changes, decisions, links));
             super::super::import::FORCED_BATCH.set(None);
+            proptest::prop_assert_eq!(general_links.len(), rows.len());
+            proptest::prop_assert_eq!(&general_links, &kept_links);
+            proptest::prop_assert_eq!(&direct_links, &general_links);
+            proptest::prop_assert!(!links || general_report.contains("links: []"), "{}", general_report);
             proptest::prop_assert!(general_report.starts_with("Ok(ImportReport"), "{}", general_report);
             proptest::prop_assert!(general.identity_count().unwrap_or(0) == rows.len());
             proptest::prop_assert_eq!(&direct_report, &general_report);
@@ -518,8 +551,15 @@ mod tests {
     }
 
     /// The store after a first load of `rows` (direct or not) and complete imports of
-    /// each of `later` (updated, deleted and inserted accounts), with every report.
-    fn load_then_import(rows: &[(u8, u8, u8)], later: &[Vec<(u8, u8, u8)>], direct: bool) -> (MemoryStore, String) {
+    /// each of `later` (updated, deleted and inserted accounts), with every report
+    /// (with `links`, its link events are those an observer took: the report's own
+    /// must be empty).
+    fn load_then_import(
+        rows: &[(u8, u8, u8)],
+        later: &[Vec<(u8, u8, u8)>],
+        direct: bool,
+        links: bool,
+    ) -> (MemoryStore, String) {
         let config = match config(90) {
             Ok(config) => config,
             Err(e) => return (MemoryStore::new(), e),
@@ -528,7 +568,23 @@ mod tests {
         NO_DIRECT_LOAD.set(!direct);
         let mut shown = Vec::new();
         for (day, rows) in std::iter::once(rows).chain(later.iter().map(Vec::as_slice)).enumerate() {
-            let report = snapshot(rows).map(|snapshot| engine.import("hr", &snapshot, at(day as u32 + 1)));
+            let mut linked = Vec::new();
+            let mut on_link = |l: &crate::LinkEvent| linked.push(l.clone());
+            let mut observer = Observer::new();
+            if links {
+                observer = observer.on_link(&mut on_link);
+            }
+            let report = snapshot(rows)
+                .map(|snapshot| engine.import_observed("hr", &snapshot, at(day as u32 + 1), &mut observer));
+            let report = report.map(|r| {
+                r.map(|mut r| {
+                    if links {
+                        assert!(r.links.is_empty(), "links taken by the observer are not kept");
+                        r.links = std::mem::take(&mut linked);
+                    }
+                    r
+                })
+            });
             shown.push(format!("{report:?}"));
         }
         NO_DIRECT_LOAD.set(false);
@@ -545,8 +601,11 @@ mod tests {
             rows in proptest::collection::vec((0u8..20, 0u8..8, 0u8..40), 1..24),
             later in proptest::collection::vec(proptest::collection::vec((0u8..20, 0u8..8, 0u8..40), 0..28), 1..3),
         ) {
-            let (general, general_reports) = load_then_import(&rows, &later, false);
-            let (direct, direct_reports) = load_then_import(&rows, &later, true);
+            let (general, general_reports) = load_then_import(&rows, &later, false, false);
+            let (direct, direct_reports) = load_then_import(&rows, &later, true, false);
+            // Streamed link events are those the reports keep otherwise.
+            let (_, streamed_reports) = load_then_import(&rows, &later, true, true);
+            proptest::prop_assert_eq!(&streamed_reports, &general_reports);
             proptest::prop_assert_eq!(direct_reports, general_reports);
             proptest::prop_assert_eq!(direct, general);
         }

@@ -278,10 +278,12 @@ impl<S: Store> Engine<S> {
         let mut plan = plan;
         match self.apply_import_inner(&mut plan, system, &mut log, deferred) {
             Ok(IdentityOutcome {
-                links,
+                mut links,
                 processing,
                 changed,
             }) => {
+                // Those a part-wise first load did not hand already.
+                log.hand_links(&mut links);
                 self.store.commit()?;
                 if log.streams_changes() {
                     // Each was handed to the observer (`Observer::on_change`).
@@ -516,7 +518,8 @@ impl<S: Store> Engine<S> {
                 before: first as u64,
                 total,
             };
-            let done = self.identity_phase(name, system, at, &mut accounts, &items, log, Mirror::Write, find)?;
+            let mut done = self.identity_phase(name, system, at, &mut accounts, &items, log, Mirror::Write, find)?;
+            log.hand_links(&mut done.links);
             outcome.absorb(done);
             // Those no identity took (unmatched).
             self.store

@@ -65,7 +65,8 @@ pub struct ImportReport {
     pub plan: ImportPlan,
     /// Whether the plan was applied (`false`: blocked, awaiting approval).
     pub applied: bool,
-    /// Correlation outcomes of accounts tried in this import.
+    /// Correlation outcomes of accounts tried in this import (empty when an
+    /// [`Observer::on_link`](crate::Observer::on_link) took each as it was made).
     pub links: Vec<LinkEvent>,
     /// How many resolution decisions were made, applied and rejected. Applied
     /// decisions are not kept (pass an [`Observer`] to [`Engine::import_observed`] to
