@@ -12,6 +12,26 @@ pub(crate) fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> 
     map_with(items, threads(items.len()), f)
 }
 
+/// `f` of every position `0..len`, in order, on several threads for a large `len` (as
+/// [`map`], without a list of the positions).
+pub(crate) fn map_range<R: Send>(len: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    map_range_with(len, threads(len), f)
+}
+
+fn map_range_with<R: Send>(len: usize, threads: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let chunk = len.div_ceil(threads.max(1)).max(1);
+    let parts: Vec<std::ops::Range<usize>> = (0..len)
+        .step_by(chunk)
+        .map(|start| start..(start + chunk).min(len))
+        .collect();
+    let f = &f;
+    let mut out = Vec::with_capacity(len);
+    for part in map_with(&parts, threads, |part| part.clone().map(f).collect::<Vec<R>>()) {
+        out.extend(part);
+    }
+    out
+}
+
 /// How many threads `map` uses for `len` items.
 fn threads(len: usize) -> usize {
     #[cfg(test)]
@@ -155,6 +175,13 @@ mod tests {
         fn threads_give_the_sequential_result(items in proptest::collection::vec(any::<u32>(), 0..500), threads in 1usize..9) {
             let f = |x: &u32| u64::from(*x).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(*x >> 3);
             prop_assert_eq!(map_with(&items, threads, f), items.iter().map(f).collect::<Vec<_>>());
+        }
+
+        /// So does a map over positions.
+        #[test]
+        fn threads_over_positions_give_the_sequential_result(len in 0usize..500, threads in 1usize..9) {
+            let f = |x: usize| (x as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            prop_assert_eq!(map_range_with(len, threads, f), (0..len).map(f).collect::<Vec<_>>());
         }
     }
 

@@ -520,7 +520,6 @@ pub(crate) fn prepare<'a>(
     // A row's key is found again in its cell when needed rather than held: a list of
     // a million keys beside the rows prepare keeps was 23 MiB of the import's peak.
     let row_key = |r: usize| source.key_cell(r, key_attr).and_then(|k| key_cow(k, key_exact));
-    let positions: Vec<u32> = (0..source.len()).filter_map(|r| u32::try_from(r).ok()).collect();
     let delete_keys: Vec<Option<Cow<'a, str>>> = deletes.iter().map(|k| key_cow(Cell::Json(k), key_exact)).collect();
     let seen = SeenKeys::count(source.len() + delete_keys.len(), |p| {
         let p = p as usize;
@@ -536,10 +535,7 @@ pub(crate) fn prepare<'a>(
     let references = ReferenceCheck::new(config, system, &source, store)?;
     // Whether each row passes its checks; a failing row is checked again below for
     // the reason (failures are few, and a flag per row keeps this small).
-    let passes = crate::parallel::map(&positions, |&r| {
-        check_row(system, &source, r as usize, &references).is_ok()
-    });
-    drop(positions);
+    let passes = crate::parallel::map_range(source.len(), |r| check_row(system, &source, r, &references).is_ok());
 
     for (index, passes) in passes.into_iter().enumerate() {
         let key = row_key(index);
