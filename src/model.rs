@@ -351,6 +351,19 @@ impl<'de> Deserialize<'de> for Identity {
     }
 }
 
+/// How an account's correlation state changed during an import (reported in
+/// [`crate::ImportReport::links`], or handed to [`crate::Observer::on_link`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LinkEvent {
+    /// The account key.
+    pub account: String,
+    /// The new state.
+    pub state: LinkState,
+    /// Whether a new identity was created for the account (projection).
+    pub projected: bool,
+}
+
 /// How an account stands towards the identities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", tag = "state", content = "identities")]

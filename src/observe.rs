@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::diff::AccountChange;
-use crate::engine::LinkEvent;
+use crate::model::LinkEvent;
 use crate::resolution::Decision;
 
 /// The stage a long operation is in.
@@ -270,11 +270,6 @@ impl<'o, 'a> DecisionLog<'o, 'a> {
     /// Hands an applied account change to the observer.
     pub(crate) fn change(&mut self, change: &AccountChange) {
         self.observer.change(change);
-    }
-
-    /// Hands a link event to the observer.
-    pub(crate) fn link(&mut self, link: &LinkEvent) {
-        self.observer.link(link);
     }
 
     /// Whether link events are handed to the observer instead of kept.

@@ -265,28 +265,35 @@ enum RowsRef<'a> {
 }
 
 /// Where prepare reads cells from: map rows or a [`Table`], with the table column of
-/// each schema attribute.
+/// each schema attribute, and an incremental snapshot's deletes (their keys follow the
+/// rows' in [`Source::key`]).
 #[derive(Debug)]
 pub(crate) struct Source<'a> {
     rows: RowsRef<'a>,
+    deletes: &'a [serde_json::Value],
     /// Per schema attribute (by position): its table column.
     columns: Vec<Option<usize>>,
-    /// The table column of the key attribute.
+    /// The key attribute, its table column, and whether it ignores case.
+    key_attr: String,
     key_column: Option<usize>,
+    key_exact: bool,
 }
 
 impl Default for Source<'_> {
     fn default() -> Self {
         Source {
             rows: RowsRef::Maps(&[]),
+            deletes: &[],
             columns: Vec::new(),
+            key_attr: String::new(),
             key_column: None,
+            key_exact: true,
         }
     }
 }
 
 impl<'a> Source<'a> {
-    fn new(rows: RowsRef<'a>, system: &SystemConfig) -> Source<'a> {
+    fn new(rows: RowsRef<'a>, deletes: &'a [serde_json::Value], system: &SystemConfig) -> Source<'a> {
         let (columns, key_column) = match rows {
             RowsRef::Maps(_) => (Vec::new(), None),
             RowsRef::Table(table) => {
@@ -299,8 +306,11 @@ impl<'a> Source<'a> {
         };
         Source {
             rows,
+            deletes,
             columns,
+            key_attr: system.schema.account_id.clone(),
             key_column,
+            key_exact: system.key_case_exact(),
         }
     }
 
@@ -320,11 +330,18 @@ impl<'a> Source<'a> {
         }
     }
 
-    fn key_cell(&self, row: usize, key_attr: &str) -> Option<Cell<'a>> {
-        match self.rows {
-            RowsRef::Maps(rows) => rows.get(row)?.get(key_attr).map(Cell::Json),
-            RowsRef::Table(table) => table.cell(row, self.key_column?).map(Cell::Text),
-        }
+    /// The canonical key at a position: a row's, then (after the rows) a delete's;
+    /// found again in its cell each time rather than held (a million keys beside the
+    /// rows prepare keeps were 23 MiB of an import's peak).
+    fn key(&self, position: usize) -> Option<Cow<'a, str>> {
+        let cell = match position.checked_sub(self.len()) {
+            None => match self.rows {
+                RowsRef::Maps(rows) => rows.get(position)?.get(&self.key_attr).map(Cell::Json),
+                RowsRef::Table(table) => table.cell(position, self.key_column?).map(Cell::Text),
+            },
+            Some(delete) => self.deletes.get(delete).map(Cell::Json),
+        };
+        key_cow(cell?, self.key_exact)
     }
 
     /// The first attribute of a map row the schema lacks (a table's columns are checked
@@ -357,27 +374,12 @@ pub(crate) struct Prepared<'a> {
     /// Keys present in the import (accepted or rejected), with how often.
     pub(crate) seen: SeenKeys,
     pub(crate) complete: bool,
-    /// The key attribute and whether it ignores case (to find a seen key again).
-    key_attr: String,
-    key_exact: bool,
-    /// The raw keys of an incremental snapshot's deletes.
-    delete_cells: &'a [serde_json::Value],
 }
 
 impl<'a> Prepared<'a> {
-    /// The key at a position of the import: a row's, then a delete's after the rows.
+    /// The key at a position of the import (see [`Source::key`]).
     fn key_at(&self, position: u32) -> Option<Cow<'a, str>> {
-        let position = position as usize;
-        match position.checked_sub(self.source.len()) {
-            None => self
-                .source
-                .key_cell(position, &self.key_attr)
-                .and_then(|k| key_cow(k, self.key_exact)),
-            Some(delete) => self
-                .delete_cells
-                .get(delete)
-                .and_then(|k| key_cow(Cell::Json(k), self.key_exact)),
-        }
+        self.source.key(position as usize)
     }
 
     /// Whether the import named `key` (in a good row, a rejected one or a delete).
@@ -400,9 +402,7 @@ impl<'a> Prepared<'a> {
         keys.sort();
         keys
     }
-}
 
-impl<'a> Prepared<'a> {
     /// Calls `visit` with each schema attribute's value in a good row, in schema
     /// order (an absent attribute of a complete snapshot as empty), taking the texts of
     /// single-valued string cells from `cache` so that equal cells of the import share
@@ -506,28 +506,18 @@ pub(crate) fn prepare<'a>(
         return Ok(Prepared::default());
     };
     let key_attr = &system.schema.account_id;
-    let key_exact = system.key_case_exact();
     let (rows, deletes, complete): (RowsRef<'a>, &'a [serde_json::Value], bool) = match snapshot {
         Snapshot::Complete { rows, .. } => (RowsRef::Maps(rows), &[], true),
         Snapshot::Table(table) => (RowsRef::Table(table), &[], true),
         Snapshot::Incremental { upserts, deletes } => (RowsRef::Maps(upserts), deletes, false),
     };
-    let source = Source::new(rows, system);
+    let source = Source::new(rows, deletes, system);
 
     // Count keys across upserts and deletes: a key named twice is ambiguous.
-    // Keys and row checks are pure work per row (on several cores for a large import);
-    // what they mean for the import is decided below, row after row.
-    // A row's key is found again in its cell when needed rather than held: a list of
-    // a million keys beside the rows prepare keeps was 23 MiB of the import's peak.
-    let row_key = |r: usize| source.key_cell(r, key_attr).and_then(|k| key_cow(k, key_exact));
-    let delete_keys: Vec<Option<Cow<'a, str>>> = deletes.iter().map(|k| key_cow(Cell::Json(k), key_exact)).collect();
-    let seen = SeenKeys::count(source.len() + delete_keys.len(), |p| {
-        let p = p as usize;
-        match p.checked_sub(source.len()) {
-            None => row_key(p),
-            Some(delete) => delete_keys.get(delete).and_then(|k| k.as_deref()).map(Cow::Borrowed),
-        }
-    });
+    // Row checks are pure work per row (on several cores for a large import); what
+    // they mean for the import is decided below, row after row.
+    let row_count = source.len();
+    let seen = SeenKeys::count(row_count + deletes.len(), |p| source.key(p as usize));
     let duplicated = |key: &str| seen.repeated(key);
     let mut out_rows = Vec::with_capacity(source.len());
     let mut rejections = Vec::new();
@@ -538,7 +528,7 @@ pub(crate) fn prepare<'a>(
     let passes = crate::parallel::map_range(source.len(), |r| check_row(system, &source, r, &references).is_ok());
 
     for (index, passes) in passes.into_iter().enumerate() {
-        let key = row_key(index);
+        let key = source.key(index);
         let reject = |reason, attribute: Option<&str>| RowRejection {
             key: key.as_ref().map(|k| k.clone().into_owned()),
             reason,
@@ -572,10 +562,9 @@ pub(crate) fn prepare<'a>(
             }),
         }
     }
-    let row_count = source.len();
     let mut out_deletes = Vec::new();
-    for (index, key) in delete_keys.iter().enumerate() {
-        match key {
+    for index in 0..deletes.len() {
+        match source.key(row_count + index) {
             None => rejections.push(RowRejection {
                 key: None,
                 reason: RejectionReason::MissingKey,
@@ -584,10 +573,10 @@ pub(crate) fn prepare<'a>(
                 invalid: None,
             }),
             Some(key) => {
-                if duplicated(key) {
+                if duplicated(&key) {
                     if reported_duplicates.insert(key.clone()) {
                         rejections.push(RowRejection {
-                            key: Some(key.clone().into_owned()),
+                            key: Some(key.into_owned()),
                             reason: RejectionReason::DuplicateKey,
                             attribute: Some(key_attr.clone()),
                             row: row_count + index,
@@ -595,7 +584,7 @@ pub(crate) fn prepare<'a>(
                         });
                     }
                 } else {
-                    out_deletes.push(key.clone().into_owned());
+                    out_deletes.push(key.into_owned());
                 }
             }
         }
@@ -608,9 +597,6 @@ pub(crate) fn prepare<'a>(
         rejections,
         seen,
         complete,
-        key_attr: key_attr.clone(),
-        key_exact,
-        delete_cells: deletes,
     })
 }
 

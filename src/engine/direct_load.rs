@@ -239,7 +239,8 @@ impl<S: Store> Engine<S> {
         let total = plan.changes.len() as u64;
         let part = first_load_part().min(DIRECT_LOAD_PART);
         let mut outcome = IdentityOutcome {
-            links: Vec::with_capacity(if log.streams_links() { 0 } else { plan.changes.len() }),
+            // A part's links when an observer takes them (each part hands its own).
+            links: Vec::with_capacity(if log.streams_links() { part } else { plan.changes.len() }),
             processing: ProcessReport {
                 applied: true,
                 ..ProcessReport::default()
@@ -282,7 +283,6 @@ impl<S: Store> Engine<S> {
         } = built;
         let before = first as u64;
         let streams = log.streams_changes();
-        let streams_links = log.streams_links();
         let decisions = log.wants_applied();
         let ids = self.store.allocate_identity_ids(changes.len())?;
         if ids.len() != changes.len() {
@@ -372,17 +372,13 @@ impl<S: Store> Engine<S> {
             } else {
                 change.key.clone()
             };
-            let link = LinkEvent {
+            outcome.links.push(LinkEvent {
                 account,
                 state: LinkState::Linked(identity),
                 projected: true,
-            };
-            if streams_links {
-                log.link(&link);
-            } else {
-                outcome.links.push(link);
-            }
+            });
         }
+        log.hand_links(&mut outcome.links);
         Ok(())
     }
 }
@@ -464,7 +460,6 @@ mod tests {
         .map_err(|e| e.to_string())
     }
 
-    /// A first load of `rows`; the store and everything the report and observer showed.
     /// The store after a first load, the report and what the observer saw (changes,
     /// decisions and, when `links`, link events streamed), and the link events: those
     /// streamed, or else the report's.

@@ -32,17 +32,8 @@ use crate::store::{MemoryStore, Store, StoreError};
 use crate::validate::ValidatedConfig;
 use crate::value::Value;
 
-/// How an account's correlation state changed during an import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct LinkEvent {
-    /// The account key.
-    pub account: String,
-    /// The new state.
-    pub state: LinkState,
-    /// Whether a new identity was created for the account (projection).
-    pub projected: bool,
-}
+// Defined with the link states it carries (an observer hands it too).
+pub use crate::model::LinkEvent;
 
 /// An account no identity is linked to ([`Engine::unlinked`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,7 @@
 //! The form is private: [`Table::cell`] gives every cell back as it was pushed, and
 //! equality, cloning and the JSON form are those of the cells.
 
-use std::collections::HashMap;
-
+use indexmap::IndexSet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A complete export in column order: the column list and, per row, one text cell per
@@ -160,8 +159,8 @@ const KEPT_TRIAL: u32 = 1024;
 /// A column's repeated values.
 #[derive(Debug, Clone, Default)]
 struct Kept {
-    values: Vec<Box<str>>,
-    numbers: HashMap<Box<str>, u16, foldhash::fast::FixedState>,
+    /// Numbered by position.
+    values: IndexSet<Box<str>, foldhash::fast::FixedState>,
     looked: u32,
     found: u32,
     /// The column has stopped looking its cells up.
@@ -176,15 +175,14 @@ impl Kept {
             return None;
         }
         self.looked += 1;
-        let number = match self.numbers.get(cell) {
-            Some(&number) => {
+        let number = match self.values.get_index_of(cell) {
+            Some(at) => {
                 self.found += 1;
-                Some(number)
+                u16::try_from(at).ok()
             }
             None if self.values.len() < KEPT_VALUES => {
                 let number = u16::try_from(self.values.len()).ok()?;
-                self.values.push(Box::from(cell));
-                self.numbers.insert(Box::from(cell), number);
+                self.values.insert(Box::from(cell));
                 Some(number)
             }
             None => None,
@@ -318,7 +316,12 @@ impl Table {
         if column < KEPT_COLUMNS && start.kept >> column & 1 == 1 {
             let before = (start.kept & ((1u64 << column) - 1)).count_ones() as usize;
             let number = *self.refs.get(start.refs as usize + before)?;
-            return self.kept.get(column)?.values.get(usize::from(number)).map(|v| &**v);
+            return self
+                .kept
+                .get(column)?
+                .values
+                .get_index(usize::from(number))
+                .map(|v| &**v);
         }
         let (from, end) = self.ends.span(row.checked_mul(self.columns.len())?, column)?;
         let text = start.text as usize;

@@ -157,50 +157,30 @@ impl record::References for Referenced<'_> {
             .get(shape)
             .ok_or_else(|| format!("shape {shape} does not exist"))?;
         let (key, account) = store.linked_record(self.identity, shape.system)?;
-        let wanted_ref = |r: &record::ValueRef| wanted.is_none_or(|wanted| wanted.contains(&r.attribute));
-        let held = |number: u32| {
-            shape
-                .refs
-                .iter()
-                .any(|r| r.account_attribute == number && wanted_ref(r))
-        };
-        let values = record::account_values(key, account, &held, &mut |n| store.dictionary.text(n))?;
-        // Each value moved to the references to it (one each, but for an account
-        // attribute flowing into two identity attributes), in the shape's order.
-        let mut found: Vec<(usize, u32, Value, u64)> = Vec::with_capacity(values.len());
-        for (number, value) in values {
-            let refs: SmallVec<[(usize, &record::ValueRef); 2]> = shape
-                .refs
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| r.account_attribute == number && wanted_ref(r))
-                .collect();
-            let mut value = Some(value);
-            for (k, (at, r)) in refs.iter().enumerate() {
-                let value = if k + 1 == refs.len() {
-                    value.take()
-                } else {
-                    value.clone()
-                };
-                if let Some(value) = value {
-                    found.push((*at, r.attribute, value, u64::from(r.source)));
-                }
-            }
+        let refs: SmallVec<[&record::ValueRef; 24]> = shape
+            .refs
+            .iter()
+            .filter(|r| wanted.is_none_or(|wanted| wanted.contains(&r.attribute)))
+            .collect();
+        let held = |number: u32| refs.iter().any(|r| r.account_attribute == number);
+        let mut values = record::account_values(key, account, &held, &mut |n| store.dictionary.text(n))?;
+        // In the shape's order, each value moved to its reference (cloned for all but
+        // the last when an account attribute flows into two identity attributes).
+        let mut found = Vec::with_capacity(refs.len());
+        for (at, r) in refs.iter().enumerate() {
+            let Some((_, value)) = values.iter_mut().find(|(number, _)| *number == r.account_attribute) else {
+                return Err(format!(
+                    "the linked account holds no value numbered {}",
+                    r.account_attribute
+                ));
+            };
+            let again = refs
+                .get(at + 1..)
+                .is_some_and(|later| later.iter().any(|l| l.account_attribute == r.account_attribute));
+            let value = if again { value.clone() } else { std::mem::take(value) };
+            found.push((r.attribute, value, u64::from(r.source)));
         }
-        if !found.windows(2).all(|w| w[0].0 < w[1].0) {
-            found.sort_by_key(|(at, ..)| *at);
-        }
-        let expected = shape.refs.iter().filter(|r| wanted_ref(r)).count();
-        if found.len() != expected {
-            return Err(format!(
-                "the linked account holds {} of the {expected} values of its identity",
-                found.len()
-            ));
-        }
-        Ok(found
-            .into_iter()
-            .map(|(_, attribute, value, source)| (attribute, value, source))
-            .collect())
+        Ok(found)
     }
 }
 
