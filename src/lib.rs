@@ -56,7 +56,8 @@ pub use prepare::{InvalidValue, RejectionReason, Row, RowRejection, Snapshot};
 pub use resolution::{Decision, Outcome, RejectReason, WriteKind};
 pub use schema_change::ConfigChange;
 pub use store::{
-    AccountSummary, DecodeError, EngineState, MemoryStore, PendingCreateChange, PendingPlan, PlanId, Store, StoreError,
+    AccountSummary, DecodeError, EngineState, InLine, InLinePair, LinkedAccount, MemoryStore, PendingCreateChange,
+    PendingPlan, PlanId, Store, StoreError,
 };
 pub use text::Text;
 pub use thresholds::{Counts, Exceeded, Thresholds};

@@ -145,6 +145,8 @@ impl References for NoReferences {
     }
 }
 
+pub(crate) mod lent;
+
 // ---------------------------------------------------------------- writing
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -1320,6 +1322,55 @@ mod tests {
             prop_assert_eq!(&back, &expected);
             for (name, _) in identity.attributes() {
                 prop_assert_eq!(back.provenance(name), identity.provenance(name));
+            }
+        }
+
+        /// Every value read lent (see [`lent`]) is the value decoded, in accounts and in
+        /// identities, whatever else the record holds; damaged blobs are errors, not panics.
+        #[test]
+        fn lent_values_are_the_decoded_values(
+            account in account(),
+            identity in identity(),
+            asked in proptest::collection::vec("[a-f]{1,3}", 0..6),
+            cut in any::<usize>(),
+        ) {
+            fn lent_of(value: &Value) -> lent::LentValue<'_> {
+                match value {
+                    Value::Empty => lent::LentValue::Empty,
+                    Value::Single(Scalar::Text(t)) => lent::LentValue::Text(t.as_str()),
+                    Value::Single(other) => lent::LentValue::Other(other.clone()),
+                    Value::Multi(_) => lent::LentValue::Multi,
+                }
+            }
+            let mut names = Names::default();
+            let mut account_blob = Vec::new();
+            encode_account(&account, 7, &mut names, &mut account_blob).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut identity_blob = Vec::new();
+            encode_identity(&identity, &mut names, &mut identity_blob).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let numbers: Vec<Option<u32>> = asked.iter().map(|a| names.0.iter().position(|n| n == a).map(|n| n as u32)).collect();
+            let lookup = |n: u32| names.0.get(n as usize).map(String::as_str);
+
+            let mut out = vec![lent::LentValue::Empty; asked.len()];
+            let head = lent::lent_account(&account.key, &account_blob, &numbers, &mut out, &lookup).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(&head.link, &account.link);
+            prop_assert_eq!(head.disabled, Some(account.disabled));
+            for (name, lent) in asked.iter().zip(&out) {
+                prop_assert_eq!(lent, &lent_of(account.value(name)), "account attribute {}", name);
+            }
+
+            let mut out = vec![lent::LentValue::Empty; asked.len()];
+            let how = lent::lent_identity(&identity_blob, &numbers, &mut out, &lookup).map_err(TestCaseError::fail)?;
+            let rest = !identity.access.is_empty() || !identity.out_of_scope.is_empty() || !identity.pending_creates.is_empty();
+            prop_assert_eq!(how, lent::LentIdentity::Read { rest });
+            for (name, lent) in asked.iter().zip(&out) {
+                prop_assert_eq!(lent, &lent_of(identity.value(name)), "identity attribute {}", name);
+            }
+
+            for blob in [&account_blob, &identity_blob] {
+                let data = &blob[..cut % (blob.len() + 1)];
+                let mut out = vec![lent::LentValue::Empty; asked.len()];
+                let _ = lent::lent_account("k", data, &numbers, &mut out, &lookup);
+                let _ = lent::lent_identity(data, &numbers, &mut out, &lookup);
             }
         }
 

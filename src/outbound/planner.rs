@@ -12,7 +12,7 @@ use crate::model::{Account, Identity, IdentityId};
 use crate::outbound::{CreateOp, DeleteOp, Op, OutboundSkip, SkipReason, UpdateOp};
 use crate::prepare::key_text;
 use crate::processing::IdentitySource;
-use crate::store::{Store, StoreError};
+use crate::store::{InLine, InLinePair, LinkedAccount, Store, StoreError};
 use crate::text::Text;
 use crate::value::{Keys, Scalar, Value};
 
@@ -104,6 +104,35 @@ impl<'a> Planner<'a> {
         reads
     }
 
+    /// The check that tells an account with nothing to do from its records (see
+    /// [`InLine`]), when every rule that flows out is plain: no `out` transform, a
+    /// single-valued account attribute, and no role granting values here. `None`
+    /// otherwise: every account is then read whole.
+    pub(crate) fn in_line(&self) -> Option<InLine> {
+        if self.grants {
+            return None;
+        }
+        let declared = &self.config.identity.attributes;
+        let mut pairs = Vec::new();
+        for (_, rule) in self.system.outbound_rules() {
+            // A rule to an undeclared account attribute writes nothing.
+            let Some((account, decl)) = self.system.schema.attributes.get_key_value(rule.account.as_str()) else {
+                continue;
+            };
+            if rule.transform_out.is_some() || decl.multi {
+                return None;
+            }
+            pairs.push(InLinePair {
+                identity: declared
+                    .get_key_value(rule.identity.as_str())
+                    .map(|(name, _)| Text::from(name.as_str())),
+                account: account.clone(),
+                account_type: decl.value_type,
+            });
+        }
+        Some(InLine::new(pairs))
+    }
+
     /// Whether a plan of this system can hold anything at all.
     fn can_flow(&self) -> bool {
         self.system.allow_flow
@@ -122,11 +151,24 @@ impl<'a> Planner<'a> {
         }
         let mut linked: HashSet<IdentityId> = HashSet::new();
         let mut failure: Option<StoreError> = None;
-        // Accounts and their identities are lent by the store, not cloned.
-        store.visit_linked_accounts_reading(self.name, &self.identity_reads(), &mut |account, identity| {
-            linked.insert(identity.id);
-            self.account_op(account, identity, &mut planned);
-        })?;
+        // Accounts and their identities are lent by the store, not cloned; with plain
+        // rules, those already in line are not even decoded.
+        let reads = self.identity_reads();
+        let mut lent = |linked_account: LinkedAccount<'_>| match linked_account {
+            LinkedAccount::Lent(account, identity) => {
+                linked.insert(identity.id);
+                self.account_op(account, identity, &mut planned);
+            }
+            LinkedAccount::InLine(id) => {
+                linked.insert(id);
+            }
+        };
+        match self.in_line() {
+            Some(check) => store.visit_linked_accounts_out_of_line(self.name, &reads, &check, &mut lent)?,
+            None => store.visit_linked_accounts_reading(self.name, &reads, &mut |account, identity| {
+                lent(LinkedAccount::Lent(account, identity));
+            })?,
+        }
         if self.system.provisioning.auto {
             let mut taken = HashSet::new();
             store.visit_identities(&mut |identity| {

@@ -15,6 +15,7 @@
 
 mod dictionary;
 mod identities;
+mod in_line;
 pub mod persist;
 mod postings;
 mod shapes;
@@ -29,14 +30,15 @@ use smallvec::SmallVec;
 use crate::model::{values_fingerprint, Account, Identity, IdentityId, LinkState, PendingCreate};
 use crate::record;
 use crate::store::{
-    AccountSummary, EngineState, LoadedPart, LoadedRow, PendingCreateChange, PendingCreates, PendingPlan, PlanId,
-    Store, StoreError,
+    AccountSummary, EngineState, InLine, LinkedAccount, LoadedPart, LoadedRow, PendingCreateChange, PendingCreates,
+    PendingPlan, PlanId, Store, StoreError,
 };
 use crate::text::Text;
 use crate::thresholds::Base;
 use crate::value::Value;
 use dictionary::{Dictionary, NamesAtHand};
 use identities::IdentityTable;
+use in_line::NumberedInLine;
 use postings::Postings;
 use shapes::Shapes;
 use slab::{Slab, Span};
@@ -184,6 +186,15 @@ impl record::References for Referenced<'_> {
     }
 }
 
+/// A linked account as a visit lends it: found in line by its record, or decoded.
+// As large as the decoded pair it replaces in a chunk's buffer; boxing it would cost an
+// allocation per account lent.
+#[allow(clippy::large_enum_variant)]
+enum Lending {
+    InLine(IdentityId),
+    Decoded(Account, Option<Identity>),
+}
+
 /// One bit per stored account of a system, by position: those a visit by key found,
 /// so that the others are visited without a look-up each.
 struct Seen(Vec<u64>);
@@ -240,19 +251,26 @@ impl MemoryStore {
         &self,
         system: &str,
         wanted: Option<&[u32]>,
-        visit: &mut dyn FnMut(&Account, &Identity),
+        in_line: Option<&NumberedInLine<'_>>,
+        visit: &mut dyn FnMut(LinkedAccount<'_>),
     ) -> Result<(), StoreError> {
         let op = "visit_linked_accounts";
         let Some(s) = self.systems.get(system) else {
             return Ok(());
         };
-        // Each pair decoded together, a chunk at a time (on several cores for a whole
-        // system's outbound plan).
+        // Each pair checked, or decoded together, a chunk at a time (on several cores
+        // for a whole system's outbound plan).
         let linked: Vec<(&Box<str>, &StoredAccount)> = s.accounts.iter().filter(|(_, a)| a.summary.linked).collect();
         MemoryStore::lend_decoded(
             &linked,
             |(key, stored)| {
-                let account = self.decode_account(op, key, self.account_records.get(stored.record))?;
+                let data = self.account_records.get(stored.record);
+                if let Some(check) = in_line {
+                    if let Some(id) = self.in_line(key, data, check).map_err(damaged(op))? {
+                        return Ok(Lending::InLine(id));
+                    }
+                }
+                let account = self.decode_account(op, key, data)?;
                 let identity = match account.identity() {
                     Some(id) => match self.identities.get(id) {
                         Some(data) => Some(self.decode_identity_reading(op, id, data, wanted)?),
@@ -260,11 +278,13 @@ impl MemoryStore {
                     },
                     None => None,
                 };
-                Ok((account, identity))
+                Ok(Lending::Decoded(account, identity))
             },
-            |_, (account, identity)| {
-                if let Some(identity) = identity {
-                    visit(&account, &identity);
+            |_, lending| {
+                match lending {
+                    Lending::InLine(id) => visit(LinkedAccount::InLine(id)),
+                    Lending::Decoded(account, Some(identity)) => visit(LinkedAccount::Lent(&account, &identity)),
+                    Lending::Decoded(_, None) => {}
                 }
                 true
             },
@@ -1026,7 +1046,11 @@ impl Store for MemoryStore {
         system: &str,
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
-        self.lend_linked_accounts(system, None, visit)
+        self.lend_linked_accounts(system, None, None, &mut |lent| {
+            if let LinkedAccount::Lent(account, identity) = lent {
+                visit(account, identity);
+            }
+        })
     }
 
     fn visit_linked_accounts_reading(
@@ -1036,7 +1060,23 @@ impl Store for MemoryStore {
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
         let wanted = self.name_numbers(reading);
-        self.lend_linked_accounts(system, Some(&wanted), visit)
+        self.lend_linked_accounts(system, Some(&wanted), None, &mut |lent| {
+            if let LinkedAccount::Lent(account, identity) = lent {
+                visit(account, identity);
+            }
+        })
+    }
+
+    fn visit_linked_accounts_out_of_line(
+        &self,
+        system: &str,
+        reading: &[&str],
+        in_line: &InLine,
+        visit: &mut dyn FnMut(LinkedAccount<'_>),
+    ) -> Result<(), StoreError> {
+        let wanted = self.name_numbers(reading);
+        let check = self.number_in_line(in_line);
+        self.lend_linked_accounts(system, Some(&wanted), Some(&check), visit)
     }
 
     fn visit_identities_by_id_reading(

@@ -14,9 +14,12 @@
 //! `find_identities` needs an index over the attributes named by
 //! [`Store::set_index`]; the engine calls it whenever the configuration changes.
 
+mod in_line;
 mod loaded;
 mod memory;
 
+pub(crate) use in_line::lent_in_line;
+pub use in_line::{InLine, InLinePair, LinkedAccount};
 pub use loaded::{put_owned, LoadedFlow, LoadedPart, LoadedRow};
 pub use memory::persist::DecodeError;
 pub use memory::MemoryStore;
@@ -314,6 +317,25 @@ pub trait Store: std::fmt::Debug {
     ) -> Result<(), StoreError> {
         let _ = reading;
         self.visit_linked_accounts(system, visit)
+    }
+    /// [`Store::visit_linked_accounts_reading`] for a whole-system outbound plan that can
+    /// skip accounts already in line with their identities: each account `in_line`
+    /// holds for (see [`InLine`]) may be reported as [`LinkedAccount::InLine`] with its
+    /// identity's id instead of being lent; the others are lent. The default lends
+    /// every account; a store that can run the check on its records without decoding
+    /// them (as [`MemoryStore`] does) saves the plan most of its time. Either way the
+    /// plan is the same.
+    fn visit_linked_accounts_out_of_line(
+        &self,
+        system: &str,
+        reading: &[&str],
+        in_line: &InLine,
+        visit: &mut dyn FnMut(LinkedAccount<'_>),
+    ) -> Result<(), StoreError> {
+        let _ = in_line;
+        self.visit_linked_accounts_reading(system, reading, &mut |account, identity| {
+            visit(LinkedAccount::Lent(account, identity));
+        })
     }
     /// [`Store::visit_identities_by_id`] for a reader of only the values of the identity
     /// attributes `reading` (see [`Store::visit_linked_accounts_reading`]): provisioning

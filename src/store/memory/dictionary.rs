@@ -40,6 +40,11 @@ impl Dictionary {
             .ok_or_else(|| format!("dictionary entry {id} does not exist"))
     }
 
+    /// The text numbered `id`, lent.
+    pub(super) fn text_str(&self, id: u32) -> Option<&str> {
+        self.texts.get(id as usize).map(Text::as_str)
+    }
+
     /// The number of an attribute or system name, if it has one (no record holds a
     /// name without one).
     pub(super) fn name_number(&self, name: &str) -> Option<u32> {

@@ -70,9 +70,11 @@ mod tests {
 
     use super::*;
     use crate::model::{Account, IdentityId, LinkState};
-    use crate::store::{put_owned, LoadedFlow, LoadedPart, LoadedRow, MemoryStore, Store};
+    use crate::store::{
+        put_owned, InLine, InLinePair, LinkedAccount, LoadedFlow, LoadedPart, LoadedRow, MemoryStore, Store,
+    };
     use crate::text::Text;
-    use crate::value::Value;
+    use crate::value::{Value, ValueType};
 
     fn refs(attributes: &[u32]) -> Vec<ValueRef> {
         attributes
@@ -267,7 +269,51 @@ mod tests {
         let found: Vec<_> = (0..5)
             .map(|m| store.find_identities("mail", &format!("m{m}@x")))
             .collect();
-        format!("{visited:?} {linked:?} {read:?} {by_id:?} {found:?}")
+        let in_line = (in_line(store, "hr"), in_line(store, "dir"));
+        format!("{visited:?} {linked:?} {read:?} {by_id:?} {found:?} {in_line:?}")
+    }
+
+    /// The accounts of `system` an [`InLine`] check finds in line on the store's
+    /// records, as identity ids, sorted: `Err` when they are not those the check finds on
+    /// the decoded records (no record here has fields the records cannot be checked by).
+    fn in_line(store: &MemoryStore, system: &str) -> Result<Vec<IdentityId>, String> {
+        let pair = |identity: Option<&str>, account: &str| InLinePair {
+            identity: identity.map(Text::from),
+            account: Text::from(account),
+            account_type: ValueType::String,
+        };
+        let check = InLine::new(vec![
+            pair(Some("mail"), "mail"),
+            pair(Some("position"), "title"),
+            pair(Some("login"), "id"),
+            pair(None, "nothing"),
+        ]);
+        let reading = ["login", "mail", "position"];
+        let mut decoded = Vec::new();
+        let mut linked = 0;
+        store
+            .visit_linked_accounts_reading(system, &reading, &mut |account, identity| {
+                linked += 1;
+                if check.holds(account, identity) {
+                    decoded.push(identity.id);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let (mut found, mut lent) = (Vec::new(), 0);
+        store
+            .visit_linked_accounts_out_of_line(system, &reading, &check, &mut |visited| match visited {
+                LinkedAccount::InLine(id) => found.push(id),
+                LinkedAccount::Lent(..) => lent += 1,
+            })
+            .map_err(|e| e.to_string())?;
+        decoded.sort_unstable();
+        found.sort_unstable();
+        if found != decoded || found.len() + lent != linked {
+            return Err(format!(
+                "in line on the records: {found:?} ({lent} lent), decoded: {decoded:?} of {linked}"
+            ));
+        }
+        Ok(found)
     }
 
     proptest! {
@@ -287,6 +333,9 @@ mod tests {
             // replaces its first).
             prop_assert_eq!(load(&mut shaped, &first, 1, true), load(&mut owned, &first, 1, false));
             prop_assert_eq!(&shaped, &owned);
+            // Right after a load, every account holds what its identity does.
+            let keys: std::collections::BTreeSet<u8> = first.iter().map(|(key, _)| *key).collect();
+            prop_assert_eq!(in_line(&shaped, "hr").map(|found| found.len()), Ok(keys.len()));
             let mut next = first.len() as u64 + 1;
             for step in &steps {
                 let a = apply(&mut shaped, step, next, true);
@@ -294,6 +343,11 @@ mod tests {
                 prop_assert_eq!(a, b, "{:?}", step);
                 prop_assert_eq!(&shaped, &owned, "after {:?}", step);
                 prop_assert_eq!(reads(&shaped), reads(&owned), "after {:?}", step);
+                for store in [&shaped, &owned] {
+                    for system in ["hr", "dir"] {
+                        prop_assert!(in_line(store, system).is_ok(), "{:?} after {:?}", in_line(store, system), step);
+                    }
+                }
                 if let Step::Load(rows) = step {
                     next += rows.len() as u64;
                 }
