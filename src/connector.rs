@@ -79,7 +79,7 @@ impl ConnectorError {
 /// ```
 /// use std::collections::BTreeMap;
 /// use attrflow::connector::{Connector, ConnectorError, ExportMode, OpStatus};
-/// use attrflow::{Op, Snapshot, Value};
+/// use attrflow::{Op, Snapshot, Text, Value};
 ///
 /// #[derive(Debug, Default)]
 /// struct Directory {
@@ -101,7 +101,7 @@ impl ConnectorError {
 ///             .map_err(|e| ConnectorError::new("ad", e.to_string()))
 ///     }
 ///     fn apply(&mut self, ops: &[Op]) -> Vec<OpStatus> {
-///         let title = |values: &BTreeMap<String, Value>| values.get("title").and_then(Value::as_str).map(str::to_owned);
+///         let title = |values: &BTreeMap<Text, Value>| values.get("title").and_then(Value::as_str).map(str::to_owned);
 ///         ops.iter()
 ///             .map(|op| match op {
 ///                 Op::Create(c) => {
@@ -260,7 +260,7 @@ impl MemoryConnector {
                 if self.rows.contains_key(&c.account) {
                     return OpStatus::Failed(format!("account `{}` already exists", c.account));
                 }
-                let row: Row = c.attributes.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+                let row: Row = c.attributes.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect();
                 self.upsert(row);
             }
             Op::Update(u) => {
@@ -268,25 +268,25 @@ impl MemoryConnector {
                     return OpStatus::Failed(format!("account `{}` does not exist", u.account));
                 };
                 for (attribute, value) in &u.set {
-                    row.insert(attribute.clone(), value.to_json());
+                    row.insert(attribute.to_string(), value.to_json());
                 }
                 for (attribute, items) in &u.add {
-                    let mut held = as_list(row.get(attribute));
+                    let mut held = as_list(row.get(attribute.as_str()));
                     for item in items {
                         let item = item.to_json();
                         if !held.contains(&item) {
                             held.push(item);
                         }
                     }
-                    row.insert(attribute.clone(), serde_json::Value::Array(held));
+                    row.insert(attribute.to_string(), serde_json::Value::Array(held));
                 }
                 for (attribute, items) in &u.remove {
                     let removed: Vec<serde_json::Value> = items.iter().map(|s| s.to_json()).collect();
-                    let held: Vec<serde_json::Value> = as_list(row.get(attribute))
+                    let held: Vec<serde_json::Value> = as_list(row.get(attribute.as_str()))
                         .into_iter()
                         .filter(|v| !removed.contains(v))
                         .collect();
-                    row.insert(attribute.clone(), serde_json::Value::Array(held));
+                    row.insert(attribute.to_string(), serde_json::Value::Array(held));
                 }
                 self.upsert(row);
             }

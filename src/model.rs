@@ -405,11 +405,11 @@ pub struct Account {
     pub link: LinkState,
     /// Values of multi-valued attributes that the engine itself wrote here (confirmed
     /// `create` / `add` ops): only these are removed by a non-authoritative rule.
-    pub pushed: BTreeMap<String, Vec<Scalar>>,
+    pub pushed: BTreeMap<Text, Vec<Scalar>>,
     /// Per attribute: the last value a confirmed outbound op wrote here, and how many
     /// times in a row an import showed it back at a different value (SPEC 5.3).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub echoes: BTreeMap<String, Echo>,
+    pub echoes: BTreeMap<Text, Echo>,
     /// [`Account::values_fingerprint`] of `attributes` when last stored, or 0 when
     /// unknown. A store may set it when it stores the account (the [`MemoryStore`]
     /// does); a complete import then skips comparing the values of a row whose cells

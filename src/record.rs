@@ -240,9 +240,9 @@ fn put_rest<T: Serialize>(out: &mut Vec<u8>, rest: Option<&T>) -> Result<(), Sto
 #[derive(Deserialize)]
 struct AccountRestIn {
     #[serde(default)]
-    pushed: BTreeMap<String, Vec<Scalar>>,
+    pushed: BTreeMap<Text, Vec<Scalar>>,
     #[serde(default)]
-    echoes: BTreeMap<String, Echo>,
+    echoes: BTreeMap<Text, Echo>,
     #[serde(default)]
     provisioned: bool,
     #[serde(default)]
@@ -767,7 +767,7 @@ impl<'a> Reader<'a> {
                 let tag = self.u8("a pushed value")?;
                 scalars.push(self.scalar(tag, name)?);
             }
-            account.pushed.insert(attribute.to_string(), scalars);
+            account.pushed.insert(attribute, scalars);
         }
         let count = self.count("the echo count")?;
         for _ in 0..count {
@@ -786,7 +786,7 @@ impl<'a> Reader<'a> {
                 removed.push(self.scalar(tag, name)?);
             }
             account.echoes.insert(
-                attribute.to_string(),
+                attribute,
                 Echo {
                     pushed,
                     bounces,
@@ -1225,13 +1225,13 @@ mod tests {
                 account.attributes.insert(Text::from(name), value);
             }
             account.link = link;
-            account.pushed = pushed;
+            account.pushed = pushed.into_iter().map(|(k, v)| (Text::from(k), v)).collect();
             if let Some((pushed, bounces, armed, removed)) = echo {
                 account.echoes.insert("m".into(), Echo { pushed, bounces, armed, removed });
             }
             // An echo of the value the account holds (as every confirmed push leaves).
             if let Some((name, value)) = account.attributes.iter().next() {
-                let (name, pushed) = (name.to_string(), value.clone());
+                let (name, pushed) = (name.clone(), value.clone());
                 account.echoes.insert(name, Echo { pushed, bounces: 0, armed: true, removed: Vec::new() });
             }
             account.provisioned = provisioned;

@@ -752,7 +752,7 @@ mod tests {
                  "name":{ "formatted":"Ms. Barbara J Jensen III", "familyName":"Jensen", "givenName":"Barbara" } }"#,
         )
         .unwrap();
-        let attributes: BTreeMap<String, Value> = [
+        let attributes: BTreeMap<crate::Text, Value> = [
             ("userName", "bjensen"),
             ("externalId", "bjensen"),
             ("formattedName", "Ms. Barbara J Jensen III"),
@@ -760,7 +760,7 @@ mod tests {
             ("givenName", "Barbara"),
         ]
         .into_iter()
-        .map(|(k, v)| (k.to_owned(), Value::Single(text(v))))
+        .map(|(k, v)| (crate::Text::from(k), Value::Single(text(v))))
         .collect();
         let op = Op::Create(CreateOp {
             system: "scim".into(),

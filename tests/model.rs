@@ -1750,14 +1750,14 @@ fn op_of(op: &Op) -> Result<MOp, TestCaseError> {
     let Op::Update(u) = op else {
         return Err(TestCaseError::fail(format!("unexpected op {op:?}")));
     };
-    let sets = |m: &BTreeMap<String, Vec<attrflow::Scalar>>| -> BTreeMap<String, BTreeSet<String>> {
+    let sets = |m: &BTreeMap<attrflow::Text, Vec<attrflow::Scalar>>| -> BTreeMap<String, BTreeSet<String>> {
         m.iter()
-            .map(|(a, items)| (a.clone(), items.iter().map(|s| text_of(&s.to_json())).collect()))
+            .map(|(a, items)| (a.to_string(), items.iter().map(|s| text_of(&s.to_json())).collect()))
             .collect()
     };
     Ok(MOp {
         account: u.account.clone(),
-        set: u.set.iter().map(|(a, v)| (a.clone(), v_of(v))).collect(),
+        set: u.set.iter().map(|(a, v)| (a.to_string(), v_of(v))).collect(),
         add: sets(&u.add),
         remove: sets(&u.remove),
     })
@@ -1877,7 +1877,7 @@ fn compare_state(engine: &Engine, model: &Model, bind: &Bind) -> Result<(), Test
                 .pushed
                 .iter()
                 .filter(|(_, items)| !items.is_empty())
-                .map(|(k, items)| (k.clone(), items.iter().map(|s| text_of(&s.to_json())).collect()))
+                .map(|(k, items)| (k.to_string(), items.iter().map(|s| text_of(&s.to_json())).collect()))
                 .collect();
             actual.insert(a.key.clone(), (attrs, bind.link(&a.link)?, pushed));
         }

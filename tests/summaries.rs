@@ -145,7 +145,7 @@ fn account_strategy() -> impl Strategy<Value = Account> {
                     let mut echo = Echo::new(Value::from("pushed"));
                     echo.bounces = bounces;
                     echo.armed = armed;
-                    (name, echo)
+                    (name.as_str().into(), echo)
                 })
                 .collect::<BTreeMap<_, _>>();
             account

@@ -279,7 +279,7 @@ impl<S: Store> Engine<S> {
                         found.push(SyncLoop {
                             system: system.clone().into(),
                             account: a.key.clone(),
-                            attribute: attribute.clone(),
+                            attribute: attribute.to_string(),
                         });
                     }
                 }

@@ -517,7 +517,7 @@ impl<S: Store> Engine<S> {
                         let exact = system.case_exact(attribute);
                         let adding = u.add.get(attribute).is_some_and(|a| std::ptr::eq(a, items));
                         let mut held: Vec<Scalar> = account.value(attribute).scalars().to_vec();
-                        let pushed = account.pushed.entry(attribute.clone()).or_default();
+                        let pushed = account.pushed.entry(name.clone()).or_default();
                         if adding {
                             held.extend(items.iter().cloned());
                             pushed.extend(items.iter().cloned());
@@ -530,7 +530,7 @@ impl<S: Store> Engine<S> {
                         match pushed_set {
                             Value::Multi(items) => *pushed = items.into_vec(),
                             _ => {
-                                account.pushed.remove(attribute);
+                                account.pushed.remove(attribute.as_str());
                             }
                         }
                         account.set(&name, Value::multi(held, exact));
@@ -541,14 +541,14 @@ impl<S: Store> Engine<S> {
                     // Removed values are watched until an import shows them gone; one
                     // added again is no longer a removal to watch.
                     for (attribute, items) in &u.remove {
-                        if let Some(echo) = account.echoes.get_mut(attribute) {
+                        if let Some(echo) = account.echoes.get_mut(attribute.as_str()) {
                             let watched = Keys::of(&echo.removed, system.case_exact(attribute));
                             let new: Vec<Scalar> = items.iter().filter(|s| !watched.holds(s)).cloned().collect();
                             echo.removed.extend(new);
                         }
                     }
                     for (attribute, items) in &u.add {
-                        if let Some(echo) = account.echoes.get_mut(attribute) {
+                        if let Some(echo) = account.echoes.get_mut(attribute.as_str()) {
                             let added = Keys::of(items, system.case_exact(attribute));
                             echo.removed.retain(|s| !added.holds(s));
                         }
@@ -706,7 +706,8 @@ fn check_op(system: &SystemConfig, op: &Op) -> Result<(), OutboundError> {
 /// showing it back different counts as a bounce (SPEC 5.3). For a multi-valued
 /// attribute the echo is the set of values the engine wrote there.
 fn record_echo(system: &SystemConfig, account: &mut Account, attribute: &str) {
-    let Some(decl) = system.attribute(attribute) else {
+    // The schema's name, shared (not copied per account).
+    let Some((name, decl)) = system.schema.attributes.get_key_value(attribute) else {
         return;
     };
     let pushed = if decl.multi {
@@ -719,7 +720,7 @@ fn record_echo(system: &SystemConfig, account: &mut Account, attribute: &str) {
     };
     let echo = account
         .echoes
-        .entry(attribute.to_owned())
+        .entry(name.clone())
         .or_insert_with(|| Echo::new(Value::Empty));
     echo.pushed = pushed;
     echo.armed = true;

@@ -78,6 +78,7 @@ use crate::config::{AccountSchema, SystemConfig};
 use crate::connector::{Connector, ConnectorError, ExportMode, OpStatus};
 use crate::outbound::{CreateOp, DeleteOp, Op, UpdateOp};
 use crate::prepare::{key_text, Row, Snapshot};
+use crate::text::Text;
 use crate::value::Scalar;
 
 mod text;
@@ -558,7 +559,7 @@ impl LdapConnector {
             }
             let values: HashSet<String> = value.scalars().iter().map(ldap_text).collect();
             if !values.is_empty() {
-                attrs.push((name.clone(), values));
+                attrs.push((name.to_string(), values));
             }
         }
         check(&format!("add of `{dn}`"), self.conn.add(&dn, attrs))?;
@@ -577,25 +578,25 @@ impl LdapConnector {
     fn update(&mut self, u: &UpdateOp) -> Result<(), String> {
         let dn = self.dn_of(&u.account);
         let group_attr = self.group_attr().map(str::to_owned);
-        let is_group = |a: &String| Some(a.as_str()) == group_attr.as_deref();
+        let is_group = |a: &Text| Some(a.as_str()) == group_attr.as_deref();
         let mut mods: Vec<Mod<String>> = Vec::new();
         for (name, value) in u.set.iter().filter(|(a, _)| !is_group(a)) {
             mods.push(Mod::Replace(
-                name.clone(),
+                name.to_string(),
                 value.scalars().iter().map(ldap_text).collect(),
             ));
         }
         for (name, items) in u.add.iter().filter(|(a, _)| !is_group(a)) {
-            mods.push(Mod::Add(name.clone(), items.iter().map(ldap_text).collect()));
+            mods.push(Mod::Add(name.to_string(), items.iter().map(ldap_text).collect()));
         }
         for (name, items) in u.remove.iter().filter(|(a, _)| !is_group(a)) {
-            mods.push(Mod::Delete(name.clone(), items.iter().map(ldap_text).collect()));
+            mods.push(Mod::Delete(name.to_string(), items.iter().map(ldap_text).collect()));
         }
         let names = |m: Option<&Vec<Scalar>>| -> Vec<String> {
             m.map(|v| v.iter().map(|s| s.to_string()).collect()).unwrap_or_default()
         };
         let (join, leave) = match &group_attr {
-            Some(a) => (names(u.add.get(a)), names(u.remove.get(a))),
+            Some(a) => (names(u.add.get(a.as_str())), names(u.remove.get(a.as_str()))),
             None => (Vec::new(), Vec::new()),
         };
         // Groups first, then the entry: both are undone if a later step fails.

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::IdentityId;
 use crate::store::PlanId;
+use crate::text::Text;
 use crate::thresholds::{Base, Counts, Exceeded};
 use crate::value::{Scalar, Value};
 
@@ -27,7 +28,7 @@ pub struct CreateOp {
     /// The new account's key (its `account_id` value).
     pub account: String,
     /// Every non-empty value to write.
-    pub attributes: BTreeMap<String, Value>,
+    pub attributes: BTreeMap<Text, Value>,
 }
 
 /// Change attributes of an existing account.
@@ -42,13 +43,13 @@ pub struct UpdateOp {
     pub identity: IdentityId,
     /// Single-valued attributes to set (an empty value clears).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub set: BTreeMap<String, Value>,
+    pub set: BTreeMap<Text, Value>,
     /// Values to add to multi-valued attributes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub add: BTreeMap<String, Vec<Scalar>>,
+    pub add: BTreeMap<Text, Vec<Scalar>>,
     /// Values to remove from multi-valued attributes (never a full replace).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub remove: BTreeMap<String, Vec<Scalar>>,
+    pub remove: BTreeMap<Text, Vec<Scalar>>,
 }
 
 /// Delete an account of an identity out of scope (SPEC 11.3).

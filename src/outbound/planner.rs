@@ -268,15 +268,15 @@ impl<'a> Planner<'a> {
     }
 
     /// The values of `wanted` the account does not hold.
-    fn missing(&self, wanted: &[(Text, Value)], account: &Account) -> BTreeMap<String, Value> {
+    fn missing(&self, wanted: &[(Text, Value)], account: &Account) -> BTreeMap<Text, Value> {
         wanted
             .iter()
             .filter(|(attribute, value)| !value.same_as(account.value(attribute), self.system.case_exact(attribute)))
-            .map(|(attribute, value)| (attribute.to_string(), value.clone()))
+            .map(|(attribute, value)| (attribute.clone(), value.clone()))
             .collect()
     }
 
-    fn update(&self, account: &Account, identity: &Identity, set: BTreeMap<String, Value>) -> UpdateOp {
+    fn update(&self, account: &Account, identity: &Identity, set: BTreeMap<Text, Value>) -> UpdateOp {
         UpdateOp {
             system: self.name.to_owned(),
             account: account.key.clone(),
@@ -453,7 +453,7 @@ impl<'a> Planner<'a> {
             let want = target.want;
             if !decl.multi {
                 if !want.same_as(held, decl.case_exact) {
-                    set.insert(attribute.to_string(), want);
+                    set.insert(attribute.clone(), want);
                 }
                 continue;
             }
@@ -483,10 +483,10 @@ impl<'a> Planner<'a> {
                 .filter(|s| target.authoritative || owned.holds(s))
                 .collect();
             if !add.is_empty() {
-                add_ops.insert(attribute.to_string(), add);
+                add_ops.insert(attribute.clone(), add);
             }
             if !remove.is_empty() {
-                remove_ops.insert(attribute.to_string(), remove);
+                remove_ops.insert(attribute.clone(), remove);
             }
         }
         // The op's owned names are made only for an account that has something to do.
@@ -512,23 +512,24 @@ impl<'a> Planner<'a> {
             .flows
             .iter()
             .filter(|r| r.enabled && r.direction != Direction::Inbound);
-        let mut attributes: BTreeMap<String, Value> = self
+        // Names shared with the schema (no copy per op).
+        let mut attributes: BTreeMap<Text, Value> = self
             .targets(rules, identity, &mut problems)
             .into_iter()
             .filter(|(_, t)| !t.want.is_empty())
-            .map(|(a, t)| (a.to_string(), t.want))
+            .map(|(a, t)| (a, t.want))
             .collect();
         for (attribute, value) in &self.enable {
             if value.is_empty() {
                 attributes.remove(attribute.as_str());
             } else {
-                attributes.insert(attribute.to_string(), value.clone());
+                attributes.insert(attribute.clone(), value.clone());
             }
         }
         let key_attr = &system.schema.account_id;
         let exact = system.key_case_exact();
         let key = attributes
-            .get(key_attr)
+            .get(key_attr.as_str())
             .and_then(|v| key_text(&v.to_json(), exact))
             .ok_or_else(|| key_attr.clone())?;
         let skipped = problems

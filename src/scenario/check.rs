@@ -12,6 +12,7 @@ use crate::prepare::key_text;
 use crate::scenario::format::{AccountRef, BlockedExpect, Expect};
 use crate::scenario::StepOutcome;
 use crate::store::Store;
+use crate::text::Text;
 use crate::value::Value;
 
 type Miss = (String, String, String);
@@ -507,15 +508,15 @@ fn canonical_key<S: Store>(engine: &Engine<S>, system: &str, key: &str) -> (Stri
 
 /// The canonical JSON of an op: values normalised, empty maps left out.
 fn render_op(op: &Op) -> Json {
-    let values = |m: &std::collections::BTreeMap<String, Value>| -> serde_json::Map<String, Json> {
-        m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()
+    let values = |m: &std::collections::BTreeMap<Text, Value>| -> serde_json::Map<String, Json> {
+        m.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()
     };
-    let lists = |m: &std::collections::BTreeMap<String, Vec<crate::value::Scalar>>| -> serde_json::Map<String, Json> {
+    let lists = |m: &std::collections::BTreeMap<Text, Vec<crate::value::Scalar>>| -> serde_json::Map<String, Json> {
         m.iter()
             .map(|(k, items)| {
                 let mut rendered: Vec<Json> = items.iter().map(|s| s.to_json()).collect();
                 rendered.sort_by_key(|j| j.to_string());
-                (k.clone(), Json::Array(rendered))
+                (k.to_string(), Json::Array(rendered))
             })
             .collect()
     };
