@@ -394,6 +394,20 @@ impl Value {
     /// Converts this value to an attribute of type `ty` and arity `multi`. A set with
     /// one element becomes that element; a set of several cannot become single.
     pub fn convert(&self, ty: ValueType, multi: bool, case_exact: bool) -> Result<Value, ValueProblem> {
+        // The common case, a single value already of its type, without building a list:
+        // an outbound plan converts every value it pushes.
+        if !multi {
+            match self {
+                Value::Empty => return Ok(Value::Empty),
+                Value::Single(s) if s.is_of(ty) => return Ok(Value::single(s.clone())),
+                _ => {}
+            }
+        }
+        self.convert_listed(ty, multi, case_exact)
+    }
+
+    /// [`Value::convert`] without its shortcut: each scalar converted into a list first.
+    fn convert_listed(&self, ty: ValueType, multi: bool, case_exact: bool) -> Result<Value, ValueProblem> {
         let converted = self
             .scalars()
             .iter()
@@ -481,7 +495,48 @@ impl fmt::Display for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    fn any_scalar() -> impl Strategy<Value = Scalar> {
+        prop_oneof![
+            prop_oneof!["", "[a-cA-C]{1,3}", "-?[0-9]{1,3}", "true|false", "2026-0[1-9]-1[0-9]"]
+                .prop_map(|t| Scalar::Text(Text::from(t.as_str()))),
+            any::<i64>().prop_map(Scalar::Integer),
+            any::<bool>().prop_map(Scalar::Boolean),
+            (0i32..800_000).prop_map(|d| Scalar::Date(NaiveDate::from_num_days_from_ce_opt(d).unwrap_or_default())),
+        ]
+    }
+
+    fn any_type() -> impl Strategy<Value = ValueType> {
+        prop_oneof![
+            Just(ValueType::String),
+            Just(ValueType::Integer),
+            Just(ValueType::Boolean),
+            Just(ValueType::Date),
+            Just(ValueType::Datetime),
+            Just(ValueType::Reference),
+        ]
+    }
+
+    proptest! {
+        // Cheap cases, many of them: the empty text of one type in one mode is rare.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+        /// The shortcut of `convert` gives what converting through a list gives.
+        #[test]
+        fn convert_is_convert_through_a_list(
+            value in prop_oneof![
+                Just(Value::Empty),
+                any_scalar().prop_map(Value::Single),
+                proptest::collection::vec(any_scalar(), 1..4).prop_map(|v| Value::Multi(v.into_boxed_slice())),
+            ],
+            ty in any_type(),
+            multi in any::<bool>(),
+            case_exact in any::<bool>(),
+        ) {
+            prop_assert_eq!(value.convert(ty, multi, case_exact), value.convert_listed(ty, multi, case_exact));
+        }
+    }
 
     #[test]
     fn null_empty_string_and_empty_list_are_one_empty_value() {

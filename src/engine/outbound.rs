@@ -123,13 +123,9 @@ impl<S: Store> Engine<S> {
         let Some(config) = self.system(system) else {
             return Err(OutboundError::UnknownSystem(system.to_owned()));
         };
-        let mut ops = Vec::with_capacity(identities.len());
         let mut skipped = Vec::new();
         // By the position of the request, so that they are listed in request order.
         let mut refusals: Vec<(usize, OutboundError)> = Vec::new();
-        // Keys this batch creates, with the identity that takes each.
-        let mut keys: FastMap<String, IdentityId> =
-            FastMap::with_capacity_and_hasher(identities.len(), Default::default());
         let mut seen: FastSet<IdentityId> = FastSet::with_capacity_and_hasher(identities.len(), Default::default());
         // Who already holds an account of the system (its first key), then each
         // request's own checks and create op, computed as the store lends the
@@ -145,19 +141,64 @@ impl<S: Store> Engine<S> {
                     *slot = Some(create_for(system, &planner, identity, record, held.get(&identity)));
                 }
             })?;
-        // Then, in request order, the checks against the batch itself.
+        // Then the checks against the batch itself: a second request for an identity is
+        // refused (in request order), then, of the requests left, all but the first for
+        // a key; sorting by key finds those without a copy of every key.
+        let mut candidates: Vec<(usize, CreateOp, Vec<OutboundSkip>)> = Vec::with_capacity(identities.len());
+        let mut again: Vec<(usize, IdentityId, String)> = Vec::new();
         for (at, (&identity, own)) in identities.iter().zip(own).enumerate() {
-            let checked = own
-                .unwrap_or(Err(OutboundError::UnknownIdentity(identity)))
-                .and_then(|(op, skips)| within_batch(system, identity, op, &mut seen, &mut keys).map(|op| (op, skips)));
-            match checked {
-                Ok((op, mut skips)) => {
-                    ops.push((at, op));
-                    skipped.append(&mut skips);
-                }
+            match own.unwrap_or(Err(OutboundError::UnknownIdentity(identity))) {
                 Err(refusal) => refusals.push((at, refusal)),
+                Ok((op, _)) if !seen.insert(identity) => again.push((at, identity, op.account)),
+                Ok((op, skips)) => candidates.push((at, op, skips)),
             }
         }
+        // Stable: requests for one key stay in request order.
+        candidates.sort_by(|a, b| a.1.account.cmp(&b.1.account));
+        let mut accepted: Vec<(usize, CreateOp, Vec<OutboundSkip>)> = Vec::with_capacity(candidates.len());
+        for (at, op, skips) in candidates {
+            if accepted.last().is_some_and(|(_, first, _)| first.account == op.account) {
+                refusals.push((
+                    at,
+                    OutboundError::AccountExists {
+                        system: system.to_owned(),
+                        account: op.account,
+                    },
+                ));
+            } else {
+                accepted.push((at, op, skips));
+            }
+        }
+        // A second request names the account the first was given (its own key when the
+        // first was refused).
+        if !again.is_empty() {
+            let given: FastMap<IdentityId, &str> = accepted
+                .iter()
+                .map(|(_, op, _)| (op.identity, op.account.as_str()))
+                .collect();
+            for (at, identity, own_key) in again {
+                let account = given.get(&identity).map_or(own_key, |key| (*key).to_owned());
+                refusals.push((
+                    at,
+                    OutboundError::AlreadyProvisioned {
+                        identity,
+                        system: system.to_owned(),
+                        account,
+                    },
+                ));
+            }
+        }
+        // Skips in request order.
+        let mut skip_lists: Vec<(usize, Vec<OutboundSkip>)> = Vec::new();
+        let mut ops: Vec<(usize, CreateOp)> = Vec::with_capacity(accepted.len());
+        for (at, op, skips) in accepted {
+            if !skips.is_empty() {
+                skip_lists.push((at, skips));
+            }
+            ops.push((at, op));
+        }
+        skip_lists.sort_by_key(|(at, _)| *at);
+        skipped.extend(skip_lists.into_iter().flat_map(|(_, skips)| skips));
         // A key already held by a stored account would only be refused at confirmation
         // (SPEC 5.2: at the request). Checked for the whole batch at once.
         let wanted: Vec<&str> = ops.iter().map(|(_, op)| op.account.as_str()).collect();
@@ -369,10 +410,24 @@ impl<S: Store> Engine<S> {
         // What the ops are checked against, read in batches (a query per op costs a
         // database store a round trip each): the stored accounts of the ops' keys, the
         // identities of creates, and who holds an account of a created account's system.
-        let mut keys: IndexMap<&str, Vec<&str>> = IndexMap::new();
+        let mut keys: IndexMap<&str, Vec<&str>, foldhash::fast::FixedState> = IndexMap::default();
         let mut create_ids: Vec<IdentityId> = Vec::new();
+        // Ops of one system mostly come together: its list is found again without a look-up.
+        let mut last: Option<(&str, usize)> = None;
         for op in ops {
-            keys.entry(op.system()).or_default().push(op.account());
+            let list = match last {
+                Some((system, at)) if system == op.system() => at,
+                _ => {
+                    let entry = keys.entry(op.system());
+                    let at = entry.index();
+                    entry.or_default();
+                    last = Some((op.system(), at));
+                    at
+                }
+            };
+            if let Some((_, list)) = keys.get_index_mut(list) {
+                list.push(op.account());
+            }
             if let Op::Create(c) = op {
                 create_ids.push(c.identity);
             }
@@ -385,26 +440,37 @@ impl<S: Store> Engine<S> {
                 }
             })?;
         }
-        // The identities of creates that exist, and the systems of the pending creates
-        // of each: confirmed creates are settled below.
-        let mut existing: FastSet<IdentityId> = FastSet::with_capacity_and_hasher(create_ids.len(), Default::default());
-        let mut pending: FastMap<IdentityId, Vec<Text>> =
-            FastMap::with_capacity_and_hasher(create_ids.len(), Default::default());
+        // Per create op (in order), whether its identity exists and whether that identity
+        // has a create of the op's system pending: confirmed creates are settled below.
+        let create_systems: Vec<&str> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Create(c) => Some(c.system.as_str()),
+                _ => None,
+            })
+            .collect();
+        let mut existing = vec![false; create_ids.len()];
+        let mut pending = vec![false; create_ids.len()];
         self.store
             .visit_pending_creates_by_id(&create_ids, &mut |at, pending_creates| {
-                if let (Some(pending_creates), Some(&id)) = (pending_creates, create_ids.get(at)) {
-                    if existing.insert(id) && !pending_creates.is_empty() {
-                        pending.insert(id, pending_creates.keys().cloned().collect());
-                    }
+                if let (Some(pending_creates), Some(exists), Some(pending)) =
+                    (pending_creates, existing.get_mut(at), pending.get_mut(at))
+                {
+                    *exists = true;
+                    *pending = create_systems
+                        .get(at)
+                        .is_some_and(|system| pending_creates.contains_key(*system));
                 }
             })?;
         let mut linked: FastMap<(&str, IdentityId), Vec<String>> = FastMap::default();
-        let mut asked: HashSet<&str> = HashSet::new();
+        // The systems of creates (a few: a list, not a hash per op).
+        let mut asked: Vec<&str> = Vec::new();
         for op in ops {
             if let Op::Create(c) = op {
-                if !asked.insert(c.system.as_str()) {
+                if asked.contains(&c.system.as_str()) {
                     continue;
                 }
+                asked.push(c.system.as_str());
                 for (identity, key) in self.store.linked_accounts(&c.system)? {
                     linked.entry((c.system.as_str(), identity)).or_default().push(key);
                 }
@@ -419,9 +485,22 @@ impl<S: Store> Engine<S> {
         let mut created: FastMap<(&str, IdentityId), &str> =
             FastMap::with_capacity_and_hasher(create_ids.len(), Default::default());
         let mut report = ConfirmReport::default();
+        // The position of the next create among the creates (`existing`, `pending`).
+        let mut create_at = 0;
+        // Confirmed creates that were pending, by position among the creates.
+        let mut settled_at: Vec<usize> = Vec::new();
+        // The system of the op before, kept: ops of one system mostly come together.
+        let mut last_system: Option<(&str, &SystemConfig)> = None;
         for op in ops {
-            let Some(system) = self.config.system(op.system()) else {
-                return Err(OutboundError::UnknownSystem(op.system().to_owned()));
+            let system = match last_system {
+                Some((name, system)) if name == op.system() => system,
+                _ => {
+                    let Some(system) = self.config.system(op.system()) else {
+                        return Err(OutboundError::UnknownSystem(op.system().to_owned()));
+                    };
+                    last_system = Some((op.system(), system));
+                    system
+                }
             };
             // The schema's name of an attribute the op writes.
             let known = |attribute: &str| -> Result<Text, OutboundError> {
@@ -450,8 +529,13 @@ impl<S: Store> Engine<S> {
                     }
                     // The identity must exist and hold no account of the system yet, nor
                     // get one from an earlier create of this batch.
-                    if !existing.contains(&c.identity) {
+                    let this_create = create_at;
+                    create_at += 1;
+                    if !existing.get(this_create).copied().unwrap_or(false) {
                         return Err(OutboundError::UnknownIdentity(c.identity));
+                    }
+                    if pending.get(this_create).copied().unwrap_or(false) {
+                        settled_at.push(this_create);
                     }
                     let held = linked
                         .get(&(c.system.as_str(), c.identity))
@@ -589,13 +673,22 @@ impl<S: Store> Engine<S> {
             }
         }
         // Confirmed creates are no longer pending.
-        let mut settled = Vec::new();
-        for (id, systems) in pending {
-            for system in systems {
-                if created.contains_key(&(system.as_str(), id)) {
-                    settled.push(PendingCreateChange::new(id, system, None));
+        let mut names: Vec<Text> = Vec::new();
+        let mut settled = Vec::with_capacity(settled_at.len());
+        for at in settled_at {
+            let (Some(&id), Some(&system)) = (create_ids.get(at), create_systems.get(at)) else {
+                continue;
+            };
+            // One shared name per system.
+            let name = match names.iter().find(|n| n.as_str() == system) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = Text::from(system);
+                    names.push(name.clone());
+                    name
                 }
-            }
+            };
+            settled.push(PendingCreateChange::new(id, name, None));
         }
         self.store.begin()?;
         let result = (|| {
@@ -769,38 +862,6 @@ fn create_for(
         system: system.to_owned(),
         attribute,
     })
-}
-
-/// The checks of a provisioning request against the earlier requests of its batch:
-/// the same identity twice, or two identities given one key (which would only be
-/// refused at confirmation; SPEC 5.2: at the request).
-fn within_batch(
-    system: &str,
-    identity: IdentityId,
-    op: CreateOp,
-    seen: &mut FastSet<IdentityId>,
-    keys: &mut FastMap<String, IdentityId>,
-) -> Result<CreateOp, OutboundError> {
-    if !seen.insert(identity) {
-        let account = keys
-            .iter()
-            .find(|(_, &id)| id == identity)
-            .map(|(k, _)| k.clone())
-            .unwrap_or_else(|| op.account.clone());
-        return Err(OutboundError::AlreadyProvisioned {
-            identity,
-            system: system.to_owned(),
-            account,
-        });
-    }
-    if keys.contains_key(&op.account) {
-        return Err(OutboundError::AccountExists {
-            system: system.to_owned(),
-            account: op.account,
-        });
-    }
-    keys.insert(op.account.clone(), identity);
-    Ok(op)
 }
 
 /// Per identity, the first key (in key order) of the accounts linked to it: the one
