@@ -2,15 +2,16 @@
 //! (5.2, 11.2) and deprovisioning of accounts whose identity left scope (11.3), for a
 //! whole system or for chosen identities (10.1).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::config::{Config, Direction, FlowRule, SystemConfig};
+use crate::config::{AccountAttribute, Config, Direction, FlowRule, SystemConfig};
 use crate::controls::LOOP_LIMIT;
 use crate::model::{Account, Identity, IdentityId};
 use crate::outbound::{CreateOp, DeleteOp, Op, OutboundSkip, SkipReason, UpdateOp};
-use crate::prepare::key_text;
+use crate::prepare::{key_of_text, key_text};
 use crate::processing::IdentitySource;
 use crate::store::{InLine, InLinePair, LinkedAccount, Store, StoreError};
 use crate::text::Text;
@@ -49,6 +50,11 @@ pub(crate) struct Planner<'a> {
     delete_unowned: bool,
     /// Whether a role grants values on this system.
     grants: bool,
+    /// The rules attribute sync follows ([`SystemConfig::outbound_rules`]) and those a
+    /// create op is made of (enabled, not inbound), each with its account attribute's
+    /// declaration: resolved once per plan, not per account (a look-up by name each).
+    sync_rules: Vec<(&'a FlowRule, &'a AccountAttribute)>,
+    create_rules: Vec<(&'a FlowRule, &'a AccountAttribute)>,
     now: DateTime<Utc>,
 }
 
@@ -76,6 +82,17 @@ impl<'a> Planner<'a> {
             delete_after: deprovisioning.and_then(|d| d.delete_after()),
             delete_unowned: deprovisioning.is_some_and(|d| d.delete_unowned),
             grants: config.roles.values().any(|r| r.grants.contains_key(name)),
+            // A rule to an undeclared account attribute writes nothing.
+            sync_rules: system
+                .outbound_rules()
+                .filter_map(|(_, rule)| Some((rule, system.attribute(&rule.account)?)))
+                .collect(),
+            create_rules: system
+                .flows
+                .iter()
+                .filter(|r| r.enabled && r.direction != Direction::Inbound)
+                .filter_map(|rule| Some((rule, system.attribute(&rule.account)?)))
+                .collect(),
             now,
         }
     }
@@ -334,18 +351,15 @@ impl<'a> Planner<'a> {
     /// What an identity wants in the system's account attributes: each rule's value
     /// (through its `out` transform, converted to the account attribute's type), and for
     /// multi-valued attributes the entitlements its roles grant there.
-    fn targets<'r>(
+    fn targets(
         &self,
-        rules: impl Iterator<Item = &'r FlowRule>,
+        rules: &[(&FlowRule, &AccountAttribute)],
         identity: &Identity,
         skipped: &mut Vec<(String, SkipReason, String)>,
     ) -> BTreeMap<Text, Target> {
         let system = self.system;
         let mut out: BTreeMap<Text, Target> = BTreeMap::new();
-        for rule in rules {
-            let Some(decl) = system.attribute(&rule.account) else {
-                continue;
-            };
+        for &(rule, decl) in rules {
             let value = match &rule.transform_out {
                 None => Ok(identity.value(&rule.identity).clone()),
                 Some(t) => t
@@ -376,6 +390,8 @@ impl<'a> Planner<'a> {
                         Target {
                             want,
                             authoritative: rule.authoritative,
+                            multi: decl.multi,
+                            case_exact: decl.case_exact,
                         },
                     );
                 }
@@ -407,6 +423,8 @@ impl<'a> Planner<'a> {
             let target = out.entry(Text::from(attribute)).or_insert(Target {
                 want: Value::Empty,
                 authoritative: false,
+                multi: decl.multi,
+                case_exact: decl.case_exact,
             });
             let mut all = target.want.scalars().to_vec();
             all.extend(granted.iter().cloned());
@@ -422,10 +440,8 @@ impl<'a> Planner<'a> {
         identity: &Identity,
         skipped: &mut Vec<OutboundSkip>,
     ) -> Option<UpdateOp> {
-        let system = self.system;
         let mut problems = Vec::new();
-        let rules = system.outbound_rules().map(|(_, r)| r);
-        let wanted = self.targets(rules, identity, &mut problems);
+        let wanted = self.targets(&self.sync_rules, identity, &mut problems);
         skipped.extend(problems.into_iter().map(|(attribute, reason, message)| OutboundSkip {
             identity: identity.id,
             account: account.key.clone(),
@@ -437,9 +453,7 @@ impl<'a> Planner<'a> {
         let mut add_ops = BTreeMap::new();
         let mut remove_ops = BTreeMap::new();
         for (attribute, target) in wanted {
-            let Some(decl) = system.attribute(&attribute) else {
-                continue;
-            };
+            let (multi, case_exact) = (target.multi, target.case_exact);
             // A value that came back different too often is not pushed again until the
             // host clears the loop (SPEC 5.3).
             if account
@@ -451,13 +465,13 @@ impl<'a> Planner<'a> {
             }
             let held = account.value(&attribute);
             let want = target.want;
-            if !decl.multi {
-                if !want.same_as(held, decl.case_exact) {
+            if !multi {
+                if !want.same_as(held, case_exact) {
                     set.insert(attribute.clone(), want);
                 }
                 continue;
             }
-            let add: Vec<Scalar> = want.missing_from(held, decl.case_exact);
+            let add: Vec<Scalar> = want.missing_from(held, case_exact);
             // Without `authoritative`, only values the engine itself wrote are removed:
             // manual assignments stay.
             // Values the engine removed and the target brought back are still its own to
@@ -476,9 +490,9 @@ impl<'a> Planner<'a> {
                 )
                 .cloned()
                 .collect();
-            let owned = Keys::of(&owned, decl.case_exact);
+            let owned = Keys::of(&owned, case_exact);
             let remove: Vec<Scalar> = held
-                .missing_from(&want, decl.case_exact)
+                .missing_from(&want, case_exact)
                 .into_iter()
                 .filter(|s| target.authoritative || owned.holds(s))
                 .collect();
@@ -508,13 +522,9 @@ impl<'a> Planner<'a> {
     pub(crate) fn create(&self, identity: &Identity) -> Result<(CreateOp, Vec<OutboundSkip>), String> {
         let system = self.system;
         let mut problems = Vec::new();
-        let rules = system
-            .flows
-            .iter()
-            .filter(|r| r.enabled && r.direction != Direction::Inbound);
         // Names shared with the schema (no copy per op).
         let mut attributes: BTreeMap<Text, Value> = self
-            .targets(rules, identity, &mut problems)
+            .targets(&self.create_rules, identity, &mut problems)
             .into_iter()
             .filter(|(_, t)| !t.want.is_empty())
             .map(|(a, t)| (a, t.want))
@@ -530,7 +540,11 @@ impl<'a> Planner<'a> {
         let exact = system.key_case_exact();
         let key = attributes
             .get(key_attr.as_str())
-            .and_then(|v| key_text(&v.to_json(), exact))
+            .and_then(|v| match v {
+                // A text is its own key (no JSON form built for it).
+                Value::Single(Scalar::Text(text)) => key_of_text(text, exact).map(Cow::into_owned),
+                other => key_text(&other.to_json(), exact),
+            })
             .ok_or_else(|| key_attr.clone())?;
         let skipped = problems
             .into_iter()
@@ -575,4 +589,7 @@ struct Target {
     want: Value,
     /// Whether values the engine did not write may be removed too.
     authoritative: bool,
+    /// The account attribute's declaration, as far as sync reads it.
+    multi: bool,
+    case_exact: bool,
 }
