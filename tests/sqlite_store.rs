@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use attrflow::sqlite_store::{OpenError, SqliteStore, SCHEMA_VERSION};
 use attrflow::store::Store;
 use attrflow::{
-    Account, Engine, EngineState, Identity, IdentityId, LinkState, MemoryStore, PendingPlan, Phase, Provenance, Scalar,
-    Value,
+    Account, Engine, EngineState, Identity, IdentityId, InLine, InLinePair, LinkState, LinkedAccount, MemoryStore,
+    PendingPlan, Phase, Provenance, Scalar, Text, Value, ValueType,
 };
 use serde_json::json;
 
@@ -836,4 +836,94 @@ fn pending_creates_change_alike_in_both_stores() {
     );
     let two = memory.identity(IdentityId::from_raw(2)).unwrap().unwrap();
     assert_eq!(two.pending_creates["ad"].account, "a2");
+}
+
+// ---------------------------------------------------------------- accounts in line
+
+/// The identities of the accounts of `system` the store reports in line with `check`,
+/// sorted, and those the check holds for on the decoded records; the count of lent ones.
+fn in_line_answers(store: &dyn Store, system: &str, check: &InLine) -> (Vec<IdentityId>, Vec<IdentityId>, usize) {
+    let reading = ["mail", "title"];
+    let mut decoded = Vec::new();
+    store
+        .visit_linked_accounts_reading(system, &reading, &mut |account, identity| {
+            if check.holds(account, identity) {
+                decoded.push(identity.id);
+            }
+        })
+        .unwrap();
+    let (mut found, mut lent) = (Vec::new(), 0);
+    store
+        .visit_linked_accounts_out_of_line(system, &reading, check, &mut |visited| match visited {
+            LinkedAccount::InLine(id) => found.push(id),
+            LinkedAccount::Lent(..) => lent += 1,
+        })
+        .unwrap();
+    decoded.sort_unstable();
+    found.sort_unstable();
+    (found, decoded, lent)
+}
+
+#[test]
+fn accounts_in_line_are_found_on_the_records_as_on_the_decoded_ones() {
+    let pair = |identity: Option<&str>, account: &str| InLinePair {
+        identity: identity.map(Text::from),
+        account: Text::from(account),
+        account_type: ValueType::String,
+    };
+    let check = InLine::new(vec![
+        pair(Some("mail"), "mail"),
+        pair(Some("title"), "title"),
+        pair(None, "nothing"),
+    ]);
+    let hr = || Provenance::new("hr", 50, Phase::Create, at(1));
+    // People 1-6: mail and title; person 4 has no title; person 5 is out of scope.
+    let people: Vec<Identity> = (1..=6u64)
+        .map(|id| {
+            let mut identity = Identity::new(IdentityId::from_raw(id), at(1));
+            identity.set("mail", text(&format!("p{id}@x")), hr());
+            if id != 4 {
+                identity.set("title", text("Engineer"), hr());
+            }
+            if id == 5 {
+                identity.out_of_scope.insert(Text::from("dir"), at(1));
+            }
+            identity
+        })
+        .collect();
+    // Accounts: in line (1, 4, 5 but out of scope), another title (2), another case
+    // (3), disabled (6), unlinked (u).
+    let dir_account = |key: &str, id: Option<u64>, mail: &str, title: Option<&str>| {
+        let mut account = Account::new(key);
+        account.link = id.map_or(LinkState::Unmatched, |id| LinkState::Linked(IdentityId::from_raw(id)));
+        account.attributes.insert("mail".into(), text(mail));
+        if let Some(title) = title {
+            account.attributes.insert("title".into(), text(title));
+        }
+        account
+    };
+    let mut disabled = dir_account("d6", Some(6), "p6@x", Some("Engineer"));
+    disabled.disabled = true;
+    let accounts = vec![
+        dir_account("d1", Some(1), "p1@x", Some("Engineer")),
+        dir_account("d2", Some(2), "p2@x", Some("Manager")),
+        dir_account("d3", Some(3), "P3@x", Some("Engineer")),
+        dir_account("d4", Some(4), "p4@x", None),
+        dir_account("d5", Some(5), "p5@x", Some("Engineer")),
+        disabled,
+        dir_account("u", None, "p1@x", Some("Engineer")),
+    ];
+    let mut sqlite = SqliteStore::open_in_memory().unwrap();
+    let mut memory = MemoryStore::new();
+    for store in [&mut sqlite as &mut dyn Store, &mut memory] {
+        store.put_identities(people.clone()).unwrap();
+        store.put_accounts("dir", accounts.clone()).unwrap();
+    }
+    let expected: Vec<IdentityId> = [1, 4].into_iter().map(IdentityId::from_raw).collect();
+    for store in [&sqlite as &dyn Store, &memory] {
+        let (found, decoded, lent) = in_line_answers(store, "dir", &check);
+        assert_eq!(found, expected);
+        assert_eq!(decoded, expected);
+        assert_eq!(lent, 4, "2, 3, 5 and 6 are lent");
+    }
 }

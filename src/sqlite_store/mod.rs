@@ -61,7 +61,8 @@ use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId};
 use crate::store::{
-    AccountSummary, EngineState, PendingCreateChange, PendingCreates, PendingPlan, PlanId, Store, StoreError,
+    lent_in_line_records, AccountSummary, EngineState, InLine, LinkedAccount, PendingCreateChange, PendingCreates,
+    PendingPlan, PlanId, Store, StoreError,
 };
 
 /// Lends an identity's record (its id and bytes) by the position that asked for it.
@@ -883,10 +884,31 @@ impl SqliteStore {
         &self,
         system: &str,
         reading: Option<&[&str]>,
-        visit: &mut dyn FnMut(&Account, &Identity),
+        in_line: Option<&InLine>,
+        visit: &mut dyn FnMut(LinkedAccount<'_>),
     ) -> Result<(), StoreError> {
         let op = "visit_linked_accounts";
         let wanted = reading.map(|names| self.name_numbers(op, names)).transpose()?;
+        // The pairs' names numbered, and the cached dictionary fresh, before any row.
+        let numbered = match in_line {
+            Some(check) => {
+                let number = |name: Option<&str>| -> Result<Option<u32>, StoreError> {
+                    match name {
+                        Some(name) => self.names.borrow_mut().number(&self.conn, op, name),
+                        None => Ok(None),
+                    }
+                };
+                let mut identity = Vec::with_capacity(check.pairs().len());
+                let mut account = Vec::with_capacity(check.pairs().len());
+                for pair in check.pairs() {
+                    identity.push(number(pair.identity.as_deref())?);
+                    account.push(number(Some(&pair.account))?);
+                }
+                self.names.borrow_mut().fresh(&self.conn, op)?;
+                Some((check.pairs(), identity, account))
+            }
+            None => None,
+        };
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -896,12 +918,31 @@ impl SqliteStore {
             .map_err(sql_error(op))?;
         let mut rows = stmt.query([system]).map_err(sql_error(op))?;
         while let Some(row) = rows.next().map_err(sql_error(op))? {
+            let id: i64 = row.get(2).map_err(sql_error(op))?;
+            if let Some((pairs, identity_numbers, account_numbers)) = &numbered {
+                let key = row
+                    .get_ref(0)
+                    .and_then(|v| v.as_str().map_err(Into::into))
+                    .map_err(sql_error(op))?;
+                let account_data = blob_at(row, 1).map_err(sql_error(op))?;
+                let identity_data = blob_at(row, 3).map_err(sql_error(op))?;
+                let names = self.names.borrow();
+                let text = |n: u32| names.cached(n);
+                if lent_in_line_records(
+                    pairs,
+                    (key, account_data, account_numbers),
+                    (identity_data, identity_numbers),
+                    &text,
+                ) {
+                    visit(LinkedAccount::InLine(IdentityId::from_raw(to_u64(op, id)?)));
+                    continue;
+                }
+            }
             let key: String = row.get(0).map_err(sql_error(op))?;
             let account = self.decode_account(op, key, blob_at(row, 1).map_err(sql_error(op))?)?;
-            let id: i64 = row.get(2).map_err(sql_error(op))?;
             let identity =
                 self.decode_identity_reading(op, id, blob_at(row, 3).map_err(sql_error(op))?, wanted.as_deref())?;
-            visit(&account, &identity);
+            visit(LinkedAccount::Lent(&account, &identity));
         }
         Ok(())
     }
@@ -1315,7 +1356,11 @@ impl Store for SqliteStore {
         system: &str,
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
-        self.guard(self.visit_linked_accounts_inner(system, None, visit))
+        self.guard(self.visit_linked_accounts_inner(system, None, None, &mut |lent| {
+            if let LinkedAccount::Lent(account, identity) = lent {
+                visit(account, identity);
+            }
+        }))
     }
 
     fn visit_linked_accounts_reading(
@@ -1324,7 +1369,23 @@ impl Store for SqliteStore {
         reading: &[&str],
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
-        self.guard(self.visit_linked_accounts_inner(system, Some(reading), visit))
+        self.guard(
+            self.visit_linked_accounts_inner(system, Some(reading), None, &mut |lent| {
+                if let LinkedAccount::Lent(account, identity) = lent {
+                    visit(account, identity);
+                }
+            }),
+        )
+    }
+
+    fn visit_linked_accounts_out_of_line(
+        &self,
+        system: &str,
+        reading: &[&str],
+        in_line: &InLine,
+        visit: &mut dyn FnMut(LinkedAccount<'_>),
+    ) -> Result<(), StoreError> {
+        self.guard(self.visit_linked_accounts_inner(system, Some(reading), Some(in_line), visit))
     }
 
     fn visit_identities_by_id(

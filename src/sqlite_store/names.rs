@@ -84,7 +84,13 @@ impl NameTable {
         self.ids.entry(scope).or_default().insert(text, id);
     }
 
-    fn fresh(&mut self, conn: &Connection, op: &str) -> Result<(), StoreError> {
+    /// The text numbered `id` as cached, lent (`None`: not cached; [`NameTable::name`]
+    /// reads the table). Call [`NameTable::fresh`] first.
+    pub(super) fn cached(&self, id: u32) -> Option<&str> {
+        self.texts.get(id as usize).and_then(|t| t.as_deref())
+    }
+
+    pub(super) fn fresh(&mut self, conn: &Connection, op: &str) -> Result<(), StoreError> {
         if self.stale {
             self.reload(conn, op)?;
         }

@@ -86,6 +86,39 @@ pub enum LinkedAccount<'a> {
     InLine(IdentityId),
 }
 
+/// [`InLine::holds`] on the records of an account (key, blob, and its pairs' account
+/// attribute numbers) and of its identity (blob, and the pairs' identity attribute
+/// numbers) of a store whose identities hold their values (no shape); `text` lends the
+/// store's dictionary. `false` whenever the records cannot tell cheaply (rarely set
+/// fields in JSON, a text not in `text`, a damaged record): the account is then decoded.
+#[cfg(feature = "sqlite")]
+pub(crate) fn lent_in_line_records<'a>(
+    pairs: &[InLinePair],
+    account: (&'a str, &'a [u8], &[Option<u32>]),
+    identity: (&'a [u8], &[Option<u32>]),
+    text: &crate::record::lent::LentTexts<'a>,
+) -> bool {
+    use crate::model::LinkState;
+    use crate::record::lent::{lent_account, lent_identity, LentIdentity};
+    let empty =
+        || -> smallvec::SmallVec<[LentValue<'a>; 24]> { smallvec::SmallVec::from_elem(LentValue::Empty, pairs.len()) };
+    let (key, account_data, account_numbers) = account;
+    let mut held = empty();
+    let in_scope_account = matches!(
+        lent_account(key, account_data, account_numbers, &mut held, text),
+        Ok(head) if matches!(head.link, LinkState::Linked(_)) && head.disabled == Some(false)
+    );
+    if !in_scope_account {
+        return false;
+    }
+    let (identity_data, identity_numbers) = identity;
+    let mut want = empty();
+    matches!(
+        lent_identity(identity_data, identity_numbers, &mut want, text),
+        Ok(LentIdentity::Read { rest: false })
+    ) && lent_in_line(pairs, &want, &held)
+}
+
 /// [`InLine::holds`] on lent values: `want` and `held` side by side, per pair.
 pub(crate) fn lent_in_line(pairs: &[InLinePair], want: &[LentValue<'_>], held: &[LentValue<'_>]) -> bool {
     pairs

@@ -19,6 +19,8 @@ mod loaded;
 mod memory;
 
 pub(crate) use in_line::lent_in_line;
+#[cfg(feature = "sqlite")]
+pub(crate) use in_line::lent_in_line_records;
 pub use in_line::{InLine, InLinePair, LinkedAccount};
 pub use loaded::{put_owned, LoadedFlow, LoadedPart, LoadedRow};
 pub use memory::persist::DecodeError;
