@@ -411,7 +411,9 @@ impl<S: Store> Engine<S> {
         // database store a round trip each): the stored accounts of the ops' keys, the
         // identities of creates, and who holds an account of a created account's system.
         let mut keys: IndexMap<&str, Vec<&str>, foldhash::fast::FixedState> = IndexMap::default();
+        // Per create op (in order), its identity and system.
         let mut create_ids: Vec<IdentityId> = Vec::new();
+        let mut create_systems: Vec<&str> = Vec::new();
         // Ops of one system mostly come together: its list is found again without a look-up.
         let mut last: Option<(&str, usize)> = None;
         for op in ops {
@@ -430,6 +432,7 @@ impl<S: Store> Engine<S> {
             }
             if let Op::Create(c) = op {
                 create_ids.push(c.identity);
+                create_systems.push(c.system.as_str());
             }
         }
         let mut stored: FastMap<(&str, &str), Account> = FastMap::default();
@@ -442,13 +445,6 @@ impl<S: Store> Engine<S> {
         }
         // Per create op (in order), whether its identity exists and whether that identity
         // has a create of the op's system pending: confirmed creates are settled below.
-        let create_systems: Vec<&str> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Create(c) => Some(c.system.as_str()),
-                _ => None,
-            })
-            .collect();
         let mut existing = vec![false; create_ids.len()];
         let mut pending = vec![false; create_ids.len()];
         self.store

@@ -130,20 +130,16 @@ impl<'a> Planner<'a> {
             return None;
         }
         let declared = &self.config.identity.attributes;
-        let mut pairs = Vec::new();
-        for (_, rule) in self.system.outbound_rules() {
-            // A rule to an undeclared account attribute writes nothing.
-            let Some((account, decl)) = self.system.schema.attributes.get_key_value(rule.account.as_str()) else {
-                continue;
-            };
+        let mut pairs = Vec::with_capacity(self.sync_rules.len());
+        for &(rule, decl) in &self.sync_rules {
             if rule.transform_out.is_some() || decl.multi {
                 return None;
             }
             pairs.push(InLinePair {
                 identity: declared
-                    .get_key_value(rule.identity.as_str())
-                    .map(|(name, _)| Text::from(name.as_str())),
-                account: account.clone(),
+                    .contains_key(rule.identity.as_str())
+                    .then(|| rule.identity.clone()),
+                account: rule.account.clone(),
                 account_type: decl.value_type,
             });
         }

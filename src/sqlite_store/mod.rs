@@ -61,8 +61,8 @@ use smallvec::SmallVec;
 
 use crate::model::{Account, Identity, IdentityId};
 use crate::store::{
-    lent_in_line_records, AccountSummary, EngineState, InLine, LinkedAccount, PendingCreateChange, PendingCreates,
-    PendingPlan, PlanId, Store, StoreError,
+    in_line_on_records, lent_only, AccountSummary, EngineState, InLine, LinkedAccount, PendingCreateChange,
+    PendingCreates, PendingPlan, PlanId, Store, StoreError,
 };
 
 /// Lends an identity's record (its id and bytes) by the position that asked for it.
@@ -928,13 +928,18 @@ impl SqliteStore {
                 let identity_data = blob_at(row, 3).map_err(sql_error(op))?;
                 let names = self.names.borrow();
                 let text = |n: u32| names.cached(n);
-                if lent_in_line_records(
+                // This store writes no shaped identity; a record it cannot tell here
+                // (a text not cached, a damaged one) is decoded below.
+                let found = in_line_on_records(
                     pairs,
                     (key, account_data, account_numbers),
-                    (identity_data, identity_numbers),
+                    identity_numbers,
+                    &|_| Some(identity_data),
+                    &|_, shape, _, _| Err(format!("shape {shape}: this store writes no shaped identity")),
                     &text,
-                ) {
-                    visit(LinkedAccount::InLine(IdentityId::from_raw(to_u64(op, id)?)));
+                );
+                if let Ok(Some(identity)) = found {
+                    visit(LinkedAccount::InLine(identity));
                     continue;
                 }
             }
@@ -1356,11 +1361,7 @@ impl Store for SqliteStore {
         system: &str,
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
-        self.guard(self.visit_linked_accounts_inner(system, None, None, &mut |lent| {
-            if let LinkedAccount::Lent(account, identity) = lent {
-                visit(account, identity);
-            }
-        }))
+        self.guard(self.visit_linked_accounts_inner(system, None, None, &mut lent_only(visit)))
     }
 
     fn visit_linked_accounts_reading(
@@ -1369,13 +1370,7 @@ impl Store for SqliteStore {
         reading: &[&str],
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
-        self.guard(
-            self.visit_linked_accounts_inner(system, Some(reading), None, &mut |lent| {
-                if let LinkedAccount::Lent(account, identity) = lent {
-                    visit(account, identity);
-                }
-            }),
-        )
+        self.guard(self.visit_linked_accounts_inner(system, Some(reading), None, &mut lent_only(visit)))
     }
 
     fn visit_linked_accounts_out_of_line(

@@ -10,8 +10,11 @@
 //! [`crate::MemoryStore`] reads the values in place) reports such accounts by identity
 //! only and lends the others as before. The plan is the same either way.
 
-use crate::model::{Account, Identity, IdentityId};
-use crate::record::lent::LentValue;
+use smallvec::SmallVec;
+
+use crate::model::{Account, Identity, IdentityId, LinkState};
+use crate::record::lent::{lent_account, lent_identity, LentIdentity, LentTexts, LentValue};
+use crate::record::DecodeError;
 use crate::text::Text;
 use crate::value::{Value, ValueType};
 
@@ -86,37 +89,56 @@ pub enum LinkedAccount<'a> {
     InLine(IdentityId),
 }
 
-/// [`InLine::holds`] on the records of an account (key, blob, and its pairs' account
-/// attribute numbers) and of its identity (blob, and the pairs' identity attribute
-/// numbers) of a store whose identities hold their values (no shape); `text` lends the
-/// store's dictionary. `false` whenever the records cannot tell cheaply (rarely set
-/// fields in JSON, a text not in `text`, a damaged record): the account is then decoded.
-#[cfg(feature = "sqlite")]
-pub(crate) fn lent_in_line_records<'a>(
+/// Values of one record, lent, by pair (rarely more than a couple of dozen).
+type LentValues<'a> = SmallVec<[LentValue<'a>; 24]>;
+
+/// Reads the values of a shaped identity record: (identity, shape, the pairs' identity
+/// attribute numbers, the values to fill in by pair).
+pub(crate) type ShapedValues<'a, 'f> =
+    dyn Fn(IdentityId, u32, &[Option<u32>], &mut [LentValue<'a>]) -> Result<(), DecodeError> + 'f;
+
+/// [`InLine::holds`] on a store's records: the account's (key, blob, and the pairs'
+/// account attribute numbers) and, through `identity_record`, its linked identity's
+/// (with the pairs' identity attribute numbers); `shaped` fills in the values of a
+/// shaped identity record (identity, shape, numbers, values) for a store that writes
+/// them; `text` lends the store's dictionary. The identity's id when the account is in
+/// line; `None` when it is not or the records cannot tell cheaply (rarely set fields,
+/// in JSON or on the identity): the account is then decoded.
+pub(crate) fn in_line_on_records<'a>(
     pairs: &[InLinePair],
     account: (&'a str, &'a [u8], &[Option<u32>]),
-    identity: (&'a [u8], &[Option<u32>]),
-    text: &crate::record::lent::LentTexts<'a>,
-) -> bool {
-    use crate::model::LinkState;
-    use crate::record::lent::{lent_account, lent_identity, LentIdentity};
-    let empty =
-        || -> smallvec::SmallVec<[LentValue<'a>; 24]> { smallvec::SmallVec::from_elem(LentValue::Empty, pairs.len()) };
+    identity_numbers: &[Option<u32>],
+    identity_record: &dyn Fn(IdentityId) -> Option<&'a [u8]>,
+    shaped: &ShapedValues<'a, '_>,
+    text: &LentTexts<'a>,
+) -> Result<Option<IdentityId>, DecodeError> {
+    let empty = || -> LentValues<'a> { SmallVec::from_elem(LentValue::Empty, pairs.len()) };
     let (key, account_data, account_numbers) = account;
     let mut held = empty();
-    let in_scope_account = matches!(
-        lent_account(key, account_data, account_numbers, &mut held, text),
-        Ok(head) if matches!(head.link, LinkState::Linked(_)) && head.disabled == Some(false)
-    );
-    if !in_scope_account {
-        return false;
-    }
-    let (identity_data, identity_numbers) = identity;
+    let head = lent_account(key, account_data, account_numbers, &mut held, text)?;
+    let (LinkState::Linked(id), Some(false)) = (head.link, head.disabled) else {
+        return Ok(None);
+    };
+    let Some(identity_data) = identity_record(id) else {
+        return Ok(None);
+    };
     let mut want = empty();
-    matches!(
-        lent_identity(identity_data, identity_numbers, &mut want, text),
-        Ok(LentIdentity::Read { rest: false })
-    ) && lent_in_line(pairs, &want, &held)
+    match lent_identity(identity_data, identity_numbers, &mut want, text)? {
+        LentIdentity::Read { rest: true } | LentIdentity::Shaped { rest: true, .. } => return Ok(None),
+        LentIdentity::Read { rest: false } => {}
+        LentIdentity::Shaped { shape, rest: false } => shaped(id, shape, identity_numbers, &mut want)?,
+    }
+    Ok(lent_in_line(pairs, &want, &held).then_some(id))
+}
+
+/// Adapts a visit of lent pairs to [`crate::Store::visit_linked_accounts_out_of_line`]'s
+/// visit (which then sees no account in line).
+pub(crate) fn lent_only<'v>(visit: &'v mut dyn FnMut(&Account, &Identity)) -> impl FnMut(LinkedAccount<'_>) + 'v {
+    move |linked| {
+        if let LinkedAccount::Lent(account, identity) = linked {
+            visit(account, identity);
+        }
+    }
 }
 
 /// [`InLine::holds`] on lent values: `want` and `held` side by side, per pair.

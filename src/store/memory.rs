@@ -30,8 +30,8 @@ use smallvec::SmallVec;
 use crate::model::{values_fingerprint, Account, Identity, IdentityId, LinkState, PendingCreate};
 use crate::record;
 use crate::store::{
-    AccountSummary, EngineState, InLine, LinkedAccount, LoadedPart, LoadedRow, PendingCreateChange, PendingCreates,
-    PendingPlan, PlanId, Store, StoreError,
+    lent_only, AccountSummary, EngineState, InLine, LinkedAccount, LoadedPart, LoadedRow, PendingCreateChange,
+    PendingCreates, PendingPlan, PlanId, Store, StoreError,
 };
 use crate::text::Text;
 use crate::thresholds::Base;
@@ -1046,11 +1046,7 @@ impl Store for MemoryStore {
         system: &str,
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
-        self.lend_linked_accounts(system, None, None, &mut |lent| {
-            if let LinkedAccount::Lent(account, identity) = lent {
-                visit(account, identity);
-            }
-        })
+        self.lend_linked_accounts(system, None, None, &mut lent_only(visit))
     }
 
     fn visit_linked_accounts_reading(
@@ -1060,11 +1056,7 @@ impl Store for MemoryStore {
         visit: &mut dyn FnMut(&Account, &Identity),
     ) -> Result<(), StoreError> {
         let wanted = self.name_numbers(reading);
-        self.lend_linked_accounts(system, Some(&wanted), None, &mut |lent| {
-            if let LinkedAccount::Lent(account, identity) = lent {
-                visit(account, identity);
-            }
-        })
+        self.lend_linked_accounts(system, Some(&wanted), None, &mut lent_only(visit))
     }
 
     fn visit_linked_accounts_out_of_line(

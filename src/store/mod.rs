@@ -18,9 +18,7 @@ mod in_line;
 mod loaded;
 mod memory;
 
-pub(crate) use in_line::lent_in_line;
-#[cfg(feature = "sqlite")]
-pub(crate) use in_line::lent_in_line_records;
+pub(crate) use in_line::{in_line_on_records, lent_only};
 pub use in_line::{InLine, InLinePair, LinkedAccount};
 pub use loaded::{put_owned, LoadedFlow, LoadedPart, LoadedRow};
 pub use memory::persist::DecodeError;

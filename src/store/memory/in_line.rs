@@ -5,13 +5,10 @@
 use smallvec::SmallVec;
 
 use super::MemoryStore;
-use crate::model::{IdentityId, LinkState};
-use crate::record::lent::{lent_account, lent_identity, LentIdentity, LentValue};
+use crate::model::IdentityId;
+use crate::record::lent::{lent_account, LentTexts, LentValue};
 use crate::record::DecodeError;
-use crate::store::{lent_in_line, InLine, InLinePair};
-
-/// Values of one record, lent, by pair (rarely more than a couple of dozen).
-type Lent<'a> = SmallVec<[LentValue<'a>; 24]>;
+use crate::store::{in_line_on_records, InLine, InLinePair};
 
 /// An [`InLine`] check with its names numbered by the store's dictionary.
 pub(super) struct NumberedInLine<'c> {
@@ -38,52 +35,45 @@ impl MemoryStore {
     }
 
     /// The identity of account `key` (its record `data`) when the account is in line
-    /// with it under `check`; `None` when it is not, or cannot be told here (a record
-    /// with rarely set fields in JSON, an identity with any: those are decoded).
-    pub(super) fn in_line(
-        &self,
-        key: &str,
-        data: &[u8],
+    /// with it under `check` (see [`in_line_on_records`]); a shaped identity's values
+    /// are read from the account its shape names.
+    pub(super) fn in_line<'a>(
+        &'a self,
+        key: &'a str,
+        data: &'a [u8],
         check: &NumberedInLine<'_>,
     ) -> Result<Option<IdentityId>, DecodeError> {
         let text = |n: u32| self.dictionary.text_str(n);
-        let empty = || -> Lent<'_> { SmallVec::from_elem(LentValue::Empty, check.pairs.len()) };
-        let mut held = empty();
-        let account = lent_account(key, data, &check.account, &mut held, &text)?;
-        let (LinkState::Linked(id), Some(false)) = (&account.link, account.disabled) else {
-            return Ok(None);
-        };
-        let id = *id;
-        let Some(record) = self.identities.get(id) else {
-            return Ok(None);
-        };
-        let mut want = empty();
-        match lent_identity(self.identity_records.get(*record), &check.identity, &mut want, &text)? {
-            LentIdentity::Read { rest: true } | LentIdentity::Shaped { rest: true, .. } => return Ok(None),
-            LentIdentity::Read { rest: false } => {}
-            LentIdentity::Shaped { shape, rest: false } => {
-                let shape = self
-                    .shapes
-                    .get(shape)
-                    .ok_or_else(|| format!("shape {shape} does not exist"))?;
-                let (source_key, source) = self.linked_record(id, shape.system)?;
-                // Each identity attribute read from the account attribute its shape names.
-                let through: SmallVec<[Option<u32>; 24]> = check
-                    .identity
-                    .iter()
-                    .map(|number| {
-                        number.and_then(|n| {
-                            shape
-                                .refs
-                                .iter()
-                                .find(|r| r.attribute == n)
-                                .map(|r| r.account_attribute)
-                        })
+        let text: &LentTexts<'a> = &text;
+        let identity_record = |id| self.identities.get(id).map(|record| self.identity_records.get(*record));
+        let shaped = |id, shape: u32, numbers: &[Option<u32>], want: &mut [LentValue<'a>]| {
+            let shape = self
+                .shapes
+                .get(shape)
+                .ok_or_else(|| format!("shape {shape} does not exist"))?;
+            let (source_key, source) = self.linked_record(id, shape.system)?;
+            // Each identity attribute read from the account attribute its shape names.
+            let through: SmallVec<[Option<u32>; 24]> = numbers
+                .iter()
+                .map(|number| {
+                    number.and_then(|n| {
+                        shape
+                            .refs
+                            .iter()
+                            .find(|r| r.attribute == n)
+                            .map(|r| r.account_attribute)
                     })
-                    .collect();
-                lent_account(source_key, source, &through, &mut want, &text)?;
-            }
-        }
-        Ok(lent_in_line(check.pairs, &want, &held).then_some(id))
+                })
+                .collect();
+            lent_account(source_key, source, &through, want, text).map(drop)
+        };
+        in_line_on_records(
+            check.pairs,
+            (key, data, &check.account),
+            &check.identity,
+            &identity_record,
+            &shaped,
+            text,
+        )
     }
 }
