@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
@@ -132,15 +133,18 @@ impl<S: Store> Engine<S> {
         // identities (in any order, one batch): nothing in them depends on the others.
         let held = first_key_by_identity(self.store.linked_accounts(system)?);
         let planner = Planner::new(&self.config, system, &config, now);
-        let mut own: Vec<Option<OwnResult>> = identities.iter().map(|_| None).collect();
-        // Only the values the create ops are made of are read.
+        let own: Vec<OnceLock<OwnResult>> = identities.iter().map(|_| OnceLock::new()).collect();
+        // Only the values the create ops are made of are read; the ops are built where
+        // the store decodes (in several threads for a large batch).
         let reads = planner.identity_reads();
         self.store
-            .visit_identities_by_id_reading(identities, &reads, &mut |at, record| {
-                if let (Some(slot), Some(&identity)) = (own.get_mut(at), identities.get(at)) {
-                    *slot = Some(create_for(system, &planner, identity, record, held.get(&identity)));
+            .visit_identities_by_id_reading_shared(identities, &reads, &|at, record| {
+                if let (Some(slot), Some(&identity)) = (own.get(at), identities.get(at)) {
+                    // Each position is visited once: the slot is empty.
+                    let _ = slot.set(create_for(system, &planner, identity, record, held.get(&identity)));
                 }
             })?;
+        let own = own.into_iter().map(OnceLock::into_inner);
         // Then the checks against the batch itself: a second request for an identity is
         // refused (in request order), then, of the requests left, all but the first for
         // a key; sorting by key finds those without a copy of every key.
@@ -682,20 +686,27 @@ impl<S: Store> Engine<S> {
             for (system, (accounts, removed)) in by_system {
                 self.store.remove_accounts(system, &removed)?;
                 // Accounts built from their creates a part at a time, so that a
-                // million confirmed creates are never all held as records at once.
+                // million confirmed creates are never all held as records at once;
+                // the next part is built in a second thread while one is written.
                 let config = self.config.system(system);
-                let mut accounts = accounts.into_iter().peekable();
-                loop {
-                    let part: Vec<Account> = accounts
-                        .by_ref()
-                        .take(CONFIRM_PART)
-                        .filter_map(|staged| config.and_then(|config| staged.into_account(config)))
-                        .collect();
-                    self.store.put_accounts(system, part)?;
-                    if accounts.peek().is_none() {
-                        break;
-                    }
-                }
+                let count = accounts.len();
+                let mut accounts = accounts.into_iter();
+                let parts = std::iter::from_fn(|| {
+                    let part: Vec<Staged<'_>> = accounts.by_ref().take(CONFIRM_PART).collect();
+                    (!part.is_empty()).then_some(part)
+                });
+                let store = &mut self.store;
+                crate::parallel::pipeline(
+                    count,
+                    parts,
+                    (),
+                    |part, ()| -> Vec<Account> {
+                        part.into_iter()
+                            .filter_map(|staged| config.and_then(|config| staged.into_account(config)))
+                            .collect()
+                    },
+                    |part| store.put_accounts(system, part),
+                )?;
                 self.store.bump_system_version(system)?;
             }
             if !settled.is_empty() {
@@ -952,9 +963,9 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 5, day, 8, 0, 0).single().unwrap_or_default()
     }
 
-    /// An engine holding `people` identities from `hr`, each with a `dir` create op
-    /// handed out (provisioned, not confirmed), and those ops.
-    fn provisioned(people: usize) -> Result<(Engine<MemoryStore>, Vec<Op>), String> {
+    /// A config of `hr` and `dir` (title and groups flowing out), and `people` new
+    /// identities imported from `hr`.
+    fn imported(people: usize) -> Result<(Engine<MemoryStore>, Vec<IdentityId>), String> {
         let config = ValidatedConfig::from_json(
             &json!({
                 "identity": { "attributes": {
@@ -1006,6 +1017,13 @@ mod tests {
             .map(|i| i.id)
             .collect();
         assert_eq!(ids.len(), people, "every row is a new identity");
+        Ok((engine, ids))
+    }
+
+    /// An engine holding `people` identities from `hr`, each with a `dir` create op
+    /// handed out (provisioned, not confirmed), and those ops.
+    fn provisioned(people: usize) -> Result<(Engine<MemoryStore>, Vec<Op>), String> {
+        let (mut engine, ids) = imported(people)?;
         let plan = engine.provision_many("dir", &ids, at(2)).map_err(|e| e.to_string())?;
         Ok((engine, plan.ops))
     }
@@ -1026,13 +1044,48 @@ mod tests {
         Ok(format!("{accounts:?} {pending:?}"))
     }
 
+    /// Provisioning builds its create ops in the store's decoding threads: the plan
+    /// (ops, skips, refusals in request order) and the pending creates left are those of
+    /// a run in one thread, for a batch of new identities, then for one with pending,
+    /// repeated and unknown ones.
+    #[test]
+    fn a_batch_provisioned_in_threads_is_the_batch_provisioned_in_one() -> Result<(), String> {
+        let (engine, mut ids) = imported(9)?;
+        let mut one = Engine::with_store(engine.config().clone(), engine.store().clone()).map_err(|e| e.to_string())?;
+        let mut two = Engine::with_store(engine.config().clone(), engine.store().clone()).map_err(|e| e.to_string())?;
+        let in_one = crate::parallel::with_threads(1, || one.provision_many("dir", &ids, at(4)));
+        let in_two = crate::parallel::with_threads(2, || two.provision_many("dir", &ids, at(4)));
+        let text = format!("{in_one:?}");
+        assert!(text.contains("Create") && text.contains("memberOf"), "{text}");
+        assert_eq!(text, format!("{in_two:?}"));
+        assert_eq!(dir_state(&one)?, dir_state(&two)?);
+        // Now pending, asked again, with an unknown identity and one asked twice.
+        ids.extend([IdentityId(999), ids[4], ids[0]]);
+        ids.rotate_left(3);
+        let in_one = crate::parallel::with_threads(1, || one.provision_many("dir", &ids, at(5)));
+        let in_two = crate::parallel::with_threads(2, || two.provision_many("dir", &ids, at(5)));
+        let text = format!("{in_one:?}");
+        assert!(
+            text.contains("ProvisionPending") && text.contains("UnknownIdentity"),
+            "{text}"
+        );
+        assert_eq!(text, format!("{in_two:?}"));
+        assert_eq!(dir_state(&one)?, dir_state(&two)?);
+        Ok(())
+    }
+
     #[test]
     fn a_batch_written_in_parts_leaves_what_confirming_op_by_op_does() -> Result<(), String> {
         let (mut batch, ops) = provisioned(7)?;
         let mut one_by_one =
             Engine::with_store(batch.config().clone(), batch.store().clone()).map_err(|e| e.to_string())?;
+        let mut threaded =
+            Engine::with_store(batch.config().clone(), batch.store().clone()).map_err(|e| e.to_string())?;
         assert!(ops.len() > 2 * CONFIRM_PART, "several parts");
         let report = batch.confirm(&ops, at(3)).map_err(|e| e.to_string())?;
+        assert_eq!(report.created, ops.len());
+        // Parts built in a second thread while the one before is written.
+        let report = crate::parallel::with_threads(2, || threaded.confirm(&ops, at(3))).map_err(|e| e.to_string())?;
         assert_eq!(report.created, ops.len());
         for op in &ops {
             one_by_one
@@ -1045,6 +1098,7 @@ mod tests {
             "{state}"
         );
         assert_eq!(state, dir_state(&one_by_one)?);
+        assert_eq!(state, dir_state(&threaded)?);
         Ok(())
     }
 }

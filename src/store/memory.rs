@@ -1081,6 +1081,34 @@ impl Store for MemoryStore {
         self.lend_identities_by_id(ids, Some(&wanted), visit)
     }
 
+    fn visit_identities_by_id_reading_shared(
+        &self,
+        ids: &[IdentityId],
+        reading: &[&str],
+        visit: &(dyn Fn(usize, Option<&Identity>) + Sync),
+    ) -> Result<(), StoreError> {
+        // Decoded and visited in the decoding threads: nothing is handed back.
+        let wanted = self.name_numbers(reading);
+        let indexed: Vec<(usize, IdentityId)> = ids.iter().copied().enumerate().collect();
+        let mut done = Vec::new();
+        for chunk in indexed.chunks(DECODE_CHUNK) {
+            crate::parallel::map_into(chunk, &mut done, |&(index, id)| {
+                let identity = match self.identities.get(id) {
+                    Some(data) => {
+                        Some(self.decode_identity_reading("visit_identities_by_id", id, data, Some(&wanted))?)
+                    }
+                    None => None,
+                };
+                visit(index, identity.as_ref());
+                Ok::<(), StoreError>(())
+            });
+            if let Some(error) = done.iter_mut().find_map(|result| result.take().and_then(Result::err)) {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
     fn visit_identities_by_id(
         &self,
         ids: &[IdentityId],

@@ -349,6 +349,19 @@ pub trait Store: std::fmt::Debug {
         let _ = reading;
         self.visit_identities_by_id(ids, visit)
     }
+    /// [`Store::visit_identities_by_id_reading`] for a `visit` that may be called from
+    /// several threads at once (still once per id): the work a batch does per identity
+    /// then runs where the store decodes. Provisioning many identities builds its
+    /// create ops through it. On an error, some ids may have been visited. The default
+    /// visits in the calling thread, one id at a time.
+    fn visit_identities_by_id_reading_shared(
+        &self,
+        ids: &[IdentityId],
+        reading: &[&str],
+        visit: &(dyn Fn(usize, Option<&Identity>) + Sync),
+    ) -> Result<(), StoreError> {
+        self.visit_identities_by_id_reading(ids, reading, &mut |at, identity| visit(at, identity))
+    }
     /// Calls `visit` for every account of a system linked to an identity, with that
     /// identity, in any order, lending both: an outbound plan over the whole system
     /// reads every pair. The default visits the accounts and reads each identity with
