@@ -144,33 +144,54 @@ impl<S: Store> Engine<S> {
                     let _ = slot.set(create_for(system, &planner, identity, record, held.get(&identity)));
                 }
             })?;
-        let own = own.into_iter().map(OnceLock::into_inner);
+        // The ops stay where they were built; the checks below move their positions (a
+        // million create ops moved from list to list touched a gigabyte).
+        let mut own: Vec<Option<OwnResult>> = own.into_iter().map(OnceLock::into_inner).collect();
         // Then the checks against the batch itself: a second request for an identity is
         // refused (in request order), then, of the requests left, all but the first for
         // a key; sorting by key finds those without a copy of every key.
-        let mut candidates: Vec<(usize, CreateOp, Vec<OutboundSkip>)> = Vec::with_capacity(identities.len());
-        let mut again: Vec<(usize, IdentityId, String)> = Vec::new();
-        for (at, (&identity, own)) in identities.iter().zip(own).enumerate() {
-            match own.unwrap_or(Err(OutboundError::UnknownIdentity(identity))) {
-                Err(refusal) => refusals.push((at, refusal)),
-                Ok((op, _)) if !seen.insert(identity) => again.push((at, identity, op.account)),
-                Ok((op, skips)) => candidates.push((at, op, skips)),
+        let mut candidates: Vec<usize> = Vec::with_capacity(identities.len());
+        let mut again: Vec<(usize, IdentityId)> = Vec::new();
+        for (at, (&identity, slot)) in identities.iter().zip(&mut own).enumerate() {
+            match slot {
+                None => {
+                    refusals.push((at, OutboundError::UnknownIdentity(identity)));
+                }
+                Some(Err(_)) => {
+                    if let Some(Err(refusal)) = slot.take() {
+                        refusals.push((at, refusal));
+                    }
+                }
+                Some(Ok(_)) if !seen.insert(identity) => again.push((at, identity)),
+                Some(Ok(_)) => candidates.push(at),
+            }
+        }
+        /// The key of the create op at `at`, while it is there.
+        fn account_at(own: &[Option<OwnResult>], at: usize) -> Option<&str> {
+            match own.get(at) {
+                Some(Some(Ok((op, _)))) => Some(op.account.as_str()),
+                _ => None,
             }
         }
         // Stable: requests for one key stay in request order.
-        candidates.sort_by(|a, b| a.1.account.cmp(&b.1.account));
-        let mut accepted: Vec<(usize, CreateOp, Vec<OutboundSkip>)> = Vec::with_capacity(candidates.len());
-        for (at, op, skips) in candidates {
-            if accepted.last().is_some_and(|(_, first, _)| first.account == op.account) {
-                refusals.push((
-                    at,
-                    OutboundError::AccountExists {
-                        system: system.to_owned(),
-                        account: op.account,
-                    },
-                ));
+        candidates.sort_by(|&a, &b| account_at(&own, a).cmp(&account_at(&own, b)));
+        let mut accepted: Vec<usize> = Vec::with_capacity(candidates.len());
+        for at in candidates {
+            let repeated = accepted
+                .last()
+                .is_some_and(|&first| account_at(&own, first) == account_at(&own, at));
+            if repeated {
+                if let Some(Some(Ok((op, _)))) = own.get_mut(at).map(Option::take) {
+                    refusals.push((
+                        at,
+                        OutboundError::AccountExists {
+                            system: system.to_owned(),
+                            account: op.account,
+                        },
+                    ));
+                }
             } else {
-                accepted.push((at, op, skips));
+                accepted.push(at);
             }
         }
         // A second request names the account the first was given (its own key when the
@@ -178,10 +199,17 @@ impl<S: Store> Engine<S> {
         if !again.is_empty() {
             let given: FastMap<IdentityId, &str> = accepted
                 .iter()
-                .map(|(_, op, _)| (op.identity, op.account.as_str()))
+                .filter_map(|&at| Some((*identities.get(at)?, account_at(&own, at)?)))
                 .collect();
-            for (at, identity, own_key) in again {
-                let account = given.get(&identity).map_or(own_key, |key| (*key).to_owned());
+            let mut named = Vec::with_capacity(again.len());
+            for (at, identity) in again {
+                let account = match given.get(&identity) {
+                    Some(key) => (*key).to_owned(),
+                    None => account_at(&own, at).unwrap_or_default().to_owned(),
+                };
+                named.push((at, identity, account));
+            }
+            for (at, identity, account) in named {
                 refusals.push((
                     at,
                     OutboundError::AlreadyProvisioned {
@@ -194,31 +222,31 @@ impl<S: Store> Engine<S> {
         }
         // Skips in request order.
         let mut skip_lists: Vec<(usize, Vec<OutboundSkip>)> = Vec::new();
-        let mut ops: Vec<(usize, CreateOp)> = Vec::with_capacity(accepted.len());
-        for (at, op, skips) in accepted {
-            if !skips.is_empty() {
-                skip_lists.push((at, skips));
+        for &at in &accepted {
+            if let Some(Some(Ok((_, skips)))) = own.get_mut(at) {
+                if !skips.is_empty() {
+                    skip_lists.push((at, std::mem::take(skips)));
+                }
             }
-            ops.push((at, op));
         }
         skip_lists.sort_by_key(|(at, _)| *at);
         skipped.extend(skip_lists.into_iter().flat_map(|(_, skips)| skips));
         // A key already held by a stored account would only be refused at confirmation
         // (SPEC 5.2: at the request). Checked for the whole batch at once.
-        let wanted: Vec<&str> = ops.iter().map(|(_, op)| op.account.as_str()).collect();
+        let wanted: Vec<&str> = accepted.iter().filter_map(|&at| account_at(&own, at)).collect();
         let mut stored = vec![false; wanted.len()];
         self.store.visit_accounts_by_key(system, &wanted, &mut |at, account| {
             if let Some(slot) = stored.get_mut(at) {
                 *slot = account.is_some();
             }
         })?;
-        let mut ops: Vec<CreateOp> = ops
-            .into_iter()
-            .zip(stored)
-            .filter_map(|((at, op), stored)| {
-                if !stored {
-                    return Some(op);
-                }
+        // In key order (that of `accepted`), each key once.
+        let mut ops: Vec<Op> = Vec::with_capacity(accepted.len());
+        for (at, stored) in accepted.into_iter().zip(stored) {
+            let Some(Some(Ok((op, _)))) = own.get_mut(at).map(Option::take) else {
+                continue;
+            };
+            if stored {
                 refusals.push((
                     at,
                     OutboundError::AccountExists {
@@ -226,9 +254,11 @@ impl<S: Store> Engine<S> {
                         account: op.account,
                     },
                 ));
-                None
-            })
-            .collect();
+            } else {
+                ops.push(Op::Create(op));
+            }
+        }
+        drop(own);
         refusals.sort_by_key(|(at, _)| *at);
         let refusals: Vec<OutboundError> = refusals.into_iter().map(|(_, refusal)| refusal).collect();
         if !refusals.is_empty() {
@@ -238,11 +268,7 @@ impl<S: Store> Engine<S> {
                 refusals,
             });
         }
-        ops.sort_by(|a: &CreateOp, b| a.account.cmp(&b.account));
-        let planned = Planned {
-            ops: ops.into_iter().map(Op::Create).collect(),
-            skipped,
-        };
+        let planned = Planned { ops, skipped };
         let plan = self.finish_outbound(
             system,
             &config,
@@ -641,7 +667,7 @@ impl<S: Store> Engine<S> {
                         account.disabled = disabled;
                     }
                     report.updated += 1;
-                    Staged::Changed(Some(account))
+                    Staged::Changed(Some(Box::new(account)))
                 }
             };
             match earlier.and_then(|i| staged.get_mut(i)) {
@@ -762,8 +788,9 @@ const CONFIRM_PART: usize = if cfg!(test) { 2 } else { 64 * 1024 };
 enum Staged<'o> {
     /// Created by this op; its attribute names are known to the schema.
     Created(&'o CreateOp),
-    /// As read and changed (`None`: deleted).
-    Changed(Option<Account>),
+    /// As read and changed (`None`: deleted); boxed, so that a batch of a million
+    /// creates is a million small entries, not a million account-sized ones.
+    Changed(Option<Box<Account>>),
 }
 
 impl Staged<'_> {
@@ -775,14 +802,14 @@ impl Staged<'_> {
     fn account(&self, system: &SystemConfig) -> Option<Account> {
         match self {
             Staged::Created(c) => Some(created_account(system, c)),
-            Staged::Changed(account) => account.clone(),
+            Staged::Changed(account) => account.as_deref().cloned(),
         }
     }
 
     fn into_account(self, system: &SystemConfig) -> Option<Account> {
         match self {
             Staged::Created(c) => Some(created_account(system, c)),
-            Staged::Changed(account) => account,
+            Staged::Changed(account) => account.map(|account| *account),
         }
     }
 }
