@@ -796,12 +796,13 @@ fn pending_creates_change_alike_in_both_stores() {
     let pending_by_id = |store: &dyn Store, ids: &[IdentityId]| {
         let mut apart = vec![None; ids.len()];
         store
-            .visit_pending_creates_by_id(ids, &mut |at, pending| apart[at] = Some(pending.cloned()))
+            .visit_pending_creates_by_id(ids, &mut |at, pending| apart[at] = Some(pending.map(<[_]>::to_vec)))
             .unwrap();
         let mut whole = vec![None; ids.len()];
         store
             .visit_identities_by_id(ids, &mut |at, identity| {
-                whole[at] = Some(identity.map(|i| i.pending_creates.clone()))
+                // In system name order, as lent apart.
+                whole[at] = Some(identity.map(|i| i.pending_creates.clone().into_iter().collect::<Vec<_>>()))
             })
             .unwrap();
         assert_eq!(apart, whole);

@@ -485,7 +485,7 @@ impl<S: Store> Engine<S> {
                     *exists = true;
                     *pending = create_systems
                         .get(at)
-                        .is_some_and(|system| pending_creates.contains_key(*system));
+                        .is_some_and(|system| pending_creates.iter().any(|(name, _)| name.as_str() == *system));
                 }
             })?;
         let mut linked: FastMap<(&str, IdentityId), Vec<String>> = FastMap::default();

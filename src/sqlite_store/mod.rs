@@ -59,11 +59,12 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 use smallvec::SmallVec;
 
-use crate::model::{Account, Identity, IdentityId};
+use crate::model::{Account, Identity, IdentityId, PendingCreate};
 use crate::store::{
     in_line_on_records, lent_only, AccountSummary, EngineState, InLine, LinkedAccount, PendingCreateChange,
     PendingCreates, PendingPlan, PlanId, Store, StoreError,
 };
+use crate::text::Text;
 
 /// Lends an identity's record (its id and bytes) by the position that asked for it.
 type BlobVisit<'a> = dyn FnMut(usize, Option<(i64, &[u8])>) -> Result<(), StoreError> + 'a;
@@ -997,7 +998,13 @@ impl SqliteStore {
         let op = "visit_pending_creates_by_id";
         self.visit_identity_blobs_by_id(op, ids, &mut |at, blob| {
             match blob {
-                Some((_, data)) => visit(at, Some(&record::pending_creates(data).map_err(record_error(op))?)),
+                Some((_, data)) => {
+                    let pending: Vec<(Text, PendingCreate)> = record::pending_creates(data)
+                        .map_err(record_error(op))?
+                        .into_iter()
+                        .collect();
+                    visit(at, Some(&pending));
+                }
                 None => visit(at, None),
             }
             Ok(())

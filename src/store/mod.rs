@@ -24,8 +24,6 @@ pub use loaded::{put_owned, LoadedFlow, LoadedPart, LoadedRow};
 pub use memory::persist::DecodeError;
 pub use memory::MemoryStore;
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::controls::{InboxEntry, OutboxEntry};
@@ -35,8 +33,9 @@ use crate::outbound::OutboundPlan;
 use crate::text::Text;
 use crate::thresholds::Base;
 
-/// An identity's pending creates, by system (see [`Store::visit_pending_creates_by_id`]).
-pub type PendingCreates = BTreeMap<Text, PendingCreate>;
+/// An identity's pending creates by system, in system name order (see
+/// [`Store::visit_pending_creates_by_id`]).
+pub type PendingCreates = [(Text, PendingCreate)];
 
 /// A failure of the host's persistence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -404,17 +403,23 @@ pub trait Store: std::fmt::Debug {
         Ok(())
     }
     /// Calls `visit` once per id with the id's position in `ids` and the pending creates
-    /// of its identity (`None` when the identity is absent), in any order: what
-    /// confirming a batch of creates checks, without the identities' values. The
-    /// default reads the identities with [`Store::visit_identities_by_id`]; a store
-    /// that keeps pending creates apart from the values should answer from them.
+    /// of its identity by system, in system name order (`None` when the identity is
+    /// absent), in any order: what confirming a batch of creates checks, without the
+    /// identities' values. The default reads the identities with
+    /// [`Store::visit_identities_by_id`]; a store that keeps pending creates apart from
+    /// the values should answer from them.
     fn visit_pending_creates_by_id(
         &self,
         ids: &[IdentityId],
         visit: &mut dyn FnMut(usize, Option<&PendingCreates>),
     ) -> Result<(), StoreError> {
+        let mut listed: Vec<(Text, PendingCreate)> = Vec::new();
         self.visit_identities_by_id(ids, &mut |index, identity| {
-            visit(index, identity.map(|identity| &identity.pending_creates));
+            listed.clear();
+            if let Some(identity) = identity {
+                listed.extend(identity.pending_creates.iter().map(|(s, c)| (s.clone(), c.clone())));
+            }
+            visit(index, identity.map(|_| listed.as_slice()));
         })
     }
     /// Calls `visit` for the identities with ids above `after` (every identity for
