@@ -79,7 +79,7 @@ impl ConnectorError {
 /// ```
 /// use std::collections::BTreeMap;
 /// use attrflow::connector::{Connector, ConnectorError, ExportMode, OpStatus};
-/// use attrflow::{Op, Snapshot, Text, Value};
+/// use attrflow::{AttrMap, Op, Snapshot, Value};
 ///
 /// #[derive(Debug, Default)]
 /// struct Directory {
@@ -101,7 +101,7 @@ impl ConnectorError {
 ///             .map_err(|e| ConnectorError::new("ad", e.to_string()))
 ///     }
 ///     fn apply(&mut self, ops: &[Op]) -> Vec<OpStatus> {
-///         let title = |values: &BTreeMap<Text, Value>| values.get("title").and_then(Value::as_str).map(str::to_owned);
+///         let title = |values: &AttrMap<Value>| values.get("title").and_then(Value::as_str).map(str::to_owned);
 ///         ops.iter()
 ///             .map(|op| match op {
 ///                 Op::Create(c) => {

@@ -604,9 +604,9 @@ mod tests {
             system: "scim".into(),
             account: account.into(),
             identity: IdentityId::from_raw(1),
-            set: BTreeMap::new(),
-            add: BTreeMap::new(),
-            remove: BTreeMap::new(),
+            set: crate::AttrMap::new(),
+            add: crate::AttrMap::new(),
+            remove: crate::AttrMap::new(),
         }
     }
 
@@ -752,7 +752,7 @@ mod tests {
                  "name":{ "formatted":"Ms. Barbara J Jensen III", "familyName":"Jensen", "givenName":"Barbara" } }"#,
         )
         .unwrap();
-        let attributes: BTreeMap<crate::Text, Value> = [
+        let attributes: crate::AttrMap<Value> = [
             ("userName", "bjensen"),
             ("externalId", "bjensen"),
             ("formattedName", "Ms. Barbara J Jensen III"),
@@ -776,7 +776,7 @@ mod tests {
 
     #[test]
     fn create_bodies_nest_paths_filters_and_extensions() {
-        let mut attributes = BTreeMap::new();
+        let mut attributes = crate::AttrMap::new();
         attributes.insert("userName".into(), Value::Single(text("bjensen")));
         attributes.insert("mail".into(), Value::Single(text("bjensen@example.com")));
         attributes.insert("mailPrimary".into(), Value::Single(Scalar::Boolean(true)));

@@ -1750,7 +1750,7 @@ fn op_of(op: &Op) -> Result<MOp, TestCaseError> {
     let Op::Update(u) = op else {
         return Err(TestCaseError::fail(format!("unexpected op {op:?}")));
     };
-    let sets = |m: &BTreeMap<attrflow::Text, Vec<attrflow::Scalar>>| -> BTreeMap<String, BTreeSet<String>> {
+    let sets = |m: &attrflow::AttrMap<Vec<attrflow::Scalar>>| -> BTreeMap<String, BTreeSet<String>> {
         m.iter()
             .map(|(a, items)| (a.to_string(), items.iter().map(|s| text_of(&s.to_json())).collect()))
             .collect()

@@ -6,14 +6,12 @@
 
 pub(crate) mod planner;
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::attr_map::AttrMap;
 use crate::model::IdentityId;
 use crate::store::PlanId;
-use crate::text::Text;
 use crate::thresholds::{Base, Counts, Exceeded};
 use crate::value::{Scalar, Value};
 
@@ -27,8 +25,9 @@ pub struct CreateOp {
     pub identity: IdentityId,
     /// The new account's key (its `account_id` value).
     pub account: String,
-    /// Every non-empty value to write.
-    pub attributes: BTreeMap<Text, Value>,
+    /// Every non-empty value to write, in name order (a sorted list: a million create
+    /// ops as maps took a tree of nodes each).
+    pub attributes: AttrMap<Value>,
 }
 
 /// Change attributes of an existing account.
@@ -41,15 +40,16 @@ pub struct UpdateOp {
     pub account: String,
     /// The identity it is linked to.
     pub identity: IdentityId,
-    /// Single-valued attributes to set (an empty value clears).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub set: BTreeMap<Text, Value>,
-    /// Values to add to multi-valued attributes.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub add: BTreeMap<Text, Vec<Scalar>>,
-    /// Values to remove from multi-valued attributes (never a full replace).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub remove: BTreeMap<Text, Vec<Scalar>>,
+    /// Single-valued attributes to set (an empty value clears), in name order.
+    #[serde(default, skip_serializing_if = "AttrMap::is_empty")]
+    pub set: AttrMap<Value>,
+    /// Values to add to multi-valued attributes, in name order.
+    #[serde(default, skip_serializing_if = "AttrMap::is_empty")]
+    pub add: AttrMap<Vec<Scalar>>,
+    /// Values to remove from multi-valued attributes (never a full replace), in name
+    /// order.
+    #[serde(default, skip_serializing_if = "AttrMap::is_empty")]
+    pub remove: AttrMap<Vec<Scalar>>,
 }
 
 /// Delete an account of an identity out of scope (SPEC 11.3).

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::attr_map::AttrMap;
 use crate::config::{AccountAttribute, Config, Direction, FlowRule, SystemConfig};
 use crate::controls::LOOP_LIMIT;
 use crate::model::{Account, Identity, IdentityId};
@@ -271,7 +272,7 @@ impl<'a> Planner<'a> {
         if account.disabled {
             let enable = self.missing(&self.enable, account);
             if !enable.is_empty() {
-                let op = op.get_or_insert_with(|| self.update(account, identity, BTreeMap::new()));
+                let op = op.get_or_insert_with(|| self.update(account, identity, AttrMap::new()));
                 op.set.extend(enable);
             }
         }
@@ -281,7 +282,7 @@ impl<'a> Planner<'a> {
     }
 
     /// The values of `wanted` the account does not hold.
-    fn missing(&self, wanted: &[(Text, Value)], account: &Account) -> BTreeMap<Text, Value> {
+    fn missing(&self, wanted: &[(Text, Value)], account: &Account) -> AttrMap<Value> {
         wanted
             .iter()
             .filter(|(attribute, value)| !value.same_as(account.value(attribute), self.system.case_exact(attribute)))
@@ -289,14 +290,14 @@ impl<'a> Planner<'a> {
             .collect()
     }
 
-    fn update(&self, account: &Account, identity: &Identity, set: BTreeMap<Text, Value>) -> UpdateOp {
+    fn update(&self, account: &Account, identity: &Identity, set: AttrMap<Value>) -> UpdateOp {
         UpdateOp {
             system: self.name.to_owned(),
             account: account.key.clone(),
             identity: identity.id,
             set,
-            add: BTreeMap::new(),
-            remove: BTreeMap::new(),
+            add: AttrMap::new(),
+            remove: AttrMap::new(),
         }
     }
 
@@ -445,9 +446,9 @@ impl<'a> Planner<'a> {
             reason,
             message,
         }));
-        let mut set = BTreeMap::new();
-        let mut add_ops = BTreeMap::new();
-        let mut remove_ops = BTreeMap::new();
+        let mut set = AttrMap::new();
+        let mut add_ops = AttrMap::new();
+        let mut remove_ops = AttrMap::new();
         for (attribute, target) in wanted {
             let (multi, case_exact) = (target.multi, target.case_exact);
             // A value that came back different too often is not pushed again until the
@@ -519,7 +520,7 @@ impl<'a> Planner<'a> {
         let system = self.system;
         let mut problems = Vec::new();
         // Names shared with the schema (no copy per op).
-        let mut attributes: BTreeMap<Text, Value> = self
+        let mut attributes: AttrMap<Value> = self
             .targets(&self.create_rules, identity, &mut problems)
             .into_iter()
             .filter(|(_, t)| !t.want.is_empty())
@@ -538,7 +539,7 @@ impl<'a> Planner<'a> {
             .get(key_attr.as_str())
             .and_then(|v| match v {
                 // A text is its own key (no JSON form built for it).
-                Value::Single(Scalar::Text(text)) => key_of_text(text, exact).map(Cow::into_owned),
+                Value::Single(Scalar::Text(text)) => key_of_text(text.as_str(), exact).map(Cow::into_owned),
                 other => key_text(&other.to_json(), exact),
             })
             .ok_or_else(|| key_attr.clone())?;

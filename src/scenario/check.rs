@@ -508,10 +508,10 @@ fn canonical_key<S: Store>(engine: &Engine<S>, system: &str, key: &str) -> (Stri
 
 /// The canonical JSON of an op: values normalised, empty maps left out.
 fn render_op(op: &Op) -> Json {
-    let values = |m: &std::collections::BTreeMap<Text, Value>| -> serde_json::Map<String, Json> {
-        m.iter().map(|(k, v)| (k.to_string(), v.to_json())).collect()
+    let values = |m: &mut dyn Iterator<Item = (&Text, &Value)>| -> serde_json::Map<String, Json> {
+        m.map(|(k, v)| (k.to_string(), v.to_json())).collect()
     };
-    let lists = |m: &std::collections::BTreeMap<Text, Vec<crate::value::Scalar>>| -> serde_json::Map<String, Json> {
+    let lists = |m: &crate::AttrMap<Vec<crate::value::Scalar>>| -> serde_json::Map<String, Json> {
         m.iter()
             .map(|(k, items)| {
                 let mut rendered: Vec<Json> = items.iter().map(|s| s.to_json()).collect();
@@ -522,7 +522,7 @@ fn render_op(op: &Op) -> Json {
     };
     match op {
         Op::Create(c) => {
-            json!({"op": "create", "system": c.system, "identity": c.identity.get(), "attributes": values(&c.attributes)})
+            json!({"op": "create", "system": c.system, "identity": c.identity.get(), "attributes": values(&mut c.attributes.iter())})
         }
         Op::Update(u) => {
             let mut o = serde_json::Map::new();
@@ -530,7 +530,7 @@ fn render_op(op: &Op) -> Json {
             o.insert("system".into(), json!(u.system));
             o.insert("account".into(), json!(u.account));
             for (name, map) in [
-                ("set", values(&u.set)),
+                ("set", values(&mut u.set.iter())),
                 ("add", lists(&u.add)),
                 ("remove", lists(&u.remove)),
             ] {
