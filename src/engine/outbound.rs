@@ -517,7 +517,34 @@ impl<S: Store> Engine<S> {
         let mut settled_at: Vec<usize> = Vec::new();
         // The system of the op before, kept: ops of one system mostly come together.
         let mut last_system: Option<(&str, &SystemConfig)> = None;
-        for op in ops {
+        // The checks of each op that read only the op and its system's schema, made for
+        // all ops at once (in several threads for a large batch) and reported below in
+        // op order, each where it would be made: the key and the values' types, and for
+        // a create whether every attribute it writes is in the schema.
+        let own_checks = crate::parallel::map(ops, |op| {
+            let Some(system) = self.config.system(op.system()) else {
+                // Refused below.
+                return (Ok(()), Ok(()));
+            };
+            let names = match op {
+                Op::Create(c) => match c
+                    .attributes
+                    .keys()
+                    .find(|a| !system.schema.attributes.contains_key(a.as_str()))
+                {
+                    Some(unknown) => Err(Box::new(OutboundError::UnknownAttribute {
+                        system: op.system().to_owned(),
+                        account: op.account().to_owned(),
+                        attribute: unknown.to_string(),
+                    })),
+                    None => Ok(()),
+                },
+                _ => Ok(()),
+            };
+            // Boxed: a million results are a million small entries.
+            (check_op(system, op).map_err(Box::new), names)
+        });
+        for (op, (checked, names_known)) in ops.iter().zip(own_checks) {
             let system = match last_system {
                 Some((name, system)) if name == op.system() => system,
                 _ => {
@@ -539,7 +566,7 @@ impl<S: Store> Engine<S> {
                     }),
                 }
             };
-            check_op(system, op)?;
+            checked.map_err(|e| *e)?;
             let earlier = at.get(&(op.system(), op.account())).copied();
             let current = match earlier {
                 Some(i) => staged.get(i).and_then(|(_, _, a)| a.account(system)),
@@ -583,9 +610,7 @@ impl<S: Store> Engine<S> {
                     }
                     created.insert((c.system.as_str(), c.identity), c.account.as_str());
                     // Built when written (see `Staged`); its names are checked now.
-                    for attribute in c.attributes.keys() {
-                        known(attribute)?;
-                    }
+                    names_known.map_err(|e| *e)?;
                     report.created += 1;
                     report.changed.push(c.identity);
                     Staged::Created(c)
@@ -1098,6 +1123,46 @@ mod tests {
         );
         assert_eq!(text, format!("{in_two:?}"));
         assert_eq!(dir_state(&one)?, dir_state(&two)?);
+        Ok(())
+    }
+
+    /// The checks confirmation makes for all ops at once (in threads for a large batch)
+    /// are reported in op order, each where it is made: the first refused op's error,
+    /// and for a create, a conflict with the store before an unknown attribute.
+    #[test]
+    fn a_batch_refused_names_its_first_problem_in_op_order() -> Result<(), String> {
+        let (mut engine, ops) = provisioned(5)?;
+        let create = |op: &Op| match op {
+            Op::Create(c) => Some(c.clone()),
+            _ => None,
+        };
+        let mut unknown = create(&ops[1]).ok_or("a create")?;
+        unknown.attributes.insert("nope".into(), Value::from("x"));
+        let mut mistyped = create(&ops[3]).ok_or("a create")?;
+        mistyped
+            .attributes
+            .insert("title".into(), Value::Single(Scalar::Integer(7)));
+        let mut batch = ops.clone();
+        batch[1] = Op::Create(unknown.clone());
+        batch[3] = Op::Create(mistyped);
+        for threads in [1, 2] {
+            let refused = crate::parallel::with_threads(threads, || engine.confirm(&batch, at(3)));
+            assert!(
+                matches!(&refused, Err(OutboundError::UnknownAttribute { attribute, .. }) if attribute == "nope"),
+                "{threads}: {refused:?}"
+            );
+        }
+        // Refused whole: nothing was written. Once the account exists, a create of it
+        // is refused for that, before its unknown attribute.
+        engine.confirm(&ops[1..2], at(3)).map_err(|e| e.to_string())?;
+        for threads in [1, 2] {
+            let again = [ops[0].clone(), Op::Create(unknown.clone())];
+            let refused = crate::parallel::with_threads(threads, || engine.confirm(&again, at(4)));
+            assert!(
+                matches!(&refused, Err(OutboundError::AccountExists { .. })),
+                "{threads}: {refused:?}"
+            );
+        }
         Ok(())
     }
 
