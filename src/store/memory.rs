@@ -1356,7 +1356,10 @@ impl Store for MemoryStore {
     }
 
     fn update_pending_creates(&mut self, changes: &[PendingCreateChange]) -> Result<(), StoreError> {
-        // Apart from the records: neither indexed nor linked.
+        // Apart from the records: neither indexed nor linked. Room for the new ones at
+        // once (provisioning a million identities rehashed the table twenty times).
+        self.pending_creates
+            .reserve(changes.iter().filter(|change| change.create.is_some()).count());
         for change in changes {
             if self.identities.get(change.identity).is_none() {
                 continue;
