@@ -20,6 +20,7 @@ pub mod processing;
 mod provenance;
 mod record;
 pub mod resolution;
+#[cfg(feature = "scenario")]
 pub mod scenario;
 pub(crate) mod schedule;
 pub mod schema_change;

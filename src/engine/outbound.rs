@@ -776,7 +776,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Runs several engine calls as one unit of work of the store: on a transactional
-    /// store ([`SqliteStore`](crate::sqlite_store)) they commit together when `work`
+    /// store (`SqliteStore`, the `sqlite` feature) they commit together when `work`
     /// returns `Ok`, and none of them is kept when it returns `Err` (the engine's own
     /// units nest inside it). This is how a host makes, say, an import, the provisioning
     /// of its new identities and their confirmation one commit instead of several.
