@@ -201,15 +201,11 @@ impl<S: Store> Engine<S> {
                 .iter()
                 .filter_map(|&at| Some((*identities.get(at)?, account_at(&own, at)?)))
                 .collect();
-            let mut named = Vec::with_capacity(again.len());
             for (at, identity) in again {
                 let account = match given.get(&identity) {
                     Some(key) => (*key).to_owned(),
                     None => account_at(&own, at).unwrap_or_default().to_owned(),
                 };
-                named.push((at, identity, account));
-            }
-            for (at, identity, account) in named {
                 refusals.push((
                     at,
                     OutboundError::AlreadyProvisioned {
@@ -532,11 +528,7 @@ impl<S: Store> Engine<S> {
                     .keys()
                     .find(|a| !system.schema.attributes.contains_key(a.as_str()))
                 {
-                    Some(unknown) => Err(Box::new(OutboundError::UnknownAttribute {
-                        system: op.system().to_owned(),
-                        account: op.account().to_owned(),
-                        attribute: unknown.to_string(),
-                    })),
+                    Some(unknown) => Err(Box::new(unknown_attribute(op, unknown))),
                     None => Ok(()),
                 },
                 _ => Ok(()),
@@ -559,11 +551,7 @@ impl<S: Store> Engine<S> {
             let known = |attribute: &str| -> Result<Text, OutboundError> {
                 match system.schema.attributes.get_key_value(attribute) {
                     Some((name, _)) => Ok(name.clone()),
-                    None => Err(OutboundError::UnknownAttribute {
-                        system: op.system().to_owned(),
-                        account: op.account().to_owned(),
-                        attribute: attribute.to_owned(),
-                    }),
+                    None => Err(unknown_attribute(op, attribute)),
                 }
             };
             checked.map_err(|e| *e)?;
@@ -860,6 +848,15 @@ fn created_account(system: &SystemConfig, c: &CreateOp) -> Account {
         record_echo(system, &mut account, attribute);
     }
     account
+}
+
+/// The refusal of an op writing an attribute its system's schema does not declare.
+fn unknown_attribute(op: &Op, attribute: &str) -> OutboundError {
+    OutboundError::UnknownAttribute {
+        system: op.system().to_owned(),
+        account: op.account().to_owned(),
+        attribute: attribute.to_owned(),
+    }
 }
 
 /// Refuses an op whose key or values do not fit the system's schema: only what the

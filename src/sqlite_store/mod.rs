@@ -996,13 +996,13 @@ impl SqliteStore {
         visit: &mut dyn FnMut(usize, Option<&PendingCreates>),
     ) -> Result<(), StoreError> {
         let op = "visit_pending_creates_by_id";
+        // One list for every identity, refilled (in system name order, as the map's).
+        let mut pending: Vec<(Text, PendingCreate)> = Vec::new();
         self.visit_identity_blobs_by_id(op, ids, &mut |at, blob| {
             match blob {
                 Some((_, data)) => {
-                    let pending: Vec<(Text, PendingCreate)> = record::pending_creates(data)
-                        .map_err(record_error(op))?
-                        .into_iter()
-                        .collect();
+                    pending.clear();
+                    pending.extend(record::pending_creates(data).map_err(record_error(op))?);
                     visit(at, Some(&pending));
                 }
                 None => visit(at, None),
